@@ -1,0 +1,70 @@
+# Doorstep. `make run` and `make test` set up everything they need on a fresh machine that
+# has python3 (>=3.11), java (>=17), mvn and go. Downloads and builds are cached outside
+# the clone, in $(CACHE), keyed by the files that define them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(or $(DOORSTEP_CACHE),$(XDG_CACHE_HOME),$(HOME)/.cache)/doorstep
+PYTHON ?= python3
+# One virtualenv per distinct pyproject.toml: a dependency change gets a fresh one.
+VENV := $(CACHE)/venv-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PY := $(VENV)/bin/python
+READY := $(VENV)/.installed
+
+# The clone's code is imported from the clone (not installed into the shared venv), so two
+# clones can share one cached venv.
+export PYTHONPATH := $(CURDIR)
+export DOORSTEP_CACHE := $(CACHE)
+export PIP_CACHE_DIR := $(CACHE)/pip
+
+.PHONY: help setup run test test-unit test-integration test-e2e lint format up down clean-data
+
+help: ## Show the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(READY): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
+	@echo "[setup] Python environment in $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --upgrade pip
+	@$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
+	@$(VENV)/bin/pip install -q -r $(VENV)/requirements.txt
+	@touch $@
+
+setup: $(READY) ## Install Python deps, fetch Kafka jars, build FerretDB (all cached)
+	@$(PY) -m doorstep_cli setup
+
+run: setup ## Run Kafka, FerretDB and the four services in the foreground
+	@$(PY) -m doorstep_cli run
+
+test: setup ## Run every test: unit, integration (real Kafka + FerretDB) and end-to-end
+	@$(PY) -m pytest tests/unit tests/integration tests/e2e
+
+test-unit: $(READY) ## Unit tests only (no I/O)
+	@$(PY) -m pytest tests/unit
+
+test-integration: setup ## Integration tests against the real broker and database
+	@$(PY) -m pytest tests/integration
+
+test-e2e: setup ## End-to-end tests: the four services as real processes
+	@$(PY) -m pytest tests/e2e
+
+lint: $(READY) ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy shared services doorstep_cli
+
+format: $(READY) ## Format the code
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+up: ## Run the stack with Docker Compose (needs a Docker engine)
+	docker compose -f deploy/docker-compose.yml up --build
+
+down: ## Stop the Docker Compose stack
+	docker compose -f deploy/docker-compose.yml down
+
+clean-data: ## Forget the data of `make run` (Kafka log, FerretDB files)
+	rm -rf .data

@@ -1,0 +1,3 @@
+from doorstep_cli.main import app
+
+app(prog_name="doorstep")

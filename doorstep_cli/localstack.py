@@ -1,0 +1,275 @@
+"""The local stack: a real Kafka broker and a real MongoDB-protocol server, without Docker.
+
+Kafka runs from Maven Central jars (deploy/kafka/pom.xml), FerretDB v1 from a Go build of
+deploy/ferretdb. Downloads and builds are cached under ``$DOORSTEP_CACHE`` (default
+``${XDG_CACHE_HOME:-~/.cache}/doorstep``), keyed by a hash of the files that define them, so
+a fresh clone reuses them and a version bump rebuilds them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_DIR = REPO / "deploy" / "kafka"
+FERRETDB_DIR = REPO / "deploy" / "ferretdb"
+
+
+class StackError(RuntimeError):
+    """A local-stack process could not be set up or started."""
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("DOORSTEP_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "doorstep"
+
+
+def _digest(*files: Path) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise StackError(f"'{tool}' is not on PATH; the local stack needs it (see README)")
+    return path
+
+
+def _log(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
+
+def kafka_libs() -> Path:
+    """The broker's runtime jars, fetched once with Maven."""
+    pom = KAFKA_DIR / "pom.xml"
+    target = cache_dir() / f"kafka-{_digest(pom)}"
+    libs = target / "libs"
+    if (target / ".complete").exists():
+        return libs
+    mvn = _need("mvn")
+    _log(f"fetching Kafka jars into {libs} (once)")
+    shutil.rmtree(target, ignore_errors=True)
+    libs.mkdir(parents=True)
+    started = time.monotonic()
+    subprocess.run(
+        [
+            mvn, "-q", "-B", "-f", str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+        ],
+        check=True,
+    )  # fmt: skip
+    (target / ".complete").write_text(f"{time.monotonic() - started:.1f}s\n")
+    return libs
+
+
+def ferretdb_binary() -> Path:
+    """FerretDB built from our own main module (see deploy/ferretdb/main.go for why)."""
+    sources = [FERRETDB_DIR / n for n in ("go.mod", "go.sum", "main.go")]
+    target = cache_dir() / f"ferretdb-{_digest(*sources)}"
+    binary = target / "ferretdb"
+    if binary.exists():
+        return binary
+    go = _need("go")
+    _log(f"building FerretDB into {binary} (once, about a minute)")
+    target.mkdir(parents=True, exist_ok=True)
+    gocache = cache_dir() / "go"
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        "GOMODCACHE": str(gocache / "mod"),
+        "GOCACHE": str(gocache / "build"),
+        "GOFLAGS": "-modcacherw",
+    }
+    tmp = target / "ferretdb.tmp"
+    subprocess.run([go, "build", "-o", str(tmp), "."], cwd=FERRETDB_DIR, env=env, check=True)
+    tmp.rename(binary)  # atomic: a half-built binary is never taken for a cached one
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode} before it listened")
+        if _port_open(port):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not listen on port {port} within {timeout:.0f}s")
+
+
+@dataclass
+class KafkaNode:
+    """One KRaft node (broker and controller) on loopback."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    heap: str = "512m"
+    log_file: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _properties(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self.data_dir / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data_dir / 'log'}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Topics are created explicitly by the services, never by a typo.
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        return props
+
+    def _java(self, libs: Path, *jvm_options: str) -> list[str]:
+        return [
+            _need("java"),
+            *jvm_options,
+            f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+        ]
+
+    def prepare(self) -> list[str]:
+        """Write the properties, format the log dir once, and return the broker command."""
+        libs = kafka_libs()
+        props = self._properties()
+        id_file = self.data_dir / "cluster.id"
+        if not id_file.exists():
+            # A base64url UUID without padding, as `kafka-storage random-uuid` makes.
+            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            id_file.write_text(raw)
+        subprocess.run(
+            [
+                *self._java(libs), "kafka.tools.StorageTool", "format",
+                "--cluster-id", id_file.read_text().strip(),
+                "--config", str(props), "--ignore-formatted",
+            ],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        heap = ("-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC")
+        return [*self._java(libs, *heap), "kafka.Kafka", str(props)]
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.proc = _spawn(self.prepare(), self.log_file)
+        _wait_port(self.port, self.proc, timeout, "Kafka")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+@dataclass
+class FerretNode:
+    """FerretDB on SQLite, on loopback."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    log_file: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def prepare(self) -> list[str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            str(ferretdb_binary()),
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--sqlite-url=file:{self.data_dir}/",
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = _spawn(self.prepare(), self.log_file)
+        _wait_port(self.port, self.proc, timeout, "FerretDB")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _spawn(cmd: list[str], log_file: Path | None) -> subprocess.Popen[bytes]:
+    if log_file is None:
+        return subprocess.Popen(cmd)
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def running_stack(base: Path) -> Iterator[tuple[KafkaNode, FerretNode]]:
+    """Kafka and FerretDB on free ports in ``base``, stopped on exit."""
+    kafka = KafkaNode(base / "kafka", log_file=base / "kafka.log")
+    ferret = FerretNode(base / "ferretdb", log_file=base / "ferretdb.log")
+    try:
+        ferret.start()
+        kafka.start()
+        yield kafka, ferret
+    finally:
+        kafka.stop()
+        ferret.stop()

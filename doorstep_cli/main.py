@@ -1,0 +1,125 @@
+"""The `doorstep` command: run the whole system locally, set up the stack, create topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+
+from doorstep_cli import localstack
+
+app = typer.Typer(
+    help="Doorstep: volunteer dispatch for sealed-off communities.", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+SERVICES = {"orders": 8001, "volunteers": 8002, "dispatch": 8003, "notify": 8004}
+
+
+@app.command()
+def setup() -> None:
+    """Fetch the Kafka jars and build FerretDB into the cache (once; later runs reuse them)."""
+    started = time.monotonic()
+    libs = localstack.kafka_libs()
+    ferretdb = localstack.ferretdb_binary()
+    console.print(f"Kafka jars: {libs}\nFerretDB:   {ferretdb}")
+    console.print(f"set-up took {time.monotonic() - started:.1f}s")
+
+
+@app.command()
+def run(
+    data_dir: Path = typer.Option(Path(".data"), help="Where Kafka and FerretDB keep data"),
+    kafka_port: int = typer.Option(9092, envvar="DOORSTEP_RUN_KAFKA_PORT"),
+    mongo_port: int = typer.Option(27017, envvar="DOORSTEP_RUN_MONGO_PORT"),
+) -> None:
+    """Run Kafka, FerretDB and the four services in the foreground; Ctrl-C stops them all."""
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    started = time.monotonic()
+    kafka = localstack.KafkaNode(
+        data_dir.resolve() / "kafka", port=kafka_port, controller_port=kafka_port + 1
+    )
+    ferret = localstack.FerretNode(data_dir.resolve() / "ferretdb", port=mongo_port)
+    kafka_cmd, ferret_cmd = kafka.prepare(), ferret.prepare()
+
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DOORSTEP_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "DOORSTEP_MONGO_URL": ferret.url,
+    }
+    manager = Manager(Printer(sys.stdout))
+    manager.add_process("kafka", _shell(kafka_cmd), env=env)
+    manager.add_process("ferretdb", _shell(ferret_cmd), env=env)
+    for service, port in SERVICES.items():
+        cmd = _shell([sys.executable, "-m", f"services.{service}"])
+        manager.add_process(service, cmd, env={**env, "DOORSTEP_PORT": str(port)})
+    manager.add_process(
+        "ready",
+        _shell([sys.executable, "-m", "doorstep_cli", "wait-ready", "--since", str(started)]),
+    )
+    console.print(f"Kafka     {kafka.bootstrap}\nFerretDB  {ferret.url}")
+    for service, port in SERVICES.items():
+        console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+@app.command("wait-ready", hidden=True)
+def wait_ready(since: float = typer.Option(0.0), timeout: float = 120.0) -> None:
+    """Poll every service's /readyz, say when all answer 200, then stay (honcho stops all
+    processes when one exits)."""
+    since = since or time.monotonic()
+
+    async def poll() -> None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            pending = dict(SERVICES)
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for service, port in list(pending.items()):
+                    try:
+                        r = await client.get(f"http://127.0.0.1:{port}/readyz")
+                        if r.status_code == 200:
+                            del pending[service]
+                    except httpx.HTTPError:
+                        pass
+                await asyncio.sleep(0.5)
+            if pending:
+                print(f"not ready after {timeout:.0f}s: {', '.join(pending)}", flush=True)
+            else:
+                print(f"all services ready {time.monotonic() - since:.1f}s after start", flush=True)
+
+    asyncio.run(poll())
+    while True:
+        time.sleep(3600)
+
+
+@app.command()
+def topics(
+    names: list[str] = typer.Argument(None, help="Topics to create; default: all of them"),
+    bootstrap: str = typer.Option(..., envvar="DOORSTEP_KAFKA_BOOTSTRAP"),
+    partitions: int = typer.Option(12, envvar="DOORSTEP_TOPIC_PARTITIONS"),
+) -> None:
+    """Create every topic and its dead-letter topic (idempotent)."""
+    from shared.kafka import ensure_topics
+    from shared.topics import ALL
+
+    wanted = names or list(ALL)
+    unknown = set(wanted) - set(ALL)
+    if unknown:
+        raise typer.BadParameter(f"not a Doorstep topic: {', '.join(sorted(unknown))}")
+    asyncio.run(ensure_topics(bootstrap, wanted, partitions))
+    console.print(f"topics ready: {', '.join(wanted)} (+ .dlq), {partitions} partitions each")
+
+
+def _shell(cmd: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(c) for c in cmd)

@@ -1,0 +1,39 @@
+"""Composition root of the dispatch service: settings, clients, consumers, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.dispatch import api, handlers
+from services.dispatch.settings import DispatchSettings
+from shared.http import service_app
+from shared.kafka import by_payload_type
+from shared.runtime import ServiceRuntime
+from shared.topics import DISPATCH_COMMANDS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
+
+SERVICE = "dispatch"
+DESCRIPTION = (
+    "Matches orders to checked-in volunteers grid by grid (派单) and follows each task to the door."
+)
+
+
+def create_app(settings: DispatchSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
+        runtime.consume(
+            SERVICE,
+            [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS],
+            by_payload_type(handlers.HANDLERS),
+        )
+        async with runtime:
+            app.state.runtime = runtime
+            app.state.readiness = runtime.readiness
+            yield
+
+    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,33 @@
+"""Composition root of the orders service: settings, clients, consumers, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.orders import api, handlers
+from services.orders.settings import OrdersSettings
+from shared.http import service_app
+from shared.kafka import by_payload_type
+from shared.runtime import ServiceRuntime
+from shared.topics import DISPATCH_EVENTS
+
+SERVICE = "orders"
+DESCRIPTION = "Communities, grids, households and orders (下单, 接单) and their lifecycle."
+
+
+def create_app(settings: OrdersSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
+        runtime.consume(SERVICE, [DISPATCH_EVENTS], by_payload_type(handlers.HANDLERS))
+        async with runtime:
+            app.state.runtime = runtime
+            app.state.readiness = runtime.readiness
+            yield
+
+    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app.include_router(api.router)
+    return app

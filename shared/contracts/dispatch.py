@@ -1,0 +1,157 @@
+"""Dispatch's commands (``dispatch.commands``) and events (``dispatch.events``).
+
+Commands carry a volunteer's answer from whichever instance took the HTTP call to the one
+dispatch instance that owns the community's partition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel
+
+from shared.contracts.base import Payload
+
+
+class FailureReason(StrEnum):
+    not_home = "not_home"
+    wrong_address = "wrong_address"
+    refused = "refused"
+    other = "other"
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+class VolunteerCommand(Payload):
+    command_id: str
+    order_id: str
+    volunteer_id: str
+
+
+class AcceptOffer(VolunteerCommand):
+    type: Literal["doorstep.offer.accept.v1"] = "doorstep.offer.accept.v1"
+
+
+class DeclineOffer(VolunteerCommand):
+    type: Literal["doorstep.offer.decline.v1"] = "doorstep.offer.decline.v1"
+
+
+class PickUp(VolunteerCommand):
+    type: Literal["doorstep.task.pick_up.v1"] = "doorstep.task.pick_up.v1"
+
+
+class Deliver(VolunteerCommand):
+    type: Literal["doorstep.task.deliver.v1"] = "doorstep.task.deliver.v1"
+    handoff_code: str | None = None
+    photo_url: str | None = None
+
+
+class ReportFailure(VolunteerCommand):
+    type: Literal["doorstep.task.fail.v1"] = "doorstep.task.fail.v1"
+    reason: FailureReason
+    note: str | None = None
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+class OrderRef(BaseModel):
+    order_id: str
+    household_id: str
+    grid_id: str
+
+
+class OfferMade(Payload):
+    type: Literal["doorstep.offer.made.v1"] = "doorstep.offer.made.v1"
+    order: OrderRef
+    volunteer_id: str
+    expires_at: datetime
+    category: str
+    address: str
+    items: str
+    attempt: int
+
+
+class OfferDeclined(Payload):
+    type: Literal["doorstep.offer.declined.v1"] = "doorstep.offer.declined.v1"
+    order: OrderRef
+    volunteer_id: str
+
+
+class OfferExpired(Payload):
+    type: Literal["doorstep.offer.expired.v1"] = "doorstep.offer.expired.v1"
+    order: OrderRef
+    volunteer_id: str
+
+
+class OfferWithdrawn(Payload):
+    type: Literal["doorstep.offer.withdrawn.v1"] = "doorstep.offer.withdrawn.v1"
+    order: OrderRef
+    volunteer_id: str
+    reason: str
+
+
+class TaskAssigned(Payload):
+    type: Literal["doorstep.task.assigned.v1"] = "doorstep.task.assigned.v1"
+    order: OrderRef
+    volunteer_id: str
+    volunteer_name: str
+
+
+class TaskPickedUp(Payload):
+    type: Literal["doorstep.task.picked_up.v1"] = "doorstep.task.picked_up.v1"
+    order: OrderRef
+    volunteer_id: str
+
+
+class TaskDelivered(Payload):
+    type: Literal["doorstep.task.delivered.v1"] = "doorstep.task.delivered.v1"
+    order: OrderRef
+    volunteer_id: str
+    proof: Literal["handoff_code", "photo"]
+    photo_url: str | None = None
+
+
+class TaskFailed(Payload):
+    type: Literal["doorstep.task.failed.v1"] = "doorstep.task.failed.v1"
+    order: OrderRef
+    volunteer_id: str
+    reason: FailureReason
+    note: str | None = None
+
+
+class OrderEscalated(Payload):
+    """Nobody suitable is free: the order's grid worker must act."""
+
+    type: Literal["doorstep.order.escalated.v1"] = "doorstep.order.escalated.v1"
+    order: OrderRef
+    grid_worker: str
+    grid_worker_phone: str
+    reason: str
+
+
+class CommandRejected(Payload):
+    type: Literal["doorstep.command.rejected.v1"] = "doorstep.command.rejected.v1"
+    command_id: str
+    order_id: str
+    volunteer_id: str
+    reason: str
+
+
+COMMANDS = (AcceptOffer, DeclineOffer, PickUp, Deliver, ReportFailure)
+EVENTS = (
+    OfferMade,
+    OfferDeclined,
+    OfferExpired,
+    OfferWithdrawn,
+    TaskAssigned,
+    TaskPickedUp,
+    TaskDelivered,
+    TaskFailed,
+    OrderEscalated,
+    CommandRejected,
+)
+PAYLOADS = COMMANDS + EVENTS

@@ -1,0 +1,127 @@
+"""Published by the orders service on ``orders.events``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.base import Payload
+
+
+class Category(StrEnum):
+    groceries = "groceries"
+    medicine = "medicine"
+    garbage = "garbage"
+    home_test = "home_test"
+    app_help = "app_help"
+    visit = "visit"
+    transfer = "transfer"
+    other = "other"
+
+
+class HouseholdFlag(StrEnum):
+    elderly_alone = "elderly_alone"
+    no_smartphone = "no_smartphone"
+    disabled = "disabled"
+    home_isolation = "home_isolation"
+    close_contact = "close_contact"
+
+
+class Grid(BaseModel):
+    grid_id: str
+    name: str
+    grid_worker: str
+    grid_worker_phone: str
+    neighbours: list[str] = Field(default_factory=list)
+
+
+class CommunityDefined(Payload):
+    """A community and its grids were created or changed (the whole current picture)."""
+
+    type: Literal["doorstep.community.defined.v1"] = "doorstep.community.defined.v1"
+    community_id: str
+    name: str
+    grids: list[Grid]
+
+
+class HouseholdRegistered(Payload):
+    type: Literal["doorstep.household.registered.v1"] = "doorstep.household.registered.v1"
+    household_id: str
+    grid_id: str
+    address: str
+    phone: str
+    card_code: str
+    flags: list[HouseholdFlag] = Field(default_factory=list)
+
+
+class OrderFacts(BaseModel):
+    """What dispatch and notify need to know about an order, carried on its events."""
+
+    order_id: str
+    household_id: str
+    grid_id: str
+    category: Category
+    items: str
+    priority: int
+    address: str
+    household_flags: list[HouseholdFlag] = Field(default_factory=list)
+    handoff_code: str
+    placed_at: datetime
+
+
+class OrderReceived(Payload):
+    type: Literal["doorstep.order.received.v1"] = "doorstep.order.received.v1"
+    order: OrderFacts
+    channel: str
+
+
+class OrderHeld(Payload):
+    """Held for staff review (community policy or a likely duplicate)."""
+
+    type: Literal["doorstep.order.held.v1"] = "doorstep.order.held.v1"
+    order: OrderFacts
+    reason: str
+    duplicate_of: str | None = None
+
+
+class OrderAccepted(Payload):
+    """Taken into the community's queue (接单): dispatch may now offer it."""
+
+    type: Literal["doorstep.order.accepted.v1"] = "doorstep.order.accepted.v1"
+    order: OrderFacts
+
+
+class OrderReopened(Payload):
+    """Staff re-opened a failed order: dispatch offers it again."""
+
+    type: Literal["doorstep.order.reopened.v1"] = "doorstep.order.reopened.v1"
+    order: OrderFacts
+
+
+class OrderCancelled(Payload):
+    type: Literal["doorstep.order.cancelled.v1"] = "doorstep.order.cancelled.v1"
+    order_id: str
+    household_id: str
+    by_role: str
+    reason: str | None = None
+
+
+class OrderPriorityChanged(Payload):
+    type: Literal["doorstep.order.priority_changed.v1"] = "doorstep.order.priority_changed.v1"
+    order_id: str
+    priority: int
+
+
+PAYLOADS = (
+    CommunityDefined,
+    HouseholdRegistered,
+    OrderReceived,
+    OrderHeld,
+    OrderAccepted,
+    OrderReopened,
+    OrderCancelled,
+    OrderPriorityChanged,
+)

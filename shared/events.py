@@ -1,0 +1,113 @@
+"""The CloudEvents envelope, and its Kafka binary-mode binding.
+
+Binary mode: attributes travel as ``ce_*`` headers, the payload as JSON in the value, and
+the record key is the community id (the ``partitionkey`` extension), so all of one
+community's events are ordered and co-partitioned across topics.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Union
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.contracts import dispatch, orders, volunteers
+from shared.contracts.base import Payload
+
+EventPayload = Annotated[
+    Union[*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],
+    Field(discriminator="type"),
+]
+_payload_adapter: TypeAdapter[Payload] = TypeAdapter(EventPayload)
+
+KNOWN_TYPES = frozenset(
+    p.model_fields["type"].default
+    for p in (*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS)
+)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Event(BaseModel):
+    """One domain event: CloudEvents attributes plus a typed payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_event_id)
+    source: str
+    community_id: str = Field(min_length=1)
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    correlation_id: str | None = None
+    data: EventPayload
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+
+class UndecodableRecord(ValueError):
+    """A Kafka record that is not a valid Doorstep CloudEvent (goes to the DLQ)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def to_record(event: Event) -> Record:
+    attributes: dict[str, Any] = {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time,
+        "datacontenttype": "application/json",
+        "partitionkey": event.community_id,
+    }
+    if event.subject:
+        attributes["subject"] = event.subject
+    if event.correlation_id:
+        attributes["correlationid"] = event.correlation_id
+    data = event.data.model_dump(mode="json", exclude={"type"})
+    msg = ce_kafka.to_binary_event(CloudEvent(attributes, data))
+    key = msg.key.encode() if isinstance(msg.key, str) else (msg.key or b"")
+    return Record(key=key, value=msg.value, headers=sorted(msg.headers.items()))
+
+
+def from_record(key: bytes | None, value: bytes | None, headers: Any) -> Event:
+    """Parse a binary-mode record; raise UndecodableRecord with the reason if it isn't one."""
+    try:
+        msg = ce_kafka.KafkaMessage(headers=dict(headers or ()), key=key, value=value or b"")
+        ce = ce_kafka.from_binary_event(msg)
+        data = ce.get_data()
+        if not isinstance(data, dict):
+            raise UndecodableRecord("data is not a JSON object")
+        attrs = ce.get_attributes()
+        payload = _payload_adapter.validate_python({**data, "type": ce.get_type()})
+        return Event(
+            id=ce.get_id(),
+            source=ce.get_source(),
+            community_id=attrs.get("partitionkey") or "",
+            time=ce.get_time() or datetime.now(UTC),
+            subject=ce.get_subject(),
+            correlation_id=attrs.get("correlationid"),
+            data=payload,
+        )
+    except UndecodableRecord:
+        raise
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'type'}: {e['msg'][:120]}" for e in exc.errors()
+        )
+        raise UndecodableRecord(f"invalid event: {reasons}") from exc
+    except Exception as exc:  # the SDK raises assorted errors for bad headers or JSON
+        raise UndecodableRecord(f"{type(exc).__name__}: {exc}") from exc

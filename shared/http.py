@@ -1,0 +1,156 @@
+"""HTTP plumbing every service uses: the FastAPI factory with health, readiness and
+metrics, RFC 9457 problem details for every error, and a correlation id per request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.log import bind_contextvars, clear_contextvars, get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+class Problem(Exception):
+    """An error the client can act on, rendered as RFC 9457 problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.kind = kind or title.lower().replace(" ", "-")
+        self.extra = extra
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    kind: str = "about:blank",
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": kind if kind == "about:blank" else f"https://doorstep.dev/problems/{kind}",
+        "title": title,
+        "status": status,
+        "instance": request.url.path,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.title, exc.detail, exc.kind, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()
+        ]
+        return problem_response(
+            request, 422, "Invalid request", f"{len(errors)} field(s) failed validation",
+            "validation", errors=errors,
+        )  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        response = problem_response(
+            request, exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail)
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled", path=request.url.path)
+        return problem_response(request, 500, "Internal error", "see the service log")
+
+
+def service_app(
+    name: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    *,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with /healthz, /readyz, /metrics and problem+json errors.
+
+    The lifespan must put a ``dict[str, ReadinessCheck]`` on ``app.state.readiness``.
+    """
+    app = FastAPI(title=f"Doorstep {name}", description=description, lifespan=lifespan)
+    app.state.readiness = {}
+    _install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        cid = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+        clear_contextvars()
+        bind_contextvars(service=name, correlation_id=cid)
+        request.state.correlation_id = cid
+        response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = cid
+        return response
+
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Ready to serve: the database answers a ping and the broker a metadata request",
+        responses={503: {"description": "Not ready; the body names what is down"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        checks_fns: dict[str, ReadinessCheck] = request.app.state.readiness
+        for check_name, check in checks_fns.items():
+            try:
+                await check()
+                checks[check_name] = "ok"
+            except Exception as exc:
+                checks[check_name] = f"unavailable: {type(exc).__name__}: {exc}"[:300]
+        ready = bool(checks) and all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
+    return app

@@ -1,0 +1,134 @@
+"""The clients and background work one service instance runs, opened in its lifespan.
+
+Every service builds one ``ServiceRuntime`` in its composition root (``app.py``), registers
+its consumers and background loops, and enters it in the FastAPI lifespan. Start-up never
+waits for Kafka: topics, the producer and consumers come up in the background, retrying,
+while /readyz says what is still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared import mongo
+from shared.http import ReadinessCheck
+from shared.kafka import (
+    EventConsumer,
+    EventPublisher,
+    Handler,
+    KafkaProbe,
+    PartitionListener,
+    RetryPolicy,
+    ensure_topics,
+    retry_forever,
+)
+from shared.log import get_logger
+from shared.settings import ServiceSettings
+from shared.topics import ALL as ALL_TOPICS
+
+log = get_logger(__name__)
+
+Loop = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, service: str, database: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.client: AsyncMongoClient[dict[str, Any]] = mongo.connect(settings.mongo_url, service)
+        self.db: AsyncDatabase[dict[str, Any]] = self.client[database]
+        self.publisher = EventPublisher(settings.kafka_bootstrap, client_id=service)
+        self.probe = KafkaProbe(settings.kafka_bootstrap)
+        self.consumers: list[EventConsumer] = []
+        self._loops: list[tuple[str, Loop]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.topics_ready = asyncio.Event()
+
+    @property
+    def readiness(self) -> dict[str, ReadinessCheck]:
+        async def mongo_ping() -> None:
+            await mongo.ping(self.db)
+
+        return {"mongo": mongo_ping, "kafka": self.probe.check}
+
+    def consume(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        *,
+        listener: PartitionListener | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> EventConsumer:
+        consumer = EventConsumer(
+            bootstrap=self.settings.kafka_bootstrap,
+            group_id=group_id,
+            topics=topics,
+            handler=handler,
+            publisher=self.publisher,
+            listener=listener,
+            policy=policy,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def loop(self, name: str, body: Loop) -> None:
+        """Run ``body`` in the background for the life of the service, restarting it if it
+        fails (a relay or timer must outlive a database blip)."""
+        self._loops.append((name, body))
+
+    async def __aenter__(self) -> ServiceRuntime:
+        self._tasks.append(asyncio.create_task(self._start_kafka(), name="kafka-start"))
+        for name, body in self._loops:
+            self._tasks.append(asyncio.create_task(self._supervise(name, body), name=name))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.publisher.stop()
+        await self.probe.close()
+        await self.client.close()
+
+    async def _start_kafka(self) -> None:
+        await retry_forever(
+            "create topics",
+            lambda: ensure_topics(
+                self.settings.kafka_bootstrap, ALL_TOPICS, self.settings.topic_partitions
+            ),
+        )
+        self.topics_ready.set()
+        await self.publisher.start()
+        for consumer in self.consumers:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._supervise(f"consumer:{consumer.group_id}", consumer.run),
+                    name=consumer.group_id,
+                )
+            )
+
+    async def _supervise(self, name: str, body: Loop) -> None:
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background.crashed", task=name, restart_in=1.0)
+                await asyncio.sleep(1.0)

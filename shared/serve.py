@@ -1,0 +1,28 @@
+"""Process entry point shared by the four services: settings first, then uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.log import configure
+from shared.settings import ServiceSettings, load
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+    settings = load(settings_cls, service)  # exits with one line per bad variable
+    configure(service, settings.log_level, settings.log_json)
+    port: int = getattr(settings, "port")  # noqa: B009 - every service's settings define it
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,52 @@
+"""Settings every service shares, read from DOORSTEP_* environment variables.
+
+A missing or malformed setting stops the process at once with one line naming the
+variable (see ``load``), rather than a traceback or a half-started service.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DOORSTEP_"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        description="Kafka bootstrap servers, host:port[,host:port]", min_length=3
+    )
+    mongo_url: str = Field(description="MongoDB connection URL", pattern=r"^mongodb(\+srv)?://")
+    topic_partitions: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="Partitions per topic when a service creates it; caps dispatch instances",
+    )
+    host: str = Field(default="127.0.0.1", description="HTTP listen address")
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level"
+    )
+    log_json: bool = Field(default=False, description="Log JSON lines instead of console text")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(settings_cls: type[S], service: str) -> S:
+    """Build settings or exit with one line per bad variable."""
+    try:
+        return settings_cls()
+    except ValidationError as exc:
+        prefix = settings_cls.model_config.get("env_prefix", "")
+        lines = [
+            f"{service}: configuration error: {prefix}{str(err['loc'][0]).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,17 @@
+"""Topic names: part of the contract between services.
+
+Every topic is keyed by community id and has the same partition count, so one
+community's events stay ordered and land on the same partition number everywhere.
+"""
+
+ORDERS_EVENTS = "orders.events"
+VOLUNTEERS_EVENTS = "volunteers.events"
+DISPATCH_COMMANDS = "dispatch.commands"
+DISPATCH_EVENTS = "dispatch.events"
+
+ALL = (ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS, DISPATCH_EVENTS)
+
+
+def dlq(topic: str) -> str:
+    """Dead-letter topic for records of ``topic`` that a consumer could not handle."""
+    return f"{topic}.dlq"

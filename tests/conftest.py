@@ -1,0 +1,103 @@
+"""Where the real Kafka broker and MongoDB-protocol server come from, in this order:
+
+1. ``DOORSTEP_TEST_KAFKA_BOOTSTRAP`` and ``DOORSTEP_TEST_MONGO_URL``: an externally run stack;
+2. a reachable Docker engine: testcontainers (Kafka KRaft and mongo:7);
+3. otherwise the local stack: Kafka from Maven jars and FerretDB built with Go, on free
+   ports in a temporary directory, stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Stack:
+    kafka_bootstrap: str
+    mongo_url: str
+    origin: str
+
+
+class BrokerControl(Protocol):
+    bootstrap: str
+
+    def stop(self) -> None: ...
+    def start(self) -> None: ...
+
+
+def docker_reachable() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    kafka_env = os.environ.get("DOORSTEP_TEST_KAFKA_BOOTSTRAP")
+    mongo_env = os.environ.get("DOORSTEP_TEST_MONGO_URL")
+    if kafka_env and mongo_env:
+        yield Stack(kafka_env, mongo_env, "environment")
+        return
+    if docker_reachable():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with ExitStack() as es:
+            kafka = es.enter_context(KafkaContainer().with_kraft())
+            mongo = es.enter_context(MongoDbContainer("mongo:7.0"))
+            yield Stack(kafka.get_bootstrap_server(), mongo.get_connection_url(), "testcontainers")
+        return
+    from doorstep_cli.localstack import running_stack
+
+    with running_stack(tmp_path_factory.mktemp("stack")) as (kafka, ferret):
+        yield Stack(kafka.bootstrap, ferret.url, "local")
+
+
+class _PausedContainer:
+    """Docker variant of a stoppable broker: pausing keeps the mapped port."""
+
+    def __init__(self, container: object, bootstrap: str) -> None:
+        self._c = container
+        self.bootstrap = bootstrap
+
+    def stop(self) -> None:
+        self._c.get_wrapped_container().pause()  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        self._c.get_wrapped_container().unpause()  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def own_broker(tmp_path: Path) -> Iterator[BrokerControl]:
+    """A broker of the test's own, which it may stop and start again."""
+    if docker_reachable():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield _PausedContainer(kafka, kafka.get_bootstrap_server())
+        return
+    from doorstep_cli.localstack import KafkaNode
+
+    node = KafkaNode(tmp_path / "kafka", log_file=tmp_path / "kafka.log")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture()
+def unique() -> str:
+    return uuid.uuid4().hex[:10]

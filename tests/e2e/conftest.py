@@ -1,0 +1,108 @@
+"""The four services as real processes (``python -m services.<name>``) against the real
+broker and database of the session's stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from doorstep_cli.localstack import free_port
+from tests.conftest import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("orders", "volunteers", "dispatch", "notify")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class Running:
+    urls: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]]
+    logs: dict[str, Path]
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
+
+
+def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+        "DOORSTEP_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "DOORSTEP_MONGO_URL": stack.mongo_url,
+        "DOORSTEP_TOPIC_PARTITIONS": "4",
+        **extra,
+    }
+
+
+def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None = None) -> Running:
+    run_id = uuid.uuid4().hex[:8]
+    procs, urls, logs = {}, {}, {}
+    for name in SERVICES:
+        port = free_port()
+        log = workdir / f"{name}.log"
+        env = service_env(
+            stack, run_id, DOORSTEP_PORT=str(port),
+            DOORSTEP_MONGO_DATABASE=f"{name}_{run_id}", **(env_extra or {}),
+        )  # fmt: skip
+        with open(log, "wb") as out:
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], env=env, cwd=REPO,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        urls[name] = f"http://127.0.0.1:{port}"
+        logs[name] = log
+    running = Running(urls, procs, logs)
+    deadline = time.monotonic() + 90
+    pending = set(SERVICES)
+    with httpx.Client(timeout=2) as client:
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                if procs[name].poll() is not None:
+                    stop_services(running)
+                    raise RuntimeError(f"{name} exited:\n{running.log_tail(name)}")
+                try:
+                    if client.get(f"{urls[name]}/readyz").status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+    if pending:
+        stop_services(running)
+        raise RuntimeError(f"not ready in 90s: {pending}")
+    return running
+
+
+def stop_services(running: Running) -> None:
+    for proc in running.procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in running.procs.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    running = start_services(stack, tmp_path_factory.mktemp("services"))
+    try:
+        yield running
+    finally:
+        stop_services(running)

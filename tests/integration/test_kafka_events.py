@@ -1,0 +1,230 @@
+"""shared's producer and consumer through the real broker: CloudEvents intact, poison
+records dead-lettered, failing handlers retried without committing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.contracts.volunteers import ShiftStarted
+from shared.events import Event, to_record
+from shared.kafka import EventConsumer, EventPublisher, RetryPolicy, ensure_topics
+from shared.topics import dlq
+from tests.conftest import Stack
+
+
+def shift_event(community: str, n: int = 0) -> Event:
+    return Event(
+        source="/tests",
+        community_id=community,
+        subject=f"volunteer/v{n}",
+        correlation_id=f"corr-{n}",
+        data=ShiftStarted(
+            volunteer_id=f"v{n}",
+            shift_id=f"s{n}",
+            grid_id="g3",
+            until=datetime(2026, 5, 1, 18, 0, tzinfo=UTC),
+        ),
+    )
+
+
+async def read_all(bootstrap: str, topic: str, count: int, timeout: float = 20) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(found) < count:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    found.extend(records)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def run_consumer(consumer: EventConsumer) -> asyncio.Task[None]:
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(consumer.running.wait(), 30)
+    return task
+
+
+async def stop(task: asyncio.Task[None], *publishers: EventPublisher) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for p in publishers:
+        await p.stop()
+
+
+async def test_event_round_trips_through_the_broker_with_every_attribute(
+    stack: Stack, unique: str
+) -> None:
+    topic = f"t.roundtrip.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=3)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    sent = [shift_event(f"community-{i % 2}", i) for i in range(4)]
+    for event in sent:
+        await publisher.publish(topic, event)
+
+    received: list[Event] = []
+    done = asyncio.Event()
+
+    async def handler(event: Event) -> None:
+        received.append(event)
+        if len(received) == len(sent):
+            done.set()
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic],
+        handler=handler, publisher=publisher,
+    )  # fmt: skip
+    task = await run_consumer(consumer)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await stop(task, publisher)
+
+    assert sorted(received, key=lambda e: e.id) == sorted(sent, key=lambda e: e.id)
+    raw = await read_all(stack.kafka_bootstrap, topic, len(sent))
+    by_id = {dict(r.headers)["ce_id"].decode(): r for r in raw}
+    for event in sent:
+        record = by_id[event.id]
+        headers = dict(record.headers)
+        assert record.key == event.community_id.encode()
+        assert headers["ce_type"] == b"doorstep.shift.started.v1"
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["ce_source"] == b"/tests"
+        assert headers["ce_subject"] == event.subject.encode()  # type: ignore[union-attr]
+        assert headers["ce_correlationid"] == event.correlation_id.encode()  # type: ignore[union-attr]
+        assert headers["content-type"] == b"application/json"
+    # Same key, same partition: one community's events stay in order.
+    partitions = {r.key: set() for r in raw}
+    for r in raw:
+        partitions[r.key].add(r.partition)
+    assert all(len(p) == 1 for p in partitions.values())
+
+
+async def test_poison_records_go_to_the_dlq_and_the_next_good_record_is_handled(
+    stack: Stack, unique: str
+) -> None:
+    topic = f"t.poison.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    good = shift_event("datong", 1)
+    doomed = shift_event("datong", 2)  # its handler always fails: dead-lettered after retries
+    good_record = to_record(good)
+    unknown_type = [(k, b"doorstep.no.such.thing.v1" if k == "ce_type" else v)
+                    for k, v in good_record.headers]  # fmt: skip
+
+    raw = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await raw.start()
+    await raw.send_and_wait(topic, b"{not json", key=b"datong", headers=good_record.headers)
+    await raw.send_and_wait(topic, good_record.value, key=b"datong", headers=unknown_type)
+    await raw.send_and_wait(topic, b"{}", key=b"datong", headers=[])  # no CloudEvent headers
+    doomed_record = to_record(doomed)
+    await raw.send_and_wait(
+        topic, doomed_record.value, key=b"datong", headers=doomed_record.headers
+    )
+    await raw.send_and_wait(topic, good_record.value, key=b"datong", headers=good_record.headers)
+    await raw.stop()
+
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(event: Event) -> None:
+        if event.id == doomed.id:
+            raise RuntimeError("cannot handle this one")
+        handled.append(event.id)
+        done.set()
+
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic],
+        handler=handler, publisher=publisher,
+        policy=RetryPolicy(attempts=3, first_backoff=0.01),
+    )  # fmt: skip
+    task = await run_consumer(consumer)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await stop(task, publisher)
+
+    assert handled == [good.id]
+    dead = await read_all(stack.kafka_bootstrap, dlq(topic), 4)
+    assert [r.offset for r in dead] == [0, 1, 2, 3]
+    headers = [dict(r.headers) for r in dead]
+    assert [h["dlq_offset"] for h in headers] == [b"0", b"1", b"2", b"3"]
+    assert all(h["dlq_topic"] == topic.encode() for h in headers)
+    assert all(h["dlq_group"] == f"g-{unique}".encode() for h in headers)
+    assert b"doorstep.no.such.thing.v1" in headers[1]["dlq_error"]
+    assert headers[3]["dlq_attempts"] == b"3"
+    assert b"cannot handle this one" in headers[3]["dlq_error"]
+    assert dead[0].value == b"{not json" and dead[0].key == b"datong"
+
+
+async def test_a_failing_handler_is_retried_and_nothing_is_committed_until_it_succeeds(
+    stack: Stack, unique: str
+) -> None:
+    topic = f"t.retry.{unique}"
+    group = f"g-{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    event = shift_event("datong", 7)
+    await publisher.publish(topic, event)
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    tp = TopicPartition(topic, 0)
+
+    async def committed() -> int | None:
+        offsets = await admin.list_consumer_group_offsets(group)
+        meta = offsets.get(tp)
+        return None if meta is None or meta.offset < 0 else meta.offset
+
+    attempts = 0
+    committed_while_failing: list[int | None] = []
+    done = asyncio.Event()
+
+    async def handler(received: Event) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:
+            committed_while_failing.append(await committed())
+            raise RuntimeError(f"transient failure {attempts}")
+        done.set()
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap, group_id=group, topics=[topic],
+        handler=handler, publisher=publisher,
+        policy=RetryPolicy(attempts=5, first_backoff=0.05),
+    )  # fmt: skip
+    task = await run_consumer(consumer)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+        async with asyncio.timeout(10):
+            while await committed() != 1:
+                await asyncio.sleep(0.1)
+    finally:
+        await stop(task, publisher)
+        await admin.close()
+
+    assert attempts == 3
+    assert committed_while_failing == [None, None]
+    assert await read_dlq_is_empty(stack, topic)
+
+
+async def read_dlq_is_empty(stack: Stack, topic: str) -> bool:
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(dlq(topic), 0)
+        end = await consumer.end_offsets([tp])
+        return end[tp] == 0
+    finally:
+        await consumer.stop()
