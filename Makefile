@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run test test-unit test-integration test-e2e lint format up down clean-data
+.PHONY: help setup run token seed test test-unit test-integration test-e2e lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ setup: $(READY) ## Install Python deps, fetch Kafka jars, build FerretDB (all ca
 
 run: setup ## Run Kafka, FerretDB and the four services in the foreground
 	@$(PY) -m doorstep_cli run
+
+token: $(READY) ## Mint a dev token: make token ARGS='--role staff --community datong'
+	@$(PY) -m doorstep_cli token $(ARGS)
+
+seed: $(READY) ## Seed the Datong demo community into a running `make run`
+	@$(PY) -m doorstep_cli seed $(ARGS)
 
 test: setup ## Run every test: unit, integration (real Kafka + FerretDB) and end-to-end
 	@$(PY) -m pytest tests/unit tests/integration tests/e2e

@@ -72,12 +72,17 @@ def kafka_libs() -> Path:
     started = time.monotonic()
     subprocess.run(
         [
-            mvn, "-q", "-B", "-f", str(pom),
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
             "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
         ],
         check=True,
-    )  # fmt: skip
+    )
     (target / ".complete").write_text(f"{time.monotonic() - started:.1f}s\n")
     return libs
 
@@ -195,12 +200,18 @@ class KafkaNode:
             id_file.write_text(raw)
         subprocess.run(
             [
-                *self._java(libs), "kafka.tools.StorageTool", "format",
-                "--cluster-id", id_file.read_text().strip(),
-                "--config", str(props), "--ignore-formatted",
+                *self._java(libs),
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                id_file.read_text().strip(),
+                "--config",
+                str(props),
+                "--ignore-formatted",
             ],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         heap = ("-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC")
         return [*self._java(libs, *heap), "kafka.Kafka", str(props)]
 

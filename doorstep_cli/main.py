@@ -20,6 +20,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 SERVICES = {"orders": 8001, "volunteers": 8002, "dispatch": 8003, "notify": 8004}
+# Only for `make run` on a laptop; a deployment sets its own DOORSTEP_JWT_SECRET.
+DEV_JWT_SECRET = "doorstep-development-secret-do-not-deploy"
 
 
 @app.command()
@@ -54,6 +56,7 @@ def run(
         "PYTHONUNBUFFERED": "1",
         "DOORSTEP_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "DOORSTEP_MONGO_URL": ferret.url,
+        "DOORSTEP_JWT_SECRET": os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET),
     }
     manager = Manager(Printer(sys.stdout))
     manager.add_process("kafka", _shell(kafka_cmd), env=env)
@@ -68,6 +71,11 @@ def run(
     console.print(f"Kafka     {kafka.bootstrap}\nFerretDB  {ferret.url}")
     for service, port in SERVICES.items():
         console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
+    console.print(
+        "Tokens:    make token ARGS='--role staff --community datong'  "
+        "(or: python -m doorstep_cli token --help)\n"
+        "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
+    )
     manager.loop()
     sys.exit(manager.returncode)
 
@@ -117,6 +125,36 @@ def topics(
         raise typer.BadParameter(f"not a Doorstep topic: {', '.join(sorted(unknown))}")
     asyncio.run(ensure_topics(bootstrap, wanted, partitions))
     console.print(f"topics ready: {', '.join(wanted)} (+ .dlq), {partitions} partitions each")
+
+
+@app.command()
+def token(
+    role: str = typer.Option(..., help="resident, volunteer, staff or ops"),
+    community: str | None = typer.Option(None, help="community id (all roles but ops)"),
+    household: str | None = typer.Option(None, help="household id (resident)"),
+    volunteer: str | None = typer.Option(None, help="volunteer id (volunteer)"),
+    subject: str | None = typer.Option(None, help="who; defaults to the role"),
+    hours: int = typer.Option(12, min=1, max=24 * 30),
+) -> None:
+    """Mint a development bearer token (signed with DOORSTEP_JWT_SECRET or the dev secret)."""
+    from shared.auth import Role, mint
+
+    try:
+        the_role = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"role must be one of {[r.value for r in Role]}") from None
+    secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
+    print(
+        mint(
+            secret,
+            role=the_role,
+            subject=subject or role,
+            community_id=community,
+            household_id=household,
+            volunteer_id=volunteer,
+            ttl_seconds=hours * 3600,
+        )
+    )
 
 
 def _shell(cmd: list[str]) -> str:

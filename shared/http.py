@@ -81,9 +81,13 @@ def _install_problem_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return problem_response(
-            request, 422, "Invalid request", f"{len(errors)} field(s) failed validation",
-            "validation", errors=errors,
-        )  # fmt: skip
+            request,
+            422,
+            "Invalid request",
+            f"{len(errors)} field(s) failed validation",
+            "validation",
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

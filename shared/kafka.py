@@ -100,6 +100,21 @@ class EventPublisher:
         )
         EVENTS_PUBLISHED.labels(topic, event.type).inc()
 
+    async def publish_many(self, topic: str, events: list[Event]) -> None:
+        """Publish in order, waiting once for all acknowledgements."""
+        await self._started.wait()
+        pending = []
+        for event in events:
+            record = to_record(event)
+            pending.append(
+                await self._producer.send(
+                    topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+        await asyncio.gather(*pending)
+        for event in events:
+            EVENTS_PUBLISHED.labels(topic, event.type).inc()
+
     async def publish_raw(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:

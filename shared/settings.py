@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
         description="Kafka bootstrap servers, host:port[,host:port]", min_length=3
     )
     mongo_url: str = Field(description="MongoDB connection URL", pattern=r"^mongodb(\+srv)?://")
+    jwt_secret: str = Field(
+        min_length=32, description="HS256 secret that signs and checks bearer tokens (32+ chars)"
+    )
     topic_partitions: int = Field(
         default=12,
         ge=1,

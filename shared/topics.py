@@ -4,12 +4,21 @@ Every topic is keyed by community id and has the same partition count, so one
 community's events stay ordered and land on the same partition number everywhere.
 """
 
+ORDERS_COMMANDS = "orders.commands"
 ORDERS_EVENTS = "orders.events"
+VOLUNTEERS_COMMANDS = "volunteers.commands"
 VOLUNTEERS_EVENTS = "volunteers.events"
 DISPATCH_COMMANDS = "dispatch.commands"
 DISPATCH_EVENTS = "dispatch.events"
 
-ALL = (ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS, DISPATCH_EVENTS)
+ALL = (
+    ORDERS_COMMANDS,
+    ORDERS_EVENTS,
+    VOLUNTEERS_COMMANDS,
+    VOLUNTEERS_EVENTS,
+    DISPATCH_COMMANDS,
+    DISPATCH_EVENTS,
+)
 
 
 def dlq(topic: str) -> str:

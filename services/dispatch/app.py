@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.dispatch import api, handlers
+from services.dispatch import api
+from services.dispatch.handlers import DispatchOwner
 from services.dispatch.settings import DispatchSettings
+from shared.commands import CommandSender
 from shared.http import service_app
 from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
@@ -24,14 +26,26 @@ def create_app(settings: DispatchSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
+        owner = DispatchOwner(
+            runtime.db,
+            runtime.publisher,
+            partitions=settings.topic_partitions,
+            offer_timeout_seconds=settings.offer_timeout_seconds,
+        )
         runtime.consume(
             SERVICE,
             [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS],
-            by_payload_type(handlers.HANDLERS),
+            by_payload_type(owner.table),
+            listener=owner,
         )
+        runtime.loop("offer-timer", owner.expire_offers)
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
+            app.state.jwt_secret = settings.jwt_secret
+            app.state.commands = CommandSender(
+                runtime.db, runtime.publisher, DISPATCH_COMMANDS, f"/{SERVICE}"
+            )
             yield
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)

@@ -1,7 +1,211 @@
-"""HTTP API of the notify service (under /v1)."""
+"""HTTP API of the notify service (under /v1): the inbox, its live stream, the call list."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.auth import CurrentPrincipal, Principal, Role, require
+from shared.http import Problem
 
 router = APIRouter(prefix="/v1")
+
+
+def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
+    return request.app.state.runtime.db  # type: ignore[no-any-return]
+
+
+Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
+
+
+def inbox_of(principal: Principal, recipient: str | None) -> str:
+    """The inbox this principal may read: their own, or (staff) a grid worker's of their
+    community."""
+    if recipient is None or recipient == principal.recipient:
+        require(principal, Role.resident, Role.volunteer, Role.staff)
+        return principal.recipient
+    if principal.role is Role.staff and recipient.startswith(
+        f"grid_worker:{principal.community_id}:"
+    ):
+        return recipient
+    raise Problem(403, "Forbidden", "not your inbox")
+
+
+def view(doc: dict[str, Any], read: set[str]) -> dict[str, Any]:
+    return {
+        "id": doc["_id"],
+        "seq": doc["seq"],
+        "kind": doc["kind"],
+        "title": doc["title"],
+        "body": doc["body"],
+        "order_id": doc.get("order_id"),
+        "channel": doc["channel"],
+        "created_at": doc["created_at"].isoformat(),
+        "read": doc["_id"] in read,
+    }
+
+
+async def read_ids(database: AsyncDatabase[dict[str, Any]], recipient: str) -> set[str]:
+    return {d["_id"] async for d in database["reads"].find({"recipient": recipient}, {"_id": 1})}
+
+
+@router.get(
+    "/inbox", tags=["inbox"], summary="Your notifications, newest first, with the unread count"
+)
+async def inbox(
+    principal: CurrentPrincipal,
+    database: Db,
+    recipient: Annotated[str | None, Query(max_length=200)] = None,
+    before: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{20}$", description="Page cursor: next_cursor of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    who = inbox_of(principal, recipient)
+    query: dict[str, Any] = {"recipient": who}
+    if before:
+        query["seq"] = {"$lt": before}
+    docs = await database["notifications"].find(query).sort("seq", -1).limit(limit).to_list()
+    read = await read_ids(database, who)
+    total = await database["notifications"].count_documents({"recipient": who})
+    return {
+        "items": [view(d, read) for d in docs],
+        "unread": total - len(read),
+        "next_cursor": docs[-1]["seq"] if len(docs) == limit else None,
+    }
+
+
+@router.get("/inbox/unread-count", tags=["inbox"])
+async def unread_count(
+    principal: CurrentPrincipal,
+    database: Db,
+    recipient: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, int]:
+    who = inbox_of(principal, recipient)
+    total = await database["notifications"].count_documents({"recipient": who})
+    return {"unread": total - len(await read_ids(database, who))}
+
+
+@router.post("/inbox/{notification_id}/read", tags=["inbox"], summary="Mark one notification read")
+async def mark_read(
+    notification_id: str, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    doc = await database["notifications"].find_one({"_id": notification_id}, {"recipient": 1})
+    if doc is None:
+        raise Problem(404, "Not found", "no such notification")
+    try:
+        inbox_of(principal, doc["recipient"])
+    except Problem:
+        raise Problem(404, "Not found", "no such notification") from None
+    try:  # insert-only, so two devices marking at once cannot clash
+        await database["reads"].insert_one(
+            {"_id": notification_id, "recipient": doc["recipient"], "at": datetime.now(UTC)}
+        )
+    except DuplicateKeyError:
+        pass
+    return {"id": notification_id, "read": True}
+
+
+@router.get(
+    "/inbox/stream",
+    tags=["inbox"],
+    response_class=EventSourceResponse,
+    summary="Live notifications (server-sent events); resume with Last-Event-ID",
+)
+async def stream(
+    request: Request,
+    principal: CurrentPrincipal,
+    database: Db,
+    recipient: Annotated[str | None, Query(max_length=200)] = None,
+    last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{20}$")] = None,
+) -> AsyncIterable[ServerSentEvent]:
+    who = inbox_of(principal, recipient)
+    after = last_event_id or "0" * 20
+    poll = request.app.state.stream_poll_seconds
+    while not await request.is_disconnected():
+        docs = (
+            await database["notifications"]
+            .find({"recipient": who, "seq": {"$gt": after}})
+            .sort("seq", 1)
+            .to_list(100)
+        )
+        for doc in docs:
+            after = doc["seq"]
+            yield ServerSentEvent(id=doc["seq"], event=doc["kind"], data=view(doc, set()))
+        if not docs:
+            await asyncio.sleep(poll)
+
+
+def staff(principal: Principal) -> str:
+    require(principal, Role.staff)
+    assert principal.community_id is not None
+    return principal.community_id
+
+
+@router.get("/call-list", tags=["call list"], summary="People without smartphones to phone (staff)")
+async def call_list(
+    principal: CurrentPrincipal, database: Db, include_done: bool = False
+) -> dict[str, Any]:
+    community = staff(principal)
+    done = {
+        d["_id"] async for d in database["call_done"].find({"community_id": community}, {"_id": 1})
+    }
+    entries = []
+    async for doc in database["call_list"].find({"community_id": community}).sort("created_at", 1):
+        if doc["_id"] in done and not include_done:
+            continue
+        entries.append(
+            {
+                **{k: v for k, v in doc.items() if k != "_id"},
+                "id": doc["_id"],
+                "created_at": doc["created_at"].isoformat(),
+                "done": doc["_id"] in done,
+            }
+        )
+    return {"entries": entries}
+
+
+@router.post("/call-list/{entry_id}/done", tags=["call list"], summary="The call was made (staff)")
+async def call_done(entry_id: str, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
+    community = staff(principal)
+    entry = await database["call_list"].find_one({"_id": entry_id, "community_id": community})
+    if entry is None:
+        raise Problem(404, "Not found", "no such call-list entry")
+    with contextlib.suppress(DuplicateKeyError):
+        await database["call_done"].insert_one(
+            {
+                "_id": entry_id,
+                "community_id": community,
+                "by": principal.subject,
+                "at": datetime.now(UTC),
+            }
+        )
+    return {"id": entry_id, "done": True}
+
+
+@router.get(
+    "/notifications/{notification_id}/delivery",
+    tags=["outbound"],
+    summary="Delivery state of a push notification (staff, ops)",
+)
+async def delivery(
+    notification_id: str, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    require(principal, Role.staff, Role.ops)
+    doc = await database["notifications"].find_one({"_id": notification_id})
+    if doc is None or not principal.may_see_community(doc["community_id"]):
+        raise Problem(404, "Not found", "no such notification")
+    state = await database["deliveries"].find_one({"_id": notification_id}) or {"state": "pending"}
+    state.pop("_id", None)
+    if isinstance(state.get("at"), datetime):
+        state["at"] = state["at"].isoformat()
+    return {"id": notification_id, "channel": doc["channel"], **state}

@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notify import api, handlers
+from services.notify import api
+from services.notify.gateway import WebhookGateway
+from services.notify.handlers import NotifyOwner
 from services.notify.settings import NotifySettings
 from shared.http import service_app
-from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
 from shared.topics import DISPATCH_EVENTS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
 
@@ -22,15 +23,21 @@ def create_app(settings: NotifySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        runtime.consume(
-            SERVICE,
-            [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS],
-            by_payload_type(handlers.HANDLERS),
-        )
+        gateway = WebhookGateway(settings.gateway_url) if settings.gateway_url else None
+        owner = NotifyOwner(runtime.db, gateway)
+        runtime.loop("indexes", owner.ensure_indexes)
+        runtime.consume(SERVICE, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS], owner.handle)
+        if gateway is not None:
+            runtime.loop("requeue", owner.requeue_unsent)
+            runtime.loop("outbound", owner.send_outgoing)
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
+            app.state.jwt_secret = settings.jwt_secret
+            app.state.stream_poll_seconds = settings.stream_poll_seconds
             yield
+        if gateway is not None:
+            await gateway.close()
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)

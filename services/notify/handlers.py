@@ -1,10 +1,174 @@
-"""Event handlers of the notify service: one explicit table from payload type to function."""
+"""The notify owner: turns events into per-recipient notifications (insert-only, keyed by
+event id and recipient, so a re-delivered event changes nothing), keeps its own copy of
+the directory it needs, and hands push notifications to the outbound sender."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import Event
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-HANDLERS: dict[type[Any], Callable[[Event], Awaitable[None]]] = {}
+from services.notify.gateway import DeliveryFailed, Gateway
+from services.notify.messages import Message, messages_for
+from shared.contracts import orders as o
+from shared.contracts import volunteers as v
+from shared.events import Event
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+
+class Sequence:
+    """Strictly increasing ids for the live stream (Last-Event-ID resumes after one)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> str:
+        self._last = max(self._last + 1, time.time_ns())
+        return f"{self._last:020d}"
+
+
+class NotifyOwner:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], gateway: Gateway | None) -> None:
+        self.db = db
+        self.notifications = db["notifications"]
+        self.households = db["households"]
+        self.volunteers = db["volunteers"]
+        self.call_list = db["call_list"]
+        self.deliveries = db["deliveries"]
+        self.gateway = gateway
+        self.sequence = Sequence()
+        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def ensure_indexes(self) -> None:
+        await self.notifications.create_index([("recipient", 1), ("seq", 1)])
+        await self.call_list.create_index([("community_id", 1), ("created_at", 1)])
+
+    async def handle(self, event: Event) -> None:
+        payload = event.data
+        if isinstance(payload, o.HouseholdRegistered):
+            await self.households.replace_one(
+                {"_id": payload.household_id},
+                {
+                    "community_id": event.community_id,
+                    "phone": payload.phone,
+                    "address": payload.address,
+                    "card_code": payload.card_code,
+                    "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
+                },
+                upsert=True,
+            )
+            return
+        if isinstance(payload, v.VolunteerApproved):
+            await self.volunteers.replace_one(
+                {"_id": payload.volunteer_id},
+                {"name": payload.name, "phone": payload.phone, "community_id": event.community_id},
+                upsert=True,
+            )
+            return
+        names = await self._volunteer_names(payload)
+        messages = messages_for(payload, event.community_id, names)
+        for message in messages:
+            await self._notify(event, message)
+
+    async def _volunteer_names(self, payload: Any) -> dict[str, str]:
+        vid = getattr(payload, "volunteer_id", None)
+        if vid is None:
+            return {}
+        doc = await self.volunteers.find_one({"_id": vid}, {"name": 1})
+        return {vid: doc["name"]} if doc else {}
+
+    async def _notify(self, event: Event, message: Message) -> None:
+        notification_id = f"{event.id}:{message.recipient}"
+        channel = "push"
+        household = None
+        if message.recipient.startswith("household:"):
+            household = await self.households.find_one({"_id": message.recipient.split(":", 1)[1]})
+            if household and household.get("no_smartphone"):
+                channel = "call_list"
+        elif not message.recipient.startswith("volunteer:"):
+            channel = "inbox"  # staff and grid workers read their inbox and board
+        doc = {
+            "_id": notification_id,
+            "seq": self.sequence.next(),
+            "recipient": message.recipient,
+            "community_id": event.community_id,
+            "kind": message.kind,
+            "title": message.title,
+            "body": message.body,
+            "order_id": message.order_id,
+            "event_id": event.id,
+            "event_type": event.type,
+            "channel": channel,
+            "created_at": datetime.now(UTC),
+        }
+        try:
+            await self.notifications.insert_one(doc)
+            fresh = True
+        except DuplicateKeyError:
+            fresh = False  # a re-delivery: keep the first; still make sure of the call list
+        if channel == "call_list" and household is not None:
+            entry = {
+                "_id": notification_id,
+                "community_id": event.community_id,
+                "household_id": household["_id"],
+                "phone": household["phone"],
+                "address": household["address"],
+                "card_code": household["card_code"],
+                "order_id": message.order_id,
+                "kind": message.kind,
+                "message": message.body,
+                "created_at": doc["created_at"],
+            }
+            with contextlib.suppress(DuplicateKeyError):
+                await self.call_list.insert_one(entry)
+        elif channel == "push" and self.gateway is not None and fresh:
+            self.outgoing.put_nowait(doc)
+
+    async def send_outgoing(self) -> None:
+        """Deliver push notifications through the gateway, recording each one's state."""
+        while True:
+            doc = await self.outgoing.get()
+            message = {
+                "id": doc["_id"],
+                "recipient": doc["recipient"],
+                "title": doc["title"],
+                "body": doc["body"],
+                "kind": doc["kind"],
+                "order_id": doc["order_id"],
+            }
+            state: dict[str, Any] = {"state": "sending", "at": datetime.now(UTC)}
+            await self.deliveries.replace_one({"_id": doc["_id"]}, state, upsert=True)
+            try:
+                assert self.gateway is not None
+                await self.gateway.send(message)
+                state = {"state": "delivered", "at": datetime.now(UTC)}
+            except DeliveryFailed as exc:
+                state = {"state": "failed", "error": str(exc), "at": datetime.now(UTC)}
+                log.warning("notify.delivery_failed", notification=doc["_id"], error=str(exc))
+            await self.deliveries.replace_one({"_id": doc["_id"]}, state, upsert=True)
+
+    async def requeue_unsent(self) -> None:
+        """After a restart, push notifications without a final delivery state go again."""
+        if self.gateway is None:
+            return
+        done = {
+            d["_id"]
+            async for d in self.deliveries.find(
+                {"state": {"$in": ["delivered", "failed"]}}, {"_id": 1}
+            )
+        }
+        async for doc in self.notifications.find({"channel": "push"}):
+            if doc["_id"] not in done:
+                self.outgoing.put_nowait(doc)
+
+    @property
+    def table(self) -> Callable[[Event], Awaitable[None]]:
+        return self.handle

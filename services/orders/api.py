@@ -1,7 +1,533 @@
-"""HTTP API of the orders service (under /v1)."""
+"""HTTP API of the orders service (under /v1): validate, authorise, send one command to the
+community's owner, answer with its outcome. Reads come straight from the database."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.orders import domain
+from services.orders.handlers import household_view, order_view
+from shared.auth import CurrentPrincipal, Principal, Role, require, require_community
+from shared.commands import CommandSender, Outcome, new_command_id
+from shared.contracts import orders as o
+from shared.http import Problem
 
 router = APIRouter(prefix="/v1")
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_CSV_BYTES = 2_000_000
+CSV_EXAMPLE = (
+    "compound,building,unit,room,grid,phone,flags\n"
+    "Datong Garden,3,2,401,g3,13912345678,elderly_alone;no_smartphone\n"
+)
+
+
+def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
+    return request.app.state.runtime.db  # type: ignore[no-any-return]
+
+
+def sender(request: Request) -> CommandSender:
+    return request.app.state.commands  # type: ignore[no-any-return]
+
+
+Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
+Commands = Annotated[CommandSender, Depends(sender)]
+
+
+def answer(outcome: Outcome) -> JSONResponse:
+    return JSONResponse(outcome.unwrap(), status_code=outcome.status)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- communities -------------------------------------------------------------------------
+
+
+class GridIn(Strict):
+    grid_id: str = Field(pattern=SLUG, examples=["g3"])
+    name: str = Field(min_length=1, max_length=100, examples=["Grid 3"])
+    grid_worker: str = Field(min_length=1, max_length=100, examples=["Wang Fang"])
+    grid_worker_phone: str = Field(pattern=domain.PHONE.pattern, examples=["13800000003"])
+    neighbours: list[str] = Field(default_factory=list, max_length=20, examples=[["g2", "g4"]])
+
+
+class CommunityIn(Strict):
+    community_id: str = Field(pattern=SLUG, examples=["datong"])
+    name: str = Field(min_length=1, max_length=100, examples=["Datong community"])
+    grids: list[GridIn] = Field(min_length=1, max_length=200)
+    policy: o.CommunityPolicy = Field(default_factory=o.CommunityPolicy)
+
+    @model_validator(mode="after")
+    def neighbours_exist(self) -> CommunityIn:
+        ids = [g.grid_id for g in self.grids]
+        if len(set(ids)) != len(ids):
+            raise ValueError("grid ids must be unique")
+        for grid in self.grids:
+            unknown = set(grid.neighbours) - set(ids)
+            if unknown:
+                raise ValueError(f"grid {grid.grid_id}: unknown neighbours {sorted(unknown)}")
+        return self
+
+
+@router.post(
+    "/communities",
+    status_code=201,
+    tags=["communities"],
+    summary="Create or redefine a community (ops)",
+)
+async def define_community(
+    body: CommunityIn, principal: CurrentPrincipal, commands: Commands
+) -> JSONResponse:
+    require(principal, Role.ops)
+    command = o.DefineCommunity(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        community_id=body.community_id,
+        name=body.name,
+        grids=[o.Grid(**g.model_dump()) for g in body.grids],
+        policy=body.policy,
+    )
+    return answer(await commands.send(body.community_id, command))
+
+
+async def community_or_404(
+    database: AsyncDatabase[dict[str, Any]], community_id: str
+) -> dict[str, Any]:
+    doc = await database["communities"].find_one({"_id": community_id}, {"outbox": 0})
+    if doc is None:
+        raise Problem(404, "Not found", f"no community {community_id!r}")
+    return doc
+
+
+@router.get("/communities/{community_id}", tags=["communities"])
+async def get_community(
+    community_id: str, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    require(principal, Role.staff, Role.ops)
+    require_community(principal, community_id)
+    doc = await community_or_404(database, community_id)
+    doc["community_id"] = doc.pop("_id")
+    doc.pop("updated_at", None)
+    return doc
+
+
+# --- households --------------------------------------------------------------------------
+
+
+class AddressIn(Strict):
+    compound: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["Datong Garden"])
+    building: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["3"])
+    unit: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["2"])
+    room: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["401"])
+
+
+class HouseholdIn(Strict):
+    address: AddressIn
+    grid_id: str = Field(pattern=SLUG, examples=["g3"])
+    phone: str = Field(max_length=30, examples=["13912345678"])
+    flags: list[o.HouseholdFlag] = Field(
+        default_factory=list, examples=[["elderly_alone", "no_smartphone"]]
+    )
+
+    @field_validator("phone")
+    @classmethod
+    def phone_shape(cls, value: str) -> str:
+        phone = domain.normalise_phone(value)
+        if not domain.PHONE.match(phone):
+            raise ValueError("phone must be 7 to 15 digits, optionally starting with +")
+        return phone
+
+
+def staff_of(principal: Principal, community_id: str) -> None:
+    require(principal, Role.staff, Role.ops)
+    require_community(principal, community_id)
+
+
+@router.post(
+    "/communities/{community_id}/households",
+    status_code=201,
+    tags=["households"],
+    summary="Register one household (staff)",
+)
+async def register_household(
+    community_id: str,
+    body: HouseholdIn,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+) -> JSONResponse:
+    staff_of(principal, community_id)
+    community = await community_or_404(database, community_id)
+    if body.grid_id not in {g["grid_id"] for g in community["grids"]}:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"unknown grid {body.grid_id!r}",
+            kind="validation",
+            errors=[{"field": "grid_id", "message": "unknown grid", "type": "value_error"}],
+        )
+    row = o.HouseholdInput(
+        line=0,
+        address=o.Address(**body.address.model_dump()),
+        grid_id=body.grid_id,
+        phone=body.phone,
+        flags=body.flags,
+    )
+    command = o.RegisterHouseholds(
+        command_id=new_command_id(), actor=principal.subject, households=[row]
+    )
+    outcome = await commands.send(community_id, command)
+    result = outcome.unwrap()
+    if result.get("rejected"):
+        raise Problem(409, "Already registered", result["rejected"][0]["reason"])
+    created = result["imported"][0]
+    doc = await database["households"].find_one({"_id": created["household_id"]}, {"outbox": 0})
+    return JSONResponse(household_view(doc or {"_id": created["household_id"]}), status_code=201)
+
+
+@router.post(
+    "/communities/{community_id}/households/import",
+    tags=["households"],
+    summary="Bulk import households from CSV (staff)",
+    description=f"CSV with a header row: {', '.join(domain.CSV_COLUMNS)}; flags separated by ';'. "
+    "Good rows are imported; each bad row is reported by line with its reason.",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": CSV_EXAMPLE,
+                }
+            }
+        }
+    },
+)
+async def import_households(
+    community_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+) -> JSONResponse:
+    staff_of(principal, community_id)
+    community = await community_or_404(database, community_id)
+    raw = await request.body()
+    if len(raw) > MAX_CSV_BYTES:
+        raise Problem(413, "Too large", f"at most {MAX_CSV_BYTES} bytes of CSV per import")
+    try:
+        text = raw.decode("utf-8-sig")
+        parsed = domain.parse_households_csv(text, {g["grid_id"] for g in community["grids"]})
+    except (UnicodeDecodeError, domain.CsvHeaderError) as exc:
+        raise Problem(422, "Invalid CSV", str(exc), kind="validation") from exc
+    imported: list[dict[str, Any]] = []
+    rejected = list(parsed.rejected)
+    if parsed.rows:
+        command = o.RegisterHouseholds(
+            command_id=new_command_id(), actor=principal.subject, households=parsed.rows
+        )
+        result = (await commands.send(community_id, command)).unwrap()
+        imported, rejected = result["imported"], rejected + result["rejected"]
+    rejected.sort(key=lambda r: r["line"])
+    status = 201 if imported else 422
+    body = {
+        "imported_count": len(imported),
+        "rejected_count": len(rejected),
+        "imported": imported,
+        "rejected": rejected,
+    }
+    if status == 422:
+        return JSONResponse(
+            {
+                "type": "https://doorstep.dev/problems/validation",
+                "title": "No household imported",
+                "status": 422,
+                "detail": "every row was rejected",
+                **body,
+            },
+            status_code=422,
+            media_type="application/problem+json",
+        )
+    return JSONResponse(body, status_code=201)
+
+
+@router.get(
+    "/communities/{community_id}/households",
+    tags=["households"],
+    summary="Find households by contact-card code or phone (staff)",
+)
+async def find_households(
+    community_id: str,
+    principal: CurrentPrincipal,
+    database: Db,
+    card_code: Annotated[str | None, Query(max_length=20)] = None,
+    phone: Annotated[str | None, Query(max_length=30)] = None,
+    grid_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    staff_of(principal, community_id)
+    query: dict[str, Any] = {"community_id": community_id}
+    if card_code:
+        query["card_code"] = domain.normalise_card_code(card_code)
+    if phone:
+        query["phone"] = domain.normalise_phone(phone)
+    if grid_id:
+        query["grid_id"] = grid_id
+    docs = await database["households"].find(query, {"outbox": 0}).limit(limit).to_list()
+    return {"households": [household_view(d) for d in docs]}
+
+
+@router.get("/households/{household_id}", tags=["households"])
+async def get_household(
+    household_id: str, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    doc = await database["households"].find_one({"_id": household_id}, {"outbox": 0})
+    visible = doc is not None and (
+        (principal.role is Role.resident and principal.household_id == household_id)
+        or (
+            principal.role in (Role.staff, Role.ops)
+            and principal.may_see_community(doc["community_id"])
+        )
+    )
+    if not visible:
+        raise Problem(404, "Not found", "no such household")
+    return household_view(doc)  # type: ignore[arg-type]
+
+
+# --- orders --------------------------------------------------------------------------------
+
+
+class OrderIn(Strict):
+    household_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Required for staff; residents order for their own household",
+    )
+    category: o.Category = Field(examples=["medicine"])
+    items: str = Field(min_length=1, max_length=500, examples=["insulin, 2 boxes"])
+    channel: str | None = Field(default=None, pattern=r"^(app|staff_proxy|group_chat)$")
+    priority: int | None = Field(default=None, ge=0, le=100, description="Staff override")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"category": "medicine", "items": "insulin, 2 boxes"}]},
+    )
+
+
+def request_hash(body: BaseModel) -> str:
+    return hashlib.sha256(
+        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    tags=["orders"],
+    summary="Place an order (下单)",
+    responses={
+        201: {"description": "The order, as taken"},
+        422: {"description": "Invalid, or Idempotency-Key reused with another body"},
+    },
+)
+async def place_order(
+    body: OrderIn,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> JSONResponse:
+    require(principal, Role.resident, Role.staff)
+    if principal.role is Role.resident:
+        if body.household_id not in (None, principal.household_id):
+            raise Problem(403, "Forbidden", "residents order for their own household")
+        if body.priority is not None or body.category is o.Category.transfer:
+            raise Problem(403, "Forbidden", "only staff may set a priority or order a transfer")
+        household_id = principal.household_id
+        channel = body.channel or "app"
+    else:
+        if body.household_id is None:
+            raise Problem(
+                422,
+                "Invalid request",
+                "household_id is required when staff order",
+                kind="validation",
+                errors=[{"field": "household_id", "message": "Field required", "type": "missing"}],
+            )
+        household_id = body.household_id
+        channel = body.channel or "staff_proxy"
+    assert household_id is not None and principal.community_id is not None
+    household = await database["households"].find_one({"_id": household_id}, {"community_id": 1})
+    if household is None or household["community_id"] != principal.community_id:
+        raise Problem(404, "Not found", "no such household in your community")
+    digest = request_hash(body)
+    if idempotency_key:
+        first = await database["idempotency"].find_one(
+            {"_id": f"{principal.subject}:{idempotency_key}"}
+        )
+        if first is not None:
+            if first["request_hash"] != digest:
+                raise Problem(
+                    422,
+                    "Idempotency key reused",
+                    "this Idempotency-Key was used with a different request",
+                )
+            existing = await database["orders"].find_one({"_id": first["order_id"]})
+            if existing is not None:
+                return JSONResponse(order_view(existing), status_code=201)
+    command = o.PlaceOrder(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        household_id=household_id,
+        category=body.category,
+        items=body.items,
+        channel=channel,
+        role=principal.role.value,
+        priority=body.priority,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    return answer(await commands.send(principal.community_id, command))
+
+
+async def visible_order(
+    database: AsyncDatabase[dict[str, Any]], principal: Principal, order_id: str
+) -> dict[str, Any]:
+    """The order if this principal may see it; otherwise 404 (its existence is private)."""
+    require(principal, Role.resident, Role.staff, Role.ops)
+    doc = await database["orders"].find_one({"_id": order_id}, {"outbox": 0, "applied": 0})
+    if doc is None:
+        raise Problem(404, "Not found", "no such order")
+    if principal.role is Role.resident and doc["household_id"] != principal.household_id:
+        raise Problem(404, "Not found", "no such order")
+    if not principal.may_see_community(doc["community_id"]):
+        raise Problem(404, "Not found", "no such order")
+    return doc
+
+
+@router.get("/orders/{order_id}", tags=["orders"])
+async def get_order(order_id: str, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
+    # The resident sees the handoff code too: they give it to the volunteer at the door.
+    return order_view(await visible_order(database, principal, order_id))
+
+
+@router.get("/orders", tags=["orders"], summary="Orders you may see, newest first")
+async def list_orders(
+    principal: CurrentPrincipal,
+    database: Db,
+    status: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
+    grid_id: Annotated[str | None, Query(max_length=64)] = None,
+    community_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    require(principal, Role.resident, Role.staff, Role.ops)
+    query: dict[str, Any] = {}
+    if principal.role is Role.resident:
+        query["household_id"] = principal.household_id
+    elif principal.role is Role.staff:
+        query["community_id"] = principal.community_id
+    elif community_id:
+        query["community_id"] = community_id
+    if status:
+        query["status"] = status
+    if grid_id:
+        query["grid_id"] = grid_id
+    docs = (
+        await database["orders"]
+        .find(query, {"outbox": 0, "applied": 0})
+        .sort("placed_at", -1)
+        .limit(limit)
+        .to_list()
+    )
+    return {"orders": [order_view(d) for d in docs]}
+
+
+class CancelIn(Strict):
+    reason: str | None = Field(default=None, max_length=300)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    tags=["orders"],
+    summary="Cancel (residents until pickup; staff any open order)",
+)
+async def cancel_order(
+    order_id: str,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+    body: CancelIn | None = None,
+) -> JSONResponse:
+    doc = await visible_order(database, principal, order_id)
+    require(principal, Role.resident, Role.staff)
+    command = o.CancelOrder(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        role=principal.role.value,
+        reason=body.reason if body else None,
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+async def staff_order(
+    database: AsyncDatabase[dict[str, Any]], principal: Principal, order_id: str
+) -> dict[str, Any]:
+    doc = await visible_order(database, principal, order_id)
+    require(principal, Role.staff)
+    return doc
+
+
+@router.post(
+    "/orders/{order_id}/reopen",
+    tags=["orders"],
+    summary="Re-open a failed or cancelled order (staff)",
+)
+async def reopen_order(
+    order_id: str, principal: CurrentPrincipal, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await staff_order(database, principal, order_id)
+    command = o.ReopenOrder(command_id=new_command_id(), actor=principal.subject, order_id=order_id)
+    return answer(await commands.send(doc["community_id"], command))
+
+
+@router.post(
+    "/orders/{order_id}/accept",
+    tags=["orders"],
+    summary="Take a held order into the queue (接单, staff)",
+)
+async def review_order(
+    order_id: str, principal: CurrentPrincipal, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await staff_order(database, principal, order_id)
+    command = o.ReviewOrder(command_id=new_command_id(), actor=principal.subject, order_id=order_id)
+    return answer(await commands.send(doc["community_id"], command))
+
+
+class PriorityIn(Strict):
+    priority: int = Field(ge=0, le=100)
+
+
+@router.put("/orders/{order_id}/priority", tags=["orders"], summary="Override the priority (staff)")
+async def set_priority(
+    order_id: str, body: PriorityIn, principal: CurrentPrincipal, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await staff_order(database, principal, order_id)
+    command = o.SetPriority(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        priority=body.priority,
+    )
+    return answer(await commands.send(doc["community_id"], command))

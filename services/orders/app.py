@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.orders import api, handlers
+from services.orders import api
+from services.orders.handlers import OrdersOwner
 from services.orders.settings import OrdersSettings
+from shared.commands import CommandSender
 from shared.http import service_app
 from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
-from shared.topics import DISPATCH_EVENTS
+from shared.topics import DISPATCH_EVENTS, ORDERS_COMMANDS
 
 SERVICE = "orders"
 DESCRIPTION = "Communities, grids, households and orders (下单, 接单) and their lifecycle."
@@ -22,10 +24,16 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        runtime.consume(SERVICE, [DISPATCH_EVENTS], by_payload_type(handlers.HANDLERS))
+        owner = OrdersOwner(runtime.db, runtime.publisher)
+        runtime.loop("indexes", owner.ensure_indexes)
+        runtime.consume(SERVICE, [ORDERS_COMMANDS, DISPATCH_EVENTS], by_payload_type(owner.table))
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
+            app.state.jwt_secret = settings.jwt_secret
+            app.state.commands = CommandSender(
+                runtime.db, runtime.publisher, ORDERS_COMMANDS, f"/{SERVICE}"
+            )
             yield
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)

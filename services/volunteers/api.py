@@ -2,6 +2,180 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-router = APIRouter(prefix="/v1")
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.volunteers.handlers import volunteer_view
+from shared.auth import CurrentPrincipal, Principal, Role, require
+from shared.commands import CommandSender, Outcome, new_command_id
+from shared.contracts import volunteers as v
+from shared.http import Problem
+
+router = APIRouter(prefix="/v1", tags=["volunteers"])
+
+PHONE = re.compile(r"^\+?[0-9]{7,15}$")
+
+
+def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
+    return request.app.state.runtime.db  # type: ignore[no-any-return]
+
+
+def sender(request: Request) -> CommandSender:
+    return request.app.state.commands  # type: ignore[no-any-return]
+
+
+Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
+Commands = Annotated[CommandSender, Depends(sender)]
+
+
+def answer(outcome: Outcome) -> JSONResponse:
+    return JSONResponse(outcome.unwrap(), status_code=outcome.status)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class RegistrationIn(Strict):
+    name: str = Field(min_length=1, max_length=100, examples=["Li Wei"])
+    phone: str = Field(max_length=30, examples=["13700000001"])
+    compound: str = Field(min_length=1, max_length=100, examples=["Datong Garden"])
+    home_grid_id: str = Field(min_length=1, max_length=64, examples=["g3"])
+    work_unit: str = Field(min_length=1, max_length=100, examples=["city ecology bureau"])
+    skills: list[v.Skill] = Field(min_length=1, max_length=6, examples=[["delivery", "driving"]])
+    capacity: int = Field(default=2, ge=1, le=10, description="Most tasks at once")
+
+    @field_validator("phone")
+    @classmethod
+    def phone_shape(cls, value: str) -> str:
+        phone = re.sub(r"[\s()-]", "", value)
+        if not PHONE.match(phone):
+            raise ValueError("phone must be 7 to 15 digits, optionally starting with +")
+        return phone
+
+
+@router.post("/volunteers", status_code=201, summary="Register (报到) with your home community")
+async def register(
+    body: RegistrationIn, principal: CurrentPrincipal, commands: Commands
+) -> JSONResponse:
+    require(principal, Role.volunteer, Role.staff)
+    volunteer_id = (
+        principal.volunteer_id
+        if principal.role is Role.volunteer
+        else f"vol_{uuid.uuid4().hex[:12]}"
+    )
+    assert volunteer_id is not None and principal.community_id is not None
+    command = v.RegisterVolunteer(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        volunteer_id=volunteer_id,
+        **body.model_dump(),
+    )
+    return answer(await commands.send(principal.community_id, command))
+
+
+async def visible(
+    database: AsyncDatabase[dict[str, Any]], principal: Principal, volunteer_id: str
+) -> dict[str, Any]:
+    require(principal, Role.volunteer, Role.staff, Role.ops)
+    doc = await database["volunteers"].find_one({"_id": volunteer_id})
+    if doc is None or not principal.may_see_community(doc["community_id"]):
+        raise Problem(404, "Not found", "no such volunteer")
+    if principal.role is Role.volunteer and principal.volunteer_id != volunteer_id:
+        raise Problem(404, "Not found", "no such volunteer")
+    return doc
+
+
+@router.get(
+    "/volunteers/{volunteer_id}", summary="A volunteer, with on-duty status and hours worked"
+)
+async def get_volunteer(
+    volunteer_id: str, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    return volunteer_view(await visible(database, principal, volunteer_id), datetime.now(UTC))
+
+
+@router.get("/volunteers", summary="Volunteers of your community (staff)")
+async def list_volunteers(
+    principal: CurrentPrincipal,
+    database: Db,
+    status: Annotated[str | None, Query(pattern=r"^(pending|approved)$")] = None,
+    on_duty: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> dict[str, Any]:
+    require(principal, Role.staff, Role.ops)
+    query: dict[str, Any] = {}
+    if principal.role is Role.staff:
+        query["community_id"] = principal.community_id
+    if status:
+        query["status"] = status
+    if on_duty is not None:
+        query["shift"] = {"$ne": None} if on_duty else None
+    now = datetime.now(UTC)
+    docs = await database["volunteers"].find(query, {"outbox": 0}).limit(limit).to_list()
+    return {"volunteers": [volunteer_view(d, now) for d in docs]}
+
+
+@router.post("/volunteers/{volunteer_id}/approve", summary="Approve a registration (staff)")
+async def approve(
+    volunteer_id: str, principal: CurrentPrincipal, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await visible(database, principal, volunteer_id)
+    require(principal, Role.staff)
+    command = v.ApproveVolunteer(
+        command_id=new_command_id(), actor=principal.subject, volunteer_id=volunteer_id
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+class CheckInIn(Strict):
+    grid_id: str = Field(min_length=1, max_length=64, examples=["g3"])
+    until: AwareDatetime = Field(
+        description="When the shift ends (ISO 8601 with offset)",
+        examples=["2022-05-01T18:00:00+08:00"],
+    )
+
+
+def self_or_staff(principal: Principal, volunteer_id: str) -> None:
+    require(principal, Role.volunteer, Role.staff)
+    if principal.role is Role.volunteer and principal.volunteer_id != volunteer_id:
+        raise Problem(403, "Forbidden", "volunteers check themselves in and out")
+
+
+@router.post("/volunteers/{volunteer_id}/check-in", summary="Start a shift in a grid")
+async def check_in(
+    volunteer_id: str,
+    body: CheckInIn,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+) -> JSONResponse:
+    self_or_staff(principal, volunteer_id)
+    doc = await visible(database, principal, volunteer_id)
+    command = v.CheckIn(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        volunteer_id=volunteer_id,
+        grid_id=body.grid_id,
+        until=body.until.astimezone(UTC),
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+@router.post("/volunteers/{volunteer_id}/check-out", summary="End the current shift")
+async def check_out(
+    volunteer_id: str, principal: CurrentPrincipal, commands: Commands, database: Db
+) -> JSONResponse:
+    self_or_staff(principal, volunteer_id)
+    doc = await visible(database, principal, volunteer_id)
+    command = v.CheckOut(
+        command_id=new_command_id(), actor=principal.subject, volunteer_id=volunteer_id
+    )
+    return answer(await commands.send(doc["community_id"], command))

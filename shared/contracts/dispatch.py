@@ -141,7 +141,15 @@ class CommandRejected(Payload):
     reason: str
 
 
-COMMANDS = (AcceptOffer, DeclineOffer, PickUp, Deliver, ReportFailure)
+class ExpireOffer(VolunteerCommand):
+    """The owner's own timer: the offer's deadline passed (a command, so it is ordered
+    with the volunteer's answer and survives a change of owner)."""
+
+    type: Literal["doorstep.offer.expire.v1"] = "doorstep.offer.expire.v1"
+    attempt: int
+
+
+COMMANDS = (AcceptOffer, DeclineOffer, PickUp, Deliver, ReportFailure, ExpireOffer)
 EVENTS = (
     OfferMade,
     OfferDeclined,

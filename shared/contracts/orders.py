@@ -38,6 +38,12 @@ class Grid(BaseModel):
     neighbours: list[str] = Field(default_factory=list)
 
 
+class CommunityPolicy(BaseModel):
+    auto_accept_orders: bool = True
+    auto_approve_volunteers: bool = False
+    duplicate_window_minutes: int = Field(default=30, ge=0, le=24 * 60)
+
+
 class CommunityDefined(Payload):
     """A community and its grids were created or changed (the whole current picture)."""
 
@@ -45,6 +51,7 @@ class CommunityDefined(Payload):
     community_id: str
     name: str
     grids: list[Grid]
+    policy: CommunityPolicy = Field(default_factory=CommunityPolicy)
 
 
 class HouseholdRegistered(Payload):
@@ -115,7 +122,93 @@ class OrderPriorityChanged(Payload):
     priority: int
 
 
-PAYLOADS = (
+class Address(BaseModel):
+    compound: str
+    building: str
+    unit: str
+    room: str
+
+    def __str__(self) -> str:
+        return f"{self.compound} {self.building}-{self.unit}-{self.room}"
+
+
+# --- commands (orders.commands: from any orders instance to the community's owner) ------
+
+
+class OrdersCommand(Payload):
+    command_id: str
+    actor: str  # the token subject, for the record
+
+
+class DefineCommunity(OrdersCommand):
+    type: Literal["doorstep.community.define.v1"] = "doorstep.community.define.v1"
+    community_id: str
+    name: str
+    grids: list[Grid]
+    policy: CommunityPolicy
+
+
+class HouseholdInput(BaseModel):
+    line: int  # CSV line (or 0 for a single registration), to report rejections by line
+    address: Address
+    grid_id: str
+    phone: str
+    flags: list[HouseholdFlag] = Field(default_factory=list)
+
+
+class RegisterHouseholds(OrdersCommand):
+    type: Literal["doorstep.household.register.v1"] = "doorstep.household.register.v1"
+    households: list[HouseholdInput]
+
+
+class PlaceOrder(OrdersCommand):
+    type: Literal["doorstep.order.place.v1"] = "doorstep.order.place.v1"
+    household_id: str
+    category: Category
+    items: str
+    channel: str
+    role: str
+    priority: int | None = None  # staff override
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+class CancelOrder(OrdersCommand):
+    type: Literal["doorstep.order.cancel.v1"] = "doorstep.order.cancel.v1"
+    order_id: str
+    role: str
+    reason: str | None = None
+
+
+class ReopenOrder(OrdersCommand):
+    type: Literal["doorstep.order.reopen.v1"] = "doorstep.order.reopen.v1"
+    order_id: str
+
+
+class ReviewOrder(OrdersCommand):
+    """Staff take (接单) an order that was held for review."""
+
+    type: Literal["doorstep.order.review.v1"] = "doorstep.order.review.v1"
+    order_id: str
+
+
+class SetPriority(OrdersCommand):
+    type: Literal["doorstep.order.set_priority.v1"] = "doorstep.order.set_priority.v1"
+    order_id: str
+    priority: int
+
+
+COMMANDS = (
+    DefineCommunity,
+    RegisterHouseholds,
+    PlaceOrder,
+    CancelOrder,
+    ReopenOrder,
+    ReviewOrder,
+    SetPriority,
+)
+
+EVENTS = (
     CommunityDefined,
     HouseholdRegistered,
     OrderReceived,
@@ -125,3 +218,4 @@ PAYLOADS = (
     OrderCancelled,
     OrderPriorityChanged,
 )
+PAYLOADS = COMMANDS + EVENTS

@@ -47,4 +47,42 @@ class ShiftEnded(Payload):
     reason: Literal["checked_out", "expired"]
 
 
-PAYLOADS = (VolunteerApproved, ShiftStarted, ShiftEnded)
+# --- commands (volunteers.commands) ------------------------------------------------------
+
+
+class VolunteersCommand(Payload):
+    command_id: str
+    actor: str
+    volunteer_id: str
+
+
+class RegisterVolunteer(VolunteersCommand):
+    type: Literal["doorstep.volunteer.register.v1"] = "doorstep.volunteer.register.v1"
+    name: str
+    phone: str
+    compound: str
+    home_grid_id: str
+    work_unit: str
+    skills: list[Skill]
+    capacity: int
+
+
+class ApproveVolunteer(VolunteersCommand):
+    type: Literal["doorstep.volunteer.approve.v1"] = "doorstep.volunteer.approve.v1"
+
+
+class CheckIn(VolunteersCommand):
+    type: Literal["doorstep.shift.check_in.v1"] = "doorstep.shift.check_in.v1"
+    grid_id: str
+    until: datetime
+
+
+class CheckOut(VolunteersCommand):
+    type: Literal["doorstep.shift.check_out.v1"] = "doorstep.shift.check_out.v1"
+    reason: Literal["checked_out", "expired"] = "checked_out"
+    shift_id: str | None = None  # for expiry: only that shift
+
+
+COMMANDS = (RegisterVolunteer, ApproveVolunteer, CheckIn, CheckOut)
+EVENTS = (VolunteerApproved, ShiftStarted, ShiftEnded)
+PAYLOADS = COMMANDS + EVENTS

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -18,8 +19,13 @@ import pytest
 from doorstep_cli.localstack import free_port
 from tests.conftest import Stack
 
+if TYPE_CHECKING:
+    from tests.e2e.client import Community
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
+JWT_SECRET = "e2e-secret-e2e-secret-e2e-secret-e2e"
+OFFER_TIMEOUT = 4.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,6 +52,9 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "DOORSTEP_MONGO_URL": stack.mongo_url,
         "DOORSTEP_TOPIC_PARTITIONS": "4",
+        "DOORSTEP_JWT_SECRET": JWT_SECRET,
+        "DOORSTEP_OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT),
+        "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
         **extra,
     }
 
@@ -57,14 +66,20 @@ def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None
         port = free_port()
         log = workdir / f"{name}.log"
         env = service_env(
-            stack, run_id, DOORSTEP_PORT=str(port),
-            DOORSTEP_MONGO_DATABASE=f"{name}_{run_id}", **(env_extra or {}),
-        )  # fmt: skip
+            stack,
+            run_id,
+            DOORSTEP_PORT=str(port),
+            DOORSTEP_MONGO_DATABASE=f"{name}_{run_id}",
+            **(env_extra or {}),
+        )
         with open(log, "wb") as out:
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], env=env, cwd=REPO,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", f"services.{name}"],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         urls[name] = f"http://127.0.0.1:{port}"
         logs[name] = log
     running = Running(urls, procs, logs)
@@ -106,3 +121,11 @@ def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield running
     finally:
         stop_services(running)
+
+
+@pytest.fixture()
+def community(services: Running) -> Iterator[Community]:
+    from tests.e2e.client import Community
+
+    with httpx.Client(timeout=30) as http:
+        yield Community(services, http, f"c{uuid.uuid4().hex[:8]}")

@@ -31,9 +31,13 @@ def test_a_bad_setting_stops_the_process_at_once_naming_the_variable(stack: Stac
     env.pop("DOORSTEP_KAFKA_BOOTSTRAP")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "services.dispatch"], env=env, cwd=REPO,
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [sys.executable, "-m", "services.dispatch"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert time.monotonic() - started < 10
     assert result.stderr.strip().splitlines() == [

@@ -80,9 +80,12 @@ async def test_event_round_trips_through_the_broker_with_every_attribute(
             done.set()
 
     consumer = EventConsumer(
-        bootstrap=stack.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic],
-        handler=handler, publisher=publisher,
-    )  # fmt: skip
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
+    )
     task = await run_consumer(consumer)
     try:
         await asyncio.wait_for(done.wait(), 30)
@@ -117,8 +120,9 @@ async def test_poison_records_go_to_the_dlq_and_the_next_good_record_is_handled(
     good = shift_event("datong", 1)
     doomed = shift_event("datong", 2)  # its handler always fails: dead-lettered after retries
     good_record = to_record(good)
-    unknown_type = [(k, b"doorstep.no.such.thing.v1" if k == "ce_type" else v)
-                    for k, v in good_record.headers]  # fmt: skip
+    unknown_type = [
+        (k, b"doorstep.no.such.thing.v1" if k == "ce_type" else v) for k, v in good_record.headers
+    ]
 
     raw = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await raw.start()
@@ -144,10 +148,13 @@ async def test_poison_records_go_to_the_dlq_and_the_next_good_record_is_handled(
     publisher = EventPublisher(stack.kafka_bootstrap, "test")
     await publisher.start()
     consumer = EventConsumer(
-        bootstrap=stack.kafka_bootstrap, group_id=f"g-{unique}", topics=[topic],
-        handler=handler, publisher=publisher,
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
         policy=RetryPolicy(attempts=3, first_backoff=0.01),
-    )  # fmt: skip
+    )
     task = await run_consumer(consumer)
     try:
         await asyncio.wait_for(done.wait(), 30)
@@ -200,10 +207,13 @@ async def test_a_failing_handler_is_retried_and_nothing_is_committed_until_it_su
         done.set()
 
     consumer = EventConsumer(
-        bootstrap=stack.kafka_bootstrap, group_id=group, topics=[topic],
-        handler=handler, publisher=publisher,
+        bootstrap=stack.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
         policy=RetryPolicy(attempts=5, first_backoff=0.05),
-    )  # fmt: skip
+    )
     task = await run_consumer(consumer)
     try:
         await asyncio.wait_for(done.wait(), 30)

@@ -37,7 +37,11 @@ async def test_readyz_answers_503_while_the_broker_is_down_and_200_when_it_is_ba
     stack: Stack, own_broker: BrokerControl, unique: str
 ) -> None:
     own_broker.stop()  # down before the services start: they must start anyway
-    common = {"kafka_bootstrap": own_broker.bootstrap, "mongo_url": stack.mongo_url}
+    common = {
+        "kafka_bootstrap": own_broker.bootstrap,
+        "mongo_url": stack.mongo_url,
+        "jwt_secret": "test-secret-test-secret-test-secret",
+    }
     apps: dict[str, FastAPI] = {
         "orders": orders_app(OrdersSettings(**common, mongo_database=f"o_{unique}")),
         "volunteers": volunteers_app(VolunteersSettings(**common, mongo_database=f"v_{unique}")),

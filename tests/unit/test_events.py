@@ -11,10 +11,16 @@ from shared.events import KNOWN_TYPES, Event, UndecodableRecord, from_record, to
 
 def accepted() -> Event:
     facts = OrderFacts(
-        order_id="o-1", household_id="h-1", grid_id="g3", category=Category.medicine,
-        items="insulin", priority=90, address="Datong 3-2-401", handoff_code="4821",
+        order_id="o-1",
+        household_id="h-1",
+        grid_id="g3",
+        category=Category.medicine,
+        items="insulin",
+        priority=90,
+        address="Datong 3-2-401",
+        handoff_code="4821",
         placed_at=datetime(2022, 5, 1, 3, 40, tzinfo=UTC),
-    )  # fmt: skip
+    )
     return Event(source="/orders", community_id="datong", data=OrderAccepted(order=facts))
 
 

@@ -1,0 +1,325 @@
+"""A community's dispatch board: its open tasks and on-duty volunteers, and every decision
+about them (派单). Pure: each method takes the time and returns the events it decided,
+having applied them to the board; I/O belongs to the owner that persists the board.
+
+Invariants the board keeps by construction:
+- a task has at most one live offer or assignment (``Task.volunteer_id`` is one field);
+- a volunteer's load is derived from the tasks, and an offer is only made below capacity;
+- every task is waiting (visibly, and escalated once nobody fits), offered, assigned or
+  picked up; delivered, failed and cancelled tasks leave the board.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from services.dispatch import matching
+from shared.contracts import dispatch as d
+from shared.contracts.base import Payload
+from shared.contracts.orders import Category, Grid, OrderFacts
+from shared.contracts.volunteers import Skill
+
+RECENT_IDS = 5000  # input ids remembered for de-duplication
+
+
+class TaskState(StrEnum):
+    waiting = "waiting"
+    offered = "offered"
+    assigned = "assigned"
+    picked_up = "picked_up"
+
+
+class Task(BaseModel):
+    order: OrderFacts
+    state: TaskState = TaskState.waiting
+    volunteer_id: str | None = None
+    offer_expires_at: datetime | None = None
+    attempt: int = 0
+    tried: list[str] = Field(default_factory=list)
+    escalated: bool = False
+
+    def ref(self) -> d.OrderRef:
+        return d.OrderRef(
+            order_id=self.order.order_id,
+            household_id=self.order.household_id,
+            grid_id=self.order.grid_id,
+        )
+
+
+class Volunteer(BaseModel):
+    volunteer_id: str
+    name: str
+    skills: list[Skill]
+    capacity: int
+    shift_grid_id: str | None = None  # None: off duty
+    shift_id: str | None = None
+    idle_since: datetime
+
+
+class Rejection(Exception):
+    """A volunteer's command the board refuses (stale offer, wrong handoff code, ...)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Board(BaseModel):
+    community_id: str
+    grids: dict[str, Grid] = Field(default_factory=dict)
+    tasks: dict[str, Task] = Field(default_factory=dict)
+    volunteers: dict[str, Volunteer] = Field(default_factory=dict)
+    offer_timeout_seconds: float = 120.0
+    applied: list[str] = Field(default_factory=list)
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def seen(self, input_id: str) -> bool:
+        return input_id in self.applied
+
+    def remember(self, input_id: str) -> None:
+        self.applied.append(input_id)
+        del self.applied[:-RECENT_IDS]
+
+    def load(self, volunteer_id: str) -> int:
+        return sum(1 for t in self.tasks.values() if t.volunteer_id == volunteer_id)
+
+    def neighbours(self) -> dict[str, list[str]]:
+        return {g.grid_id: g.neighbours for g in self.grids.values()}
+
+    # --- facts from orders and volunteers ------------------------------------------------
+
+    def define(self, grids: list[Grid], now: datetime) -> list[Payload]:
+        self.grids = {g.grid_id: g for g in grids}
+        return self.match(now)
+
+    def order_open(self, facts: OrderFacts, now: datetime) -> list[Payload]:
+        """An accepted or re-opened order joins the queue (unless it is already on it)."""
+        if facts.order_id not in self.tasks:
+            self.tasks[facts.order_id] = Task(order=facts)
+        return self.match(now)
+
+    def order_cancelled(self, order_id: str, now: datetime) -> list[Payload]:
+        task = self.tasks.pop(order_id, None)
+        if task is None or task.volunteer_id is None:
+            return []
+        events: list[Payload] = [
+            d.OfferWithdrawn(order=task.ref(), volunteer_id=task.volunteer_id, reason="cancelled")
+        ]
+        self._freed(task.volunteer_id, now)
+        return events + self.match(now)
+
+    def priority_changed(self, order_id: str, priority: int, now: datetime) -> list[Payload]:
+        task = self.tasks.get(order_id)
+        if task is not None:
+            task.order = task.order.model_copy(update={"priority": priority})
+        return self.match(now)
+
+    def volunteer_approved(
+        self, volunteer_id: str, name: str, skills: list[Skill], capacity: int, now: datetime
+    ) -> list[Payload]:
+        known = self.volunteers.get(volunteer_id)
+        self.volunteers[volunteer_id] = Volunteer(
+            volunteer_id=volunteer_id,
+            name=name,
+            skills=skills,
+            capacity=capacity,
+            shift_grid_id=known.shift_grid_id if known else None,
+            shift_id=known.shift_id if known else None,
+            idle_since=known.idle_since if known else now,
+        )
+        return self.match(now)
+
+    def shift_started(
+        self, volunteer_id: str, shift_id: str, grid_id: str, now: datetime
+    ) -> list[Payload]:
+        volunteer = self.volunteers.get(volunteer_id)
+        if volunteer is None:
+            return []  # not approved (yet): the approval brings them in
+        volunteer.shift_grid_id, volunteer.shift_id = grid_id, shift_id
+        volunteer.idle_since = now
+        return self.match(now)
+
+    def shift_ended(self, volunteer_id: str, shift_id: str, now: datetime) -> list[Payload]:
+        volunteer = self.volunteers.get(volunteer_id)
+        if volunteer is None or volunteer.shift_id != shift_id:
+            return []
+        volunteer.shift_grid_id = volunteer.shift_id = None
+        # Live offers go to someone else; tasks already accepted stay with the volunteer.
+        events: list[Payload] = []
+        for task in self.tasks.values():
+            if task.volunteer_id == volunteer_id and task.state is TaskState.offered:
+                events.append(
+                    d.OfferWithdrawn(order=task.ref(), volunteer_id=volunteer_id, reason="off duty")
+                )
+                self._back_to_queue(task)
+        return events + self.match(now)
+
+    # --- the volunteer's answers and the owner's timer -----------------------------------
+
+    def _task_of(self, order_id: str, volunteer_id: str, *states: TaskState) -> Task:
+        task = self.tasks.get(order_id)
+        if task is None or task.volunteer_id != volunteer_id:
+            raise Rejection(404, "no such offer or task for you")
+        if task.state not in states:
+            raise Rejection(409, f"the task is {task.state}")
+        return task
+
+    def accept(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
+        task = self._task_of(order_id, volunteer_id, TaskState.offered)
+        task.state, task.offer_expires_at = TaskState.assigned, None
+        name = self.volunteers[volunteer_id].name if volunteer_id in self.volunteers else ""
+        return [d.TaskAssigned(order=task.ref(), volunteer_id=volunteer_id, volunteer_name=name)]
+
+    def decline(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
+        task = self._task_of(order_id, volunteer_id, TaskState.offered)
+        self._back_to_queue(task)
+        self._freed(volunteer_id, now)
+        return [d.OfferDeclined(order=task.ref(), volunteer_id=volunteer_id), *self.match(now)]
+
+    def expire(
+        self, order_id: str, volunteer_id: str, attempt: int, now: datetime
+    ) -> list[Payload]:
+        task = self.tasks.get(order_id)
+        if (
+            task is None
+            or task.state is not TaskState.offered
+            or task.volunteer_id != volunteer_id
+            or task.attempt != attempt
+        ):
+            return []  # answered in time, or already moved on
+        self._back_to_queue(task)
+        self._freed(volunteer_id, now)
+        return [d.OfferExpired(order=task.ref(), volunteer_id=volunteer_id), *self.match(now)]
+
+    def pick_up(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
+        task = self._task_of(order_id, volunteer_id, TaskState.assigned)
+        task.state = TaskState.picked_up
+        return [d.TaskPickedUp(order=task.ref(), volunteer_id=volunteer_id)]
+
+    def deliver(
+        self,
+        order_id: str,
+        volunteer_id: str,
+        handoff_code: str | None,
+        photo_url: str | None,
+        now: datetime,
+    ) -> list[Payload]:
+        task = self._task_of(order_id, volunteer_id, TaskState.assigned, TaskState.picked_up)
+        if handoff_code is not None:
+            if handoff_code.strip() != task.order.handoff_code:
+                raise Rejection(422, "the handoff code does not match this household's")
+            proof = "handoff_code"
+        elif photo_url:
+            proof = "photo"
+        else:
+            raise Rejection(422, "proof is required: the household's handoff code or a photo URL")
+        del self.tasks[order_id]
+        self._freed(volunteer_id, now)
+        delivered = d.TaskDelivered(
+            order=task.ref(),
+            volunteer_id=volunteer_id,
+            proof=proof,  # type: ignore[arg-type]
+            photo_url=photo_url if proof == "photo" else None,
+        )
+        return [delivered, *self.match(now)]
+
+    def fail(
+        self,
+        order_id: str,
+        volunteer_id: str,
+        reason: d.FailureReason,
+        note: str | None,
+        now: datetime,
+    ) -> list[Payload]:
+        task = self._task_of(order_id, volunteer_id, TaskState.assigned, TaskState.picked_up)
+        del self.tasks[order_id]  # staff decide: re-open (it comes back) or close
+        self._freed(volunteer_id, now)
+        failed = d.TaskFailed(order=task.ref(), volunteer_id=volunteer_id, reason=reason, note=note)
+        return [failed, *self.match(now)]
+
+    def due_offers(self, now: datetime) -> list[Task]:
+        return [
+            t
+            for t in self.tasks.values()
+            if t.state is TaskState.offered and t.offer_expires_at and t.offer_expires_at <= now
+        ]
+
+    # --- matching ------------------------------------------------------------------------
+
+    def _back_to_queue(self, task: Task) -> None:
+        if task.volunteer_id and task.volunteer_id not in task.tried:
+            task.tried.append(task.volunteer_id)
+        task.state, task.volunteer_id, task.offer_expires_at = TaskState.waiting, None, None
+
+    def _freed(self, volunteer_id: str, now: datetime) -> None:
+        volunteer = self.volunteers.get(volunteer_id)
+        if volunteer is not None:
+            volunteer.idle_since = now
+
+    def match(self, now: datetime) -> list[Payload]:
+        """Offer every waiting task, most urgent first, to its best candidate; escalate the
+        ones nobody can take (once, until someone suitable appears)."""
+        events: list[Payload] = []
+        waiting = [
+            matching.Need(
+                order_id=t.order.order_id,
+                grid_id=t.order.grid_id,
+                category=Category(t.order.category),
+                priority=t.order.priority,
+                placed_at=t.order.placed_at,
+                tried=frozenset(t.tried),
+            )
+            for t in self.tasks.values()
+            if t.state is TaskState.waiting
+        ]
+        for need in matching.queue(waiting):
+            task = self.tasks[need.order_id]
+            candidates = [
+                matching.Candidate(
+                    volunteer_id=v.volunteer_id,
+                    grid_id=v.shift_grid_id,
+                    skills=frozenset(v.skills),
+                    capacity=v.capacity,
+                    load=self.load(v.volunteer_id),
+                    idle_since=v.idle_since,
+                )
+                for v in self.volunteers.values()
+                if v.shift_grid_id is not None
+            ]
+            best = matching.rank(need, candidates, self.neighbours())
+            if best:
+                chosen = best[0].volunteer_id
+                task.state, task.volunteer_id = TaskState.offered, chosen
+                task.attempt += 1
+                task.offer_expires_at = now + timedelta(seconds=self.offer_timeout_seconds)
+                task.escalated = False
+                events.append(
+                    d.OfferMade(
+                        order=task.ref(),
+                        volunteer_id=chosen,
+                        expires_at=task.offer_expires_at,
+                        category=task.order.category,
+                        address=task.order.address,
+                        items=task.order.items,
+                        attempt=task.attempt,
+                    )
+                )
+            elif not task.escalated:
+                task.escalated = True
+                grid = self.grids.get(task.order.grid_id)
+                events.append(
+                    d.OrderEscalated(
+                        order=task.ref(),
+                        grid_worker=grid.grid_worker if grid else "",
+                        grid_worker_phone=grid.grid_worker_phone if grid else "",
+                        reason="no suitable volunteer on duty"
+                        if not task.tried
+                        else "every suitable volunteer declined or did not answer",
+                    )
+                )
+        return events

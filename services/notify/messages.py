@@ -1,0 +1,167 @@
+"""Who is told what about which event. Pure: an event and the directory in, messages out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.contracts import dispatch as d
+from shared.contracts import orders as o
+from shared.contracts.base import Payload
+
+CATEGORY_NAMES = {
+    "groceries": "groceries",
+    "medicine": "medicine",
+    "garbage": "garbage pickup",
+    "home_test": "home test",
+    "app_help": "app help",
+    "visit": "visit",
+    "transfer": "transfer",
+    "other": "request",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    recipient: (
+        str  # household:<id> | volunteer:<id> | staff:<community> | grid_worker:<community>:<grid>
+    )
+    kind: str
+    title: str
+    body: str
+    order_id: str | None = None
+
+
+def household(household_id: str) -> str:
+    return f"household:{household_id}"
+
+
+def messages_for(
+    payload: Payload, community_id: str, volunteer_names: dict[str, str]
+) -> list[Message]:
+    staff = f"staff:{community_id}"
+    match payload:
+        case o.OrderAccepted(order=order):
+            what = CATEGORY_NAMES.get(order.category, "request")
+            return [
+                Message(
+                    household(order.household_id),
+                    "order.accepted",
+                    "Order taken",
+                    f"The community has taken your {what} order; a volunteer will be found.",
+                    order.order_id,
+                )
+            ]
+        case o.OrderHeld(order=order, reason=reason):
+            return [
+                Message(
+                    staff,
+                    "order.held",
+                    "Order held for review",
+                    f"Order {order.order_id} ({order.category}, {order.address}): {reason}.",
+                    order.order_id,
+                )
+            ]
+        case o.OrderCancelled(order_id=order_id, household_id=household_id):
+            return [
+                Message(
+                    household(household_id),
+                    "order.cancelled",
+                    "Order cancelled",
+                    "Your order was cancelled.",
+                    order_id,
+                )
+            ]
+        case d.OfferMade(
+            order=ref, volunteer_id=vid, category=category, address=address, items=items
+        ):
+            return [
+                Message(
+                    f"volunteer:{vid}",
+                    "offer.made",
+                    "New task offered",
+                    f"{CATEGORY_NAMES.get(category, category)} to {address}: {items}",
+                    ref.order_id,
+                )
+            ]
+        case d.OfferWithdrawn(order=ref, volunteer_id=vid, reason=reason):
+            return [
+                Message(
+                    f"volunteer:{vid}",
+                    "offer.withdrawn",
+                    "Offer withdrawn",
+                    f"The offer for order {ref.order_id} was withdrawn ({reason}).",
+                    ref.order_id,
+                )
+            ]
+        case d.OfferExpired(order=ref, volunteer_id=vid):
+            return [
+                Message(
+                    f"volunteer:{vid}",
+                    "offer.expired",
+                    "Offer lapsed",
+                    f"The offer for order {ref.order_id} went to someone else.",
+                    ref.order_id,
+                )
+            ]
+        case d.TaskAssigned(order=ref, volunteer_id=vid, volunteer_name=name):
+            return [
+                Message(
+                    household(ref.household_id),
+                    "task.assigned",
+                    "Volunteer assigned",
+                    f"{name or 'A volunteer'} will bring your order.",
+                    ref.order_id,
+                )
+            ]
+        case d.TaskPickedUp(order=ref, volunteer_id=vid):
+            name = volunteer_names.get(vid, "Your volunteer")
+            return [
+                Message(
+                    household(ref.household_id),
+                    "task.picked_up",
+                    "On the way",
+                    f"{name} has picked up your order and is on the way.",
+                    ref.order_id,
+                )
+            ]
+        case d.TaskDelivered(order=ref):
+            return [
+                Message(
+                    household(ref.household_id),
+                    "task.delivered",
+                    "Delivered",
+                    "Your order was delivered to your door.",
+                    ref.order_id,
+                )
+            ]
+        case d.TaskFailed(order=ref, reason=reason, note=note):
+            detail = f"{reason.value}{f': {note}' if note else ''}"
+            return [
+                Message(
+                    household(ref.household_id),
+                    "task.failed",
+                    "Delivery failed",
+                    "We could not deliver your order; the community will call you.",
+                    ref.order_id,
+                ),
+                Message(
+                    staff,
+                    "task.failed",
+                    "Delivery failed",
+                    f"Order {ref.order_id} failed ({detail}): retry or close.",
+                    ref.order_id,
+                ),
+            ]
+        case d.OrderEscalated(order=ref, grid_worker=worker, reason=reason):
+            text = f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}."
+            return [
+                Message(
+                    f"grid_worker:{community_id}:{ref.grid_id}",
+                    "order.escalated",
+                    "Escalated to you",
+                    f"{worker}: {text}",
+                    ref.order_id,
+                ),
+                Message(staff, "order.escalated", "Order escalated", text, ref.order_id),
+            ]
+    return []

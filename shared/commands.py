@@ -1,0 +1,112 @@
+"""Commands: how an HTTP request reaches the one instance that may write a community.
+
+FerretDB v1 has no transactions and no atomic read-modify-write, so every service keeps
+one writer per community: the consumer instance that owns the community's partition. An
+HTTP route validates and authorises, then ``send``s a command keyed by community to its
+service's command topic and waits for the owner's outcome, which the owner stores in the
+``command_results`` collection (keyed by command id, insert-only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.contracts.base import Payload
+from shared.events import Event
+from shared.http import Problem
+from shared.kafka import EventPublisher
+
+RESULTS = "command_results"
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Outcome(BaseModel):
+    """What the owner decided: an HTTP status and a JSON body (or problem details)."""
+
+    status: int
+    body: dict[str, Any] | None = None
+    title: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def ok(cls, body: dict[str, Any], status: int = 200) -> Outcome:
+        return cls(status=status, body=body)
+
+    @classmethod
+    def rejected(cls, status: int, title: str, detail: str) -> Outcome:
+        return cls(status=status, title=title, detail=detail)
+
+    def unwrap(self) -> dict[str, Any]:
+        """The body, or raise the rejection as problem details."""
+        if self.status >= 400:
+            raise Problem(self.status, self.title or "Rejected", self.detail)
+        return self.body or {}
+
+
+class CommandSender:
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        publisher: EventPublisher,
+        topic: str,
+        source: str,
+        wait_seconds: float = 15.0,
+    ) -> None:
+        self._results = db[RESULTS]
+        self._publisher = publisher
+        self._topic = topic
+        self._source = source
+        self._wait = wait_seconds
+
+    async def send(
+        self, community_id: str, command: Payload, correlation_id: str | None = None
+    ) -> Outcome:
+        command_id: str = command.command_id  # type: ignore[attr-defined]
+        event = Event(
+            id=command_id,
+            source=self._source,
+            community_id=community_id,
+            correlation_id=correlation_id,
+            data=command,
+        )
+        try:
+            await asyncio.wait_for(self._publisher.publish(self._topic, event), self._wait)
+        except TimeoutError as exc:
+            raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
+        return await self.outcome(command_id)
+
+    async def outcome(self, command_id: str) -> Outcome:
+        deadline = time.monotonic() + self._wait
+        delay = 0.01
+        while time.monotonic() < deadline:
+            doc = await self._results.find_one({"_id": command_id})
+            if doc is not None:
+                return Outcome.model_validate(doc["outcome"])
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+        # Accepted and queued; the owner will still apply it.
+        return Outcome(status=202, body={"command_id": command_id, "status": "queued"})
+
+
+async def record_outcome(
+    db: AsyncDatabase[dict[str, Any]], command_id: str, outcome: Outcome
+) -> None:
+    """Owner side: store the outcome once (a re-delivered command keeps the first)."""
+    with contextlib.suppress(DuplicateKeyError):
+        await db[RESULTS].insert_one({"_id": command_id, "outcome": outcome.model_dump()})
+
+
+async def stored_outcome(db: AsyncDatabase[dict[str, Any]], command_id: str) -> Outcome | None:
+    doc = await db[RESULTS].find_one({"_id": command_id})
+    return None if doc is None else Outcome.model_validate(doc["outcome"])

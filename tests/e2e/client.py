@@ -1,0 +1,189 @@
+"""A small client for the end-to-end tests: tokens, the HTTP calls people make, and
+waiting for what happens asynchronously."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+
+from shared.auth import Role, mint
+from tests.e2e.conftest import JWT_SECRET, Running
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def token(role: Role, community: str | None = None, **scope: str) -> str:
+    return mint(
+        JWT_SECRET,
+        role=role,
+        subject=f"{role}-{uuid.uuid4().hex[:6]}",
+        community_id=community,
+        **scope,
+    )
+
+
+def auth(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def grids(n: int = 7) -> list[dict[str, Any]]:
+    """g1..gN in a row; each neighbours the ones beside it."""
+    return [
+        {
+            "grid_id": f"g{i}",
+            "name": f"Grid {i}",
+            "grid_worker": f"Grid worker {i}",
+            "grid_worker_phone": f"1380000000{i % 10}",
+            "neighbours": [f"g{j}" for j in (i - 1, i + 1) if 1 <= j <= n],
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+@dataclass
+class Community:
+    """One test's own community, so tests share the services but not their data."""
+
+    env: Running
+    http: httpx.Client
+    community_id: str
+
+    @property
+    def staff(self) -> str:
+        return token(Role.staff, self.community_id)
+
+    def url(self, service: str, path: str) -> str:
+        return f"{self.env.urls[service]}{path}"
+
+    def call(self, method: str, service: str, path: str, tok: str, **kw: Any) -> httpx.Response:
+        headers = {**auth(tok), **kw.pop("headers", {})}
+        return self.http.request(method, self.url(service, path), headers=headers, **kw)
+
+    def ok(self, method: str, service: str, path: str, tok: str, **kw: Any) -> Any:
+        response = self.call(method, service, path, tok, **kw)
+        assert response.status_code in (200, 201), (response.status_code, response.text)
+        return response.json()
+
+    def define(self, **policy: Any) -> None:
+        body = {
+            "community_id": self.community_id,
+            "name": f"Community {self.community_id}",
+            "grids": grids(),
+            "policy": policy,
+        }
+        self.ok("POST", "orders", "/v1/communities", token(Role.ops), json=body)
+
+    def import_households(self, rows: list[str]) -> dict[str, Any]:
+        text = "compound,building,unit,room,grid,phone,flags\n" + "\n".join(rows) + "\n"
+        return self.ok(
+            "POST",
+            "orders",
+            f"/v1/communities/{self.community_id}/households/import",  # type: ignore[no-any-return]
+            self.staff,
+            content=text,
+            headers={"Content-Type": "text/csv"},
+        )
+
+    def household(self, grid: str, flags: str = "", room: str | None = None) -> dict[str, Any]:
+        room = room or uuid.uuid4().hex[:6]
+        result = self.import_households(
+            [f"Datong Garden,1,1,{room},{grid},139{uuid.uuid4().int % 10**8:08d},{flags}"]
+        )
+        return result["imported"][0]  # type: ignore[no-any-return]
+
+    def resident(self, household_id: str) -> str:
+        return token(Role.resident, self.community_id, household_id=household_id)
+
+    def volunteer(
+        self,
+        grid: str,
+        *,
+        skills: tuple[str, ...] = ("delivery",),
+        capacity: int = 2,
+        check_in: bool = True,
+    ) -> str:
+        vid = f"vol_{uuid.uuid4().hex[:10]}"
+        tok = self.volunteer_token(vid)
+        body = {
+            "name": f"Cadre {vid[-4:]}",
+            "phone": "13700000001",
+            "compound": "Datong Garden",
+            "home_grid_id": grid,
+            "work_unit": "city ecology bureau",
+            "skills": list(skills),
+            "capacity": capacity,
+        }
+        self.ok("POST", "volunteers", "/v1/volunteers", tok, json=body)
+        self.ok("POST", "volunteers", f"/v1/volunteers/{vid}/approve", self.staff)
+        if check_in:
+            self.check_in(vid, grid)
+        return vid
+
+    def volunteer_token(self, vid: str) -> str:
+        return token(Role.volunteer, self.community_id, volunteer_id=vid)
+
+    def check_in(self, vid: str, grid: str) -> None:
+        until = (datetime.now(UTC) + timedelta(hours=4)).isoformat()
+        self.ok(
+            "POST",
+            "volunteers",
+            f"/v1/volunteers/{vid}/check-in",
+            self.volunteer_token(vid),
+            json={"grid_id": grid, "until": until},
+        )
+
+    def tasks(self, vid: str) -> list[dict[str, Any]]:
+        return self.ok("GET", "dispatch", "/v1/tasks", self.volunteer_token(vid))["tasks"]  # type: ignore[no-any-return]
+
+    def offer_for(self, vid: str, order_id: str, timeout: float = 30) -> dict[str, Any]:
+        return eventually(
+            lambda: next(
+                (
+                    t
+                    for t in self.tasks(vid)
+                    if t["order_id"] == order_id and t["state"] == "offered"
+                ),
+                None,
+            ),
+            timeout,
+            f"an offer of {order_id} to {vid}",
+        )
+
+    def act(self, vid: str, order_id: str, action: str, **body: Any) -> httpx.Response:
+        return self.call(
+            "POST",
+            "dispatch",
+            f"/v1/tasks/{order_id}/{action}",
+            self.volunteer_token(vid),
+            json=body or None,
+        )
+
+    def order(self, tok: str, order_id: str) -> dict[str, Any]:
+        return self.ok("GET", "orders", f"/v1/orders/{order_id}", tok)  # type: ignore[no-any-return]
+
+    def order_status(self, order_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        return eventually(
+            lambda: (o := self.order(self.staff, order_id))["status"] == status and o,
+            timeout,
+            f"order {order_id} to be {status}",
+        )
+
+    def inbox(self, tok: str, **params: Any) -> dict[str, Any]:
+        return self.ok("GET", "notify", "/v1/inbox", tok, params=params)  # type: ignore[no-any-return]

@@ -1,0 +1,126 @@
+"""Scenario 1: a resident in grid 3 orders medicine; a volunteer on duty in grid 3 is
+offered it, accepts, picks up and delivers with the handoff code; the resident's inbox
+and live stream show each step in order; the order reads delivered."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+
+from tests.e2e.client import Community, auth, eventually
+
+RESIDENT_STEPS = ["order.accepted", "task.assigned", "task.picked_up", "task.delivered"]
+
+
+def read_stream(url: str, headers: dict[str, str], want: int, into: list[dict[str, str]]) -> None:
+    with httpx.Client(timeout=60) as client, client.stream("GET", url, headers=headers) as response:
+        event: dict[str, str] = {}
+        for line in response.iter_lines():
+            if not line:
+                if "id" in event:
+                    into.append(event)
+                    if len(into) >= want:
+                        return
+                event = {}
+                continue
+            field, _, value = line.partition(":")
+            event[field] = value.strip()
+
+
+def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: Community) -> None:
+    community.define()
+    home = community.household("g3", flags="elderly_alone")
+    resident = community.resident(home["household_id"])
+    volunteer = community.volunteer("g3")
+    elsewhere = community.volunteer("g6")  # on duty, but not the nearest
+
+    streamed: list[dict[str, str]] = []
+    listener = threading.Thread(
+        target=read_stream,
+        args=(
+            community.url("notify", "/v1/inbox/stream"),
+            auth(resident),
+            len(RESIDENT_STEPS),
+            streamed,
+        ),
+        daemon=True,
+    )
+    listener.start()
+
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        resident,
+        json={"category": "medicine", "items": "insulin, 2 boxes"},
+    )
+    order_id = placed["order_id"]
+    assert placed["status"] == "accepted"
+    assert placed["priority"] == 85  # medicine 60 + elderly living alone 25
+    assert placed["grid_id"] == "g3"
+
+    offer = community.offer_for(volunteer, order_id)
+    assert offer["category"] == "medicine" and offer["grid_id"] == "g3"
+    assert community.tasks(elsewhere) == []
+
+    assert community.act(volunteer, order_id, "accept").json()["state"] == "assigned"
+    community.order_status(order_id, "assigned")
+    assert community.act(volunteer, order_id, "pick-up").json()["state"] == "picked_up"
+    community.order_status(order_id, "picked_up")
+
+    wrong = community.act(
+        volunteer,
+        order_id,
+        "deliver",
+        handoff_code="0000" if placed["handoff_code"] != "0000" else "1111",
+    )
+    assert wrong.status_code == 422
+    assert wrong.headers["content-type"] == "application/problem+json"
+    code = community.order(resident, order_id)["handoff_code"]
+    delivered = community.act(volunteer, order_id, "deliver", handoff_code=code)
+    assert delivered.status_code == 200, delivered.text
+
+    order = community.order_status(order_id, "delivered")
+    assert [h["status"] for h in order["history"]] == [
+        "received",
+        "accepted",
+        "assigned",
+        "picked_up",
+        "delivered",
+    ]
+    assert order["volunteer_id"] == volunteer
+
+    inbox = eventually(
+        lambda: (i := community.inbox(resident))["unread"] >= len(RESIDENT_STEPS) and i,
+        what="four notifications in the resident's inbox",
+    )
+    assert [n["kind"] for n in reversed(inbox["items"])] == RESIDENT_STEPS
+    assert all(n["order_id"] == order_id for n in inbox["items"])
+
+    listener.join(timeout=30)
+    assert [e["event"] for e in streamed] == RESIDENT_STEPS
+    assert [json.loads(e["data"])["kind"] for e in streamed] == RESIDENT_STEPS
+    ids = [e["id"] for e in streamed]
+    assert ids == sorted(ids)
+
+    # Resuming the stream after the second event replays exactly the rest.
+    resumed: list[dict[str, str]] = []
+    read_stream(
+        community.url("notify", "/v1/inbox/stream"),
+        {**auth(resident), "Last-Event-ID": ids[1]},
+        2,
+        resumed,
+    )
+    assert [e["id"] for e in resumed] == ids[2:]
+
+    # The volunteer was told of the offer; marking it read lowers the unread count.
+    vol_inbox = community.inbox(community.volunteer_token(volunteer))
+    offer_note = next(n for n in vol_inbox["items"] if n["kind"] == "offer.made")
+    community.ok(
+        "POST", "notify", f"/v1/inbox/{offer_note['id']}/read", community.volunteer_token(volunteer)
+    )
+    assert (
+        community.inbox(community.volunteer_token(volunteer))["unread"] == vol_inbox["unread"] - 1
+    )
