@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @dataclass
 class Running:
     urls: dict[str, str]
+    databases: dict[str, str]
+    stack: Stack
     procs: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
 
@@ -61,7 +63,7 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
 
 def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None = None) -> Running:
     run_id = uuid.uuid4().hex[:8]
-    procs, urls, logs = {}, {}, {}
+    procs, urls, logs, databases = {}, {}, {}, {}
     for name in SERVICES:
         port = free_port()
         log = workdir / f"{name}.log"
@@ -81,8 +83,9 @@ def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None
                 stderr=subprocess.STDOUT,
             )
         urls[name] = f"http://127.0.0.1:{port}"
+        databases[name] = f"{name}_{run_id}"
         logs[name] = log
-    running = Running(urls, procs, logs)
+    running = Running(urls, databases, stack, procs, logs)
     deadline = time.monotonic() + 90
     pending = set(SERVICES)
     with httpx.Client(timeout=2) as client:
