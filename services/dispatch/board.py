@@ -132,7 +132,17 @@ class Board(BaseModel):
             shift_id=known.shift_id if known else None,
             idle_since=known.idle_since if known else now,
         )
-        return self.match(now)
+        # A lower capacity withdraws live offers above it; accepted tasks stay.
+        events: list[Payload] = []
+        for task in list(self.tasks.values()):
+            if self.load(volunteer_id) <= capacity:
+                break
+            if task.volunteer_id == volunteer_id and task.state is TaskState.offered:
+                events.append(
+                    d.OfferWithdrawn(order=task.ref(), volunteer_id=volunteer_id, reason="capacity")
+                )
+                self._back_to_queue(task)
+        return events + self.match(now)
 
     def shift_started(
         self, volunteer_id: str, shift_id: str, grid_id: str, now: datetime

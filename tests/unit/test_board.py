@@ -1,0 +1,208 @@
+"""The dispatch board: decisions and the invariants that must hold after every one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from services.dispatch.board import Board, Rejection, TaskState
+from shared.contracts import dispatch as d
+from shared.contracts.orders import Category, Grid, OrderFacts
+from shared.contracts.volunteers import Skill
+
+T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
+GRIDS = [
+    Grid(
+        grid_id=f"g{i}",
+        name=f"Grid {i}",
+        grid_worker=f"W{i}",
+        grid_worker_phone="13800000000",
+        neighbours=[f"g{j}" for j in (i - 1, i + 1) if 1 <= j <= 7],
+    )
+    for i in range(1, 8)
+]
+
+
+def facts(
+    order_id: str, grid: str = "g3", category: Category = Category.groceries, priority: int = 30
+) -> OrderFacts:
+    return OrderFacts(
+        order_id=order_id,
+        household_id=f"h-{order_id}",
+        grid_id=grid,
+        category=category,
+        items="rice",
+        priority=priority,
+        address="1-1-101",
+        handoff_code="1234",
+        placed_at=T0,
+    )
+
+
+def board_with(*volunteers: tuple[str, str, int]) -> Board:
+    board = Board(community_id="datong", offer_timeout_seconds=120)
+    board.define(GRIDS, T0)
+    for vid, grid, capacity in volunteers:
+        board.volunteer_approved(vid, vid.title(), [Skill.delivery], capacity, T0)
+        board.shift_started(vid, f"s-{vid}", grid, T0)
+    return board
+
+
+def kinds(events: list) -> list[str]:  # type: ignore[type-arg]
+    return [e.type.split(".", 1)[1].rsplit(".", 1)[0] for e in events]
+
+
+def test_an_order_is_offered_accepted_picked_up_and_delivered_with_the_code() -> None:
+    board = board_with(("li", "g3", 2))
+    assert kinds(board.order_open(facts("o1"), T0)) == ["offer.made"]
+    assert kinds(board.accept("o1", "li", T0)) == ["task.assigned"]
+    assert kinds(board.pick_up("o1", "li", T0)) == ["task.picked_up"]
+    with pytest.raises(Rejection):
+        board.deliver("o1", "li", "9999", None, T0)
+    assert kinds(board.deliver("o1", "li", "1234", None, T0)) == ["task.delivered"]
+    assert board.tasks == {} and board.load("li") == 0
+
+
+def test_a_lapsed_offer_goes_to_the_next_and_nobody_left_escalates_once() -> None:
+    board = board_with(("li", "g3", 1), ("wang", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    first = board.tasks["o1"].volunteer_id
+    later = T0 + timedelta(seconds=121)
+    assert [t.order.order_id for t in board.due_offers(later)] == ["o1"]
+    assert kinds(board.expire("o1", first, 1, later)) == ["offer.expired", "offer.made"]
+    second = board.tasks["o1"].volunteer_id
+    assert second != first
+    assert kinds(board.decline("o1", second, later)) == ["offer.declined", "order.escalated"]
+    assert board.tasks["o1"].escalated and board.tasks["o1"].state is TaskState.waiting
+    assert board.match(later) == []  # escalated once, not again on every input
+    # An answer to the old offer is stale.
+    assert board.expire("o1", first, 1, later) == []
+
+
+def test_a_new_check_in_takes_an_escalated_order() -> None:
+    board = board_with()
+    events = board.order_open(facts("o1"), T0)
+    assert isinstance(events[0], d.OrderEscalated) and events[0].grid_worker == "W3"
+    board.volunteer_approved("zhao", "Zhao", [Skill.delivery], 1, T0)
+    assert kinds(board.shift_started("zhao", "s1", "g5", T0)) == ["offer.made"]
+
+
+def test_cancelling_withdraws_the_offer_and_frees_the_volunteer() -> None:
+    board = board_with(("li", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.order_open(facts("o2"), T0)  # waits: li is full
+    events = board.order_cancelled("o1", T0)
+    assert kinds(events) == ["offer.withdrawn", "offer.made"]
+    assert board.tasks["o2"].volunteer_id == "li"
+
+
+def test_urgent_orders_are_offered_first() -> None:
+    board = board_with()
+    board.order_open(facts("vegetables", priority=30), T0)
+    board.order_open(facts("medicine", priority=85), T0 + timedelta(minutes=5))
+    board.volunteer_approved("li", "Li", [Skill.delivery], 1, T0)
+    events = board.shift_started("li", "s1", "g3", T0)
+    assert [e.order.order_id for e in events if isinstance(e, d.OfferMade)] == ["medicine"]
+
+
+class BoardMachine(RuleBasedStateMachine):
+    """Random interleavings of facts and answers never break the board's invariants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.board = Board(community_id="c", offer_timeout_seconds=60)
+        self.board.define(GRIDS, T0)
+        self.now = T0
+        self.orders = 0
+
+    def tick(self) -> datetime:
+        self.now += timedelta(seconds=7)
+        return self.now
+
+    @rule(
+        vid=st.sampled_from(["a", "b", "c", "d"]),
+        grid=st.sampled_from(["g1", "g3", "g4", "g7"]),
+        capacity=st.integers(1, 3),
+    )
+    def check_in(self, vid: str, grid: str, capacity: int) -> None:
+        self.board.volunteer_approved(
+            vid, vid, [Skill.delivery, Skill.medical], capacity, self.tick()
+        )
+        self.board.shift_started(vid, f"s-{vid}-{self.orders}", grid, self.now)
+
+    @rule(vid=st.sampled_from(["a", "b", "c", "d"]))
+    def check_out(self, vid: str) -> None:
+        v = self.board.volunteers.get(vid)
+        if v and v.shift_id:
+            self.board.shift_ended(vid, v.shift_id, self.tick())
+
+    @rule(
+        grid=st.sampled_from([g.grid_id for g in GRIDS]),
+        category=st.sampled_from(list(Category)),
+        priority=st.integers(0, 100),
+    )
+    def order(self, grid: str, category: Category, priority: int) -> None:
+        self.orders += 1
+        self.board.order_open(facts(f"o{self.orders}", grid, category, priority), self.tick())
+
+    @rule(data=st.data())
+    def answer(self, data: st.DataObject) -> None:
+        live = [t for t in self.board.tasks.values() if t.volunteer_id]
+        if not live:
+            return
+        task = data.draw(st.sampled_from(live))
+        action = data.draw(
+            st.sampled_from(["accept", "decline", "expire", "pick_up", "deliver", "fail", "cancel"])
+        )
+        oid, vid, now = task.order.order_id, task.volunteer_id, self.tick()
+        assert vid is not None
+        try:
+            if action == "accept":
+                self.board.accept(oid, vid, now)
+            elif action == "decline":
+                self.board.decline(oid, vid, now)
+            elif action == "expire":
+                self.board.expire(oid, vid, task.attempt, now)
+            elif action == "pick_up":
+                self.board.pick_up(oid, vid, now)
+            elif action == "deliver":
+                self.board.deliver(oid, vid, "1234", None, now)
+            elif action == "fail":
+                self.board.fail(oid, vid, d.FailureReason.not_home, None, now)
+            else:
+                self.board.order_cancelled(oid, now)
+        except Rejection:
+            pass
+
+    @invariant()
+    def nobody_over_capacity(self) -> None:
+        # Accepted tasks stay when a capacity is lowered; offers never exceed it.
+        for v in self.board.volunteers.values():
+            accepted = sum(
+                1
+                for t in self.board.tasks.values()
+                if t.volunteer_id == v.volunteer_id and t.state is not TaskState.offered
+            )
+            assert self.board.load(v.volunteer_id) <= max(v.capacity, accepted)
+
+    @invariant()
+    def every_task_is_visibly_somewhere(self) -> None:
+        for task in self.board.tasks.values():
+            assert (task.state is TaskState.waiting) == (task.volunteer_id is None)
+            if task.state is TaskState.offered:
+                assert task.offer_expires_at is not None
+                assert self.board.volunteers[task.volunteer_id].shift_grid_id is not None  # type: ignore[index]
+
+    @invariant()
+    def waiting_tasks_have_no_free_suitable_volunteer_or_are_escalated(self) -> None:
+        # After every decision the board has matched: a waiting task is either escalated
+        # or nobody eligible is free for it.
+        assert self.board.match(self.now) == []
+
+
+BoardMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestBoardMachine = BoardMachine.TestCase

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.orders import domain
+from services.orders.domain import RecentOrder, Status
+from shared.contracts.orders import Category, HouseholdFlag
+
+T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def test_medicine_for_an_elderly_person_alone_ranks_above_vegetables() -> None:
+    assert domain.priority(Category.medicine, [HouseholdFlag.elderly_alone]) > domain.priority(
+        Category.groceries, []
+    )
+    assert domain.priority(Category.transfer, [HouseholdFlag.close_contact]) >= 80
+
+
+@given(st.sampled_from(list(Category)), st.lists(st.sampled_from(list(HouseholdFlag))))
+def test_priority_stays_in_range_and_flags_never_lower_it(
+    category: Category, flags: list[HouseholdFlag]
+) -> None:
+    p = domain.priority(category, flags)
+    assert 0 <= p <= 100
+    assert p >= domain.priority(category, [])
+
+
+def test_residents_cancel_until_pickup_staff_until_the_end() -> None:
+    assert domain.cancel_refusal(Status.assigned, "resident") is None
+    assert domain.cancel_refusal(Status.picked_up, "resident") is not None
+    assert domain.cancel_refusal(Status.picked_up, "staff") is None
+    assert domain.cancel_refusal(Status.delivered, "staff") is not None
+
+
+def test_the_same_open_request_within_the_window_is_a_likely_duplicate() -> None:
+    recent = [RecentOrder("o1", Category.groceries, Status.accepted, T0)]
+    window = timedelta(minutes=30)
+    assert (
+        domain.likely_duplicate(recent, Category.groceries, T0 + timedelta(minutes=10), window)
+        == "o1"
+    )
+    assert (
+        domain.likely_duplicate(recent, Category.medicine, T0 + timedelta(minutes=10), window)
+        is None
+    )
+    assert (
+        domain.likely_duplicate(recent, Category.groceries, T0 + timedelta(minutes=31), window)
+        is None
+    )
+    delivered = [RecentOrder("o1", Category.groceries, Status.delivered, T0)]
+    assert (
+        domain.likely_duplicate(delivered, Category.groceries, T0 + timedelta(minutes=1), window)
+        is None
+    )
+
+
+def test_card_codes_are_short_and_unambiguous() -> None:
+    codes = {domain.new_card_code() for _ in range(500)}
+    assert len(codes) == 500
+    assert all(len(c) == 6 and not set(c) & set("0O1IL2Z5S8B6G") for c in codes)
+    assert domain.normalise_card_code(" ac3-d4 7x ") == "AC3D47X"
+
+
+def test_csv_rows_are_imported_or_rejected_by_line_with_a_reason() -> None:
+    text = (
+        "compound,building,unit,room,grid,phone,flags\n"
+        "Datong Garden,3,2,401,g3,139 1234 5678,elderly_alone;no_smartphone\n"  # line 2: good
+        "Datong Garden,3,2,402,g9,13912345679,\n"  # 3: unknown grid
+        "Datong Garden,3,2,403,g3,12ab,\n"  # 4: bad phone
+        "Datong Garden,3,2,404,g3,13912345670,wizard\n"  # 5: unknown flag
+        ",3,2,405,g3,13912345671,\n"  # 6: missing compound
+        "Datong Garden,3,2,401,g3,13912345672,\n"  # 7: same address as line 2
+        "Datong Garden,3,2,406,g3,13912345673,,extra\n"  # 8: too many fields
+        f"Datong Garden,3,2,{'x' * 101},g3,13912345674,\n"  # 9: oversized
+    )
+    parsed = domain.parse_households_csv(text, {"g1", "g3"})
+    assert [r.line for r in parsed.rows] == [2]
+    assert parsed.rows[0].phone == "13912345678"
+    assert parsed.rows[0].flags == [HouseholdFlag.elderly_alone, HouseholdFlag.no_smartphone]
+    assert [r["line"] for r in parsed.rejected] == [3, 4, 5, 6, 7, 8, 9]
+    reasons = {r["line"]: r["reason"] for r in parsed.rejected}
+    assert "grid" in reasons[3] and "phone" in reasons[4] and "flags" in reasons[5]
+    assert "compound" in reasons[6] and "line 2" in reasons[7] and "room" in reasons[9]
+
+
+def test_a_csv_without_the_needed_columns_is_refused_whole() -> None:
+    try:
+        domain.parse_households_csv("name,phone\nx,1\n", {"g1"})
+    except domain.CsvHeaderError as exc:
+        assert "compound" in str(exc)
+    else:
+        raise AssertionError("expected a header error")
