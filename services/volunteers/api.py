@@ -143,6 +143,9 @@ class CheckInIn(Strict):
     )
 
 
+MAX_SHIFT_HOURS = 24
+
+
 def self_or_staff(principal: Principal, volunteer_id: str) -> None:
     require(principal, Role.volunteer, Role.staff)
     if principal.role is Role.volunteer and principal.volunteer_id != volunteer_id:
@@ -159,6 +162,12 @@ async def check_in(
 ) -> JSONResponse:
     self_or_staff(principal, volunteer_id)
     doc = await visible(database, principal, volunteer_id)
+    hours = (body.until - datetime.now(UTC)).total_seconds() / 3600
+    if not 0 < hours <= MAX_SHIFT_HOURS:
+        raise Problem(
+            422, "Invalid request", "until must be in the future and at most 24 hours away",
+            kind="validation", errors=[{"field": "until", "message": "out of range", "type": "value_error"}],
+        )
     command = v.CheckIn(
         command_id=new_command_id(),
         actor=principal.subject,

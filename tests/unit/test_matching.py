@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -129,7 +130,7 @@ def test_the_ranking_never_puts_a_farther_grid_before_a_nearer_one(
     assert ranks == sorted(ranks)
     # ...and within a grid rank, load never goes down.
     ranked = matching.rank(n, cs, NEIGHBOURS)
-    for a, b in zip(ranked, ranked[1:], strict=False):
+    for a, b in itertools.pairwise(ranked):
         if matching.grid_rank(n.grid_id, a.grid_id, NEIGHBOURS) == matching.grid_rank(
             n.grid_id, b.grid_id, NEIGHBOURS
         ):
