@@ -26,6 +26,11 @@ from shared.kafka import EventPublisher
 
 RESULTS = "command_results"
 
+# Outcomes decided in this process, for the HTTP request waiting on them here: with one
+# instance (or when the owner is the instance that took the call) nobody polls the
+# database. Other instances' outcomes are found by polling ``command_results``.
+_waiting: dict[str, asyncio.Future[Outcome]] = {}
+
 
 def new_command_id() -> str:
     return uuid.uuid4().hex
@@ -73,6 +78,7 @@ class CommandSender:
         self, community_id: str, command: Payload, correlation_id: str | None = None
     ) -> Outcome:
         command_id: str = command.command_id  # type: ignore[attr-defined]
+        local = _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
         event = Event(
             id=command_id,
             source=self._source,
@@ -83,18 +89,26 @@ class CommandSender:
         try:
             await asyncio.wait_for(self._publisher.publish(self._topic, event), self._wait)
         except TimeoutError as exc:
+            _waiting.pop(command_id, None)
             raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
-        return await self.outcome(command_id)
+        return await self.outcome(command_id, local)
 
-    async def outcome(self, command_id: str) -> Outcome:
+    async def outcome(
+        self, command_id: str, local: asyncio.Future[Outcome] | None = None
+    ) -> Outcome:
         deadline = time.monotonic() + self._wait
-        delay = 0.01
-        while time.monotonic() < deadline:
-            doc = await self._results.find_one({"_id": command_id})
-            if doc is not None:
-                return Outcome.model_validate(doc["outcome"])
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        local = local or _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(local), 0.25)
+                except TimeoutError:
+                    pass
+                doc = await self._results.find_one({"_id": command_id})
+                if doc is not None:
+                    return Outcome.model_validate(doc["outcome"])
+        finally:
+            _waiting.pop(command_id, None)
         # Accepted and queued; the owner will still apply it.
         return Outcome(status=202, body={"command_id": command_id, "status": "queued"})
 
@@ -105,6 +119,9 @@ async def record_outcome(
     """Owner side: store the outcome once (a re-delivered command keeps the first)."""
     with contextlib.suppress(DuplicateKeyError):
         await db[RESULTS].insert_one({"_id": command_id, "outcome": outcome.model_dump()})
+    waiter = _waiting.get(command_id)
+    if waiter is not None and not waiter.done():
+        waiter.set_result(outcome)
 
 
 async def stored_outcome(db: AsyncDatabase[dict[str, Any]], command_id: str) -> Outcome | None:

@@ -52,10 +52,23 @@ def task_view(task: dict[str, Any], volunteers: dict[str, Any]) -> dict[str, Any
     return view
 
 
+async def board_of(
+    request: Request, database: AsyncDatabase[dict[str, Any]], community: str
+) -> dict[str, Any]:
+    """The owner's live board when this instance owns the community (no database read on
+    the volunteers' polling path); otherwise the last stored board."""
+    owned = request.app.state.owner.boards.get(community)
+    if owned is not None:
+        return owned.model_dump(mode="json", include={"tasks", "volunteers"})  # type: ignore[no-any-return]
+    doc = await database["boards"].find_one({"_id": community}, {"board": 1})
+    return (doc or {}).get("board", {"tasks": {}, "volunteers": {}})  # type: ignore[no-any-return]
+
+
 @router.get(
     "/tasks", summary="Open tasks: a volunteer's own offers and tasks, or staff's whole board"
 )
 async def list_tasks(
+    request: Request,
     principal: CurrentPrincipal,
     database: Db,
     community_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -64,8 +77,7 @@ async def list_tasks(
     community = principal.community_id if principal.role is not Role.ops else community_id
     if community is None:
         raise Problem(422, "Invalid request", "community_id is required", kind="validation")
-    doc = await database["boards"].find_one({"_id": community}, {"board": 1})
-    board = (doc or {}).get("board", {"tasks": {}, "volunteers": {}})
+    board = await board_of(request, database, community)
     tasks = [task_view(t, board["volunteers"]) for t in board["tasks"].values()]
     if principal.role is Role.volunteer:
         tasks = [t for t in tasks if t["volunteer_id"] == principal.volunteer_id]

@@ -43,6 +43,7 @@ def create_app(settings: DispatchSettings) -> FastAPI:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
             app.state.jwt_secret = settings.jwt_secret
+            app.state.owner = owner
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, DISPATCH_COMMANDS, f"/{SERVICE}"
             )

@@ -22,7 +22,9 @@ from shared.contracts.base import Payload
 from shared.contracts.orders import Category, Grid, OrderFacts
 from shared.contracts.volunteers import Skill
 
-RECENT_IDS = 5000  # input ids remembered for de-duplication
+# Input ids remembered for de-duplication. A re-delivery can only be of records after the
+# last commit, and the consumer commits after every record, so a few hundred is ample.
+RECENT_IDS = 200
 
 
 class TaskState(StrEnum):

@@ -191,8 +191,11 @@ class DispatchOwner(PartitionListener):
             {"board": board.model_dump(mode="json"), "outbox": outbox.entries(*events)},
             upsert=True,
         )
+        # Published, but not cleared: the next decision's write replaces the outbox anyway,
+        # and a board loaded after a crash re-publishes its last outbox (same event ids, so
+        # consumers drop the copies). One write per decision instead of two.
         if events:
-            await outbox.flush(self.collection, board.community_id, self.publisher, DISPATCH_EVENTS)
+            await self.publisher.publish_many(DISPATCH_EVENTS, events)
 
     # --- the offer timer -------------------------------------------------------------------
 

@@ -349,7 +349,8 @@ class OrdersOwner:
         if events:
             update["$push"]["outbox"] = {"$each": outbox.entries(*events)}
         await self.orders.update_one({"_id": order["_id"]}, update)
-        await outbox.flush(self.orders, order["_id"], self.publisher, ORDERS_EVENTS)
+        if events:
+            await outbox.flush(self.orders, order["_id"], self.publisher, ORDERS_EVENTS)
         return {**order, **update["$set"], "history": [*order.get("history", []), entry]}
 
     async def cancel_order(self, event: Event, cmd: o.CancelOrder) -> Outcome:

@@ -165,8 +165,11 @@ async def check_in(
     hours = (body.until - datetime.now(UTC)).total_seconds() / 3600
     if not 0 < hours <= MAX_SHIFT_HOURS:
         raise Problem(
-            422, "Invalid request", "until must be in the future and at most 24 hours away",
-            kind="validation", errors=[{"field": "until", "message": "out of range", "type": "value_error"}],
+            422,
+            "Invalid request",
+            "until must be in the future and at most 24 hours away",
+            kind="validation",
+            errors=[{"field": "until", "message": "out of range", "type": "value_error"}],
         )
     command = v.CheckIn(
         command_id=new_command_id(),
