@@ -15,10 +15,13 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
 from shared.http import Problem
@@ -75,7 +78,11 @@ class CommandSender:
         self._wait = wait_seconds
 
     async def send(
-        self, community_id: str, command: Payload, correlation_id: str | None = None
+        self,
+        community_id: str,
+        command: Payload,
+        correlation_id: str | None = None,
+        wait_seconds: float | None = None,
     ) -> Outcome:
         command_id: str = command.command_id  # type: ignore[attr-defined]
         local = _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
@@ -91,12 +98,15 @@ class CommandSender:
         except TimeoutError as exc:
             _waiting.pop(command_id, None)
             raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
-        return await self.outcome(command_id, local)
+        return await self.outcome(command_id, local, wait_seconds)
 
     async def outcome(
-        self, command_id: str, local: asyncio.Future[Outcome] | None = None
+        self,
+        command_id: str,
+        local: asyncio.Future[Outcome] | None = None,
+        wait_seconds: float | None = None,
     ) -> Outcome:
-        deadline = time.monotonic() + self._wait
+        deadline = time.monotonic() + (wait_seconds or self._wait)
         local = local or _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
         try:
             while time.monotonic() < deadline:
@@ -109,8 +119,15 @@ class CommandSender:
                     return Outcome.model_validate(doc["outcome"])
         finally:
             _waiting.pop(command_id, None)
-        # Accepted and queued; the owner will still apply it.
-        return Outcome(status=202, body={"command_id": command_id, "status": "queued"})
+        # Accepted and queued; the owner will still apply it. The caller can look later.
+        return Outcome(
+            status=202,
+            body={
+                "command_id": command_id,
+                "status": "queued",
+                "outcome": f"/v1/commands/{command_id}",
+            },
+        )
 
 
 async def record_outcome(
@@ -127,3 +144,21 @@ async def record_outcome(
 async def stored_outcome(db: AsyncDatabase[dict[str, Any]], command_id: str) -> Outcome | None:
     doc = await db[RESULTS].find_one({"_id": command_id})
     return None if doc is None else Outcome.model_validate(doc["outcome"])
+
+
+def commands_router() -> APIRouter:
+    """GET /v1/commands/{id}: the outcome of a command that was still queued when its
+    request answered 202. Ids are random 128-bit values known only to the caller."""
+    router = APIRouter(prefix="/v1", tags=["commands"])
+
+    @router.get("/commands/{command_id}", summary="The outcome of a queued request")
+    async def command_outcome(
+        command_id: str, request: Request, principal: CurrentPrincipal
+    ) -> JSONResponse:
+        del principal  # any authenticated caller; the id itself is the capability
+        outcome = await stored_outcome(request.app.state.runtime.db, command_id)
+        if outcome is None:
+            return JSONResponse({"command_id": command_id, "status": "queued"}, status_code=202)
+        return JSONResponse(outcome.unwrap(), status_code=outcome.status)
+
+    return router

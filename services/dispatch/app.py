@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.dispatch import api
 from services.dispatch.handlers import DispatchOwner
 from services.dispatch.settings import DispatchSettings
-from shared.commands import CommandSender
+from shared.commands import CommandSender, commands_router
 from shared.http import service_app
 from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
@@ -51,4 +51,5 @@ def create_app(settings: DispatchSettings) -> FastAPI:
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
+    app.include_router(commands_router())
     return app

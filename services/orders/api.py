@@ -187,6 +187,8 @@ async def register_household(
     )
     outcome = await commands.send(community_id, command)
     result = outcome.unwrap()
+    if outcome.status == 202:
+        return JSONResponse(result, status_code=202)
     if result.get("rejected"):
         raise Problem(409, "Already registered", result["rejected"][0]["reason"])
     created = result["imported"][0]
@@ -234,7 +236,10 @@ async def import_households(
         command = o.RegisterHouseholds(
             command_id=new_command_id(), actor=principal.subject, households=parsed.rows
         )
-        result = (await commands.send(community_id, command)).unwrap()
+        outcome = await commands.send(community_id, command, wait_seconds=120)
+        if outcome.status == 202:  # still importing: the outcome will be at its link
+            return JSONResponse({**outcome.unwrap(), "rejected_so_far": rejected}, status_code=202)
+        result = outcome.unwrap()
         imported, rejected = result["imported"], rejected + result["rejected"]
     rejected.sort(key=lambda r: r["line"])
     status = 201 if imported else 422

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.orders import api
 from services.orders.handlers import OrdersOwner
 from services.orders.settings import OrdersSettings
-from shared.commands import CommandSender
+from shared.commands import CommandSender, commands_router
 from shared.http import service_app
 from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
@@ -38,4 +38,5 @@ def create_app(settings: OrdersSettings) -> FastAPI:
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
+    app.include_router(commands_router())
     return app

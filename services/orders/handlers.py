@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.orders import domain
 from services.orders.domain import Status
@@ -204,19 +204,7 @@ class OrdersOwner:
                     ),
                 }
             )
-        for doc in docs:
-            # One at a time: a card-code collision (1 in ~10^8) gets a new code and retries.
-            while True:
-                try:
-                    await self.households.insert_one(doc)
-                    break
-                except DuplicateKeyError as exc:
-                    if await self.households.find_one({"_id": doc["_id"]}, {"_id": 1}):
-                        break  # a re-delivery: inserted before the crash
-                    if "card_code" not in str(exc):
-                        raise
-                    doc["card_code"] = domain.new_card_code()
-                    doc["outbox"][0]["data"]["card_code"] = doc["card_code"]
+        await self._insert_households(docs)
         pending = [Event.model_validate(e) for doc in docs for e in doc["outbox"]]
         if pending:
             await self.publisher.publish_many(ORDERS_EVENTS, pending)
@@ -228,6 +216,25 @@ class OrdersOwner:
             for doc in docs
         ]
         return Outcome.ok({"imported": imported, "rejected": rejected}, 201)
+
+    async def _insert_households(self, docs: list[dict[str, Any]]) -> None:
+        """Insert in one batch; a card-code collision (1 in ~10^8) gets a new code and goes
+        again, and a household inserted before a crash (same derived id) is kept."""
+        while docs:
+            try:
+                await self.households.insert_many(docs, ordered=False)
+                return
+            except BulkWriteError as exc:
+                failed = {err["index"] for err in exc.details.get("writeErrors", [])}
+                retry = []
+                for index in sorted(failed):
+                    doc = docs[index]
+                    if await self.households.find_one({"_id": doc["_id"]}, {"_id": 1}):
+                        continue  # a re-delivery
+                    doc["card_code"] = domain.new_card_code()
+                    doc["outbox"][0]["data"]["card_code"] = doc["card_code"]
+                    retry.append(doc)
+                docs = retry
 
     # --- orders ------------------------------------------------------------------------
 

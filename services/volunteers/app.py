@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from services.volunteers import api
 from services.volunteers.handlers import VolunteersOwner
 from services.volunteers.settings import VolunteersSettings
-from shared.commands import CommandSender
+from shared.commands import CommandSender, commands_router
 from shared.contracts.volunteers import CheckOut
 from shared.events import Event
 from shared.http import service_app
@@ -69,4 +69,5 @@ def create_app(settings: VolunteersSettings) -> FastAPI:
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
+    app.include_router(commands_router())
     return app

@@ -20,7 +20,9 @@ CATEGORIES = ["groceries", "medicine", "garbage", "groceries", "other"]
 
 
 @pytest.mark.timeout(900)
-def test_two_hundred_orders_twenty_volunteers(community: Community) -> None:
+def test_two_hundred_orders_twenty_volunteers(
+    community: Community, capsys: pytest.CaptureFixture[str]
+) -> None:
     community.define()
     rows = [
         f"Block {i // 50},{i // 10 % 5},{i % 10},{i},g{i % 7 + 1},139{i:08d},"
@@ -135,10 +137,12 @@ def test_two_hundred_orders_twenty_volunteers(community: Community) -> None:
     delivered = Counter(p["volunteer_id"] for kind, p in events if kind == "task.delivered")
     per_volunteer = sorted(delivered.get(v, 0) for v in volunteers)
     assert sum(per_volunteer) == ORDERS
-    print(
-        f"\n{ORDERS} orders, {VOLUNTEERS} volunteers x capacity {CAPACITY}: "
-        f"placed in {placed_in:.1f}s, all delivered in {elapsed:.1f}s; deliveries per volunteer "
-        f"min {per_volunteer[0]} / median {statistics.median(per_volunteer):g} "
-        f"/ max {per_volunteer[-1]}; "
-        f"offers lapsed: {sum(1 for k, _ in events if k == 'offer.expired')}"
-    )
+    with capsys.disabled():
+        print(
+            f"\n{ORDERS} orders, {VOLUNTEERS} volunteers x capacity {CAPACITY}: "
+            f"placed in {placed_in:.1f}s, all delivered in {elapsed:.1f}s; "
+            "deliveries per volunteer "
+            f"min {per_volunteer[0]} / median {statistics.median(per_volunteer):g} "
+            f"/ max {per_volunteer[-1]}; "
+            f"offers lapsed: {sum(1 for k, _ in events if k == 'offer.expired')}"
+        )
