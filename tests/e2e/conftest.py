@@ -18,6 +18,7 @@ import pytest
 
 from doorstep_cli.localstack import free_port
 from tests.conftest import Stack
+from tests.gateway import GatewayServer, running_gateway
 
 if TYPE_CHECKING:
     from tests.e2e.client import Community
@@ -118,8 +119,18 @@ def stop_services(running: Running) -> None:
 
 
 @pytest.fixture(scope="session")
-def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_services(stack, tmp_path_factory.mktemp("services"))
+def gateway() -> Iterator[GatewayServer]:
+    with running_gateway() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def services(
+    stack: Stack, gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    running = start_services(
+        stack, tmp_path_factory.mktemp("services"), {"DOORSTEP_GATEWAY_URL": gateway.url}
+    )
     try:
         yield running
     finally:

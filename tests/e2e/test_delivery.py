@@ -10,6 +10,7 @@ import threading
 import httpx
 
 from tests.e2e.client import Community, auth, eventually
+from tests.gateway import GatewayServer
 
 RESIDENT_STEPS = ["order.accepted", "task.assigned", "task.picked_up", "task.delivered"]
 
@@ -124,3 +125,42 @@ def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: C
     assert (
         community.inbox(community.volunteer_token(volunteer))["unread"] == vol_inbox["unread"] - 1
     )
+
+
+def test_push_notifications_go_out_through_the_gateway(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    volunteer = community.volunteer("g5")
+    home = community.household("g5")
+    order = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(home["household_id"]),
+        json={"category": "garbage", "items": "2 bags"},
+    )
+    community.offer_for(volunteer, order["order_id"])
+    pushed = eventually(
+        lambda: [
+            b for _, b in list(gateway.received) if b["recipient"] == f"volunteer:{volunteer}"
+        ],
+        what="the offer pushed to the volunteer's phone",
+    )
+    assert pushed[0]["kind"] == "offer.made" and pushed[0]["order_id"] == order["order_id"]
+    state = eventually(
+        lambda: (
+            (
+                s := community.ok(
+                    "GET",
+                    "notify",
+                    f"/v1/notifications/{pushed[0]['id']}/delivery",
+                    community.staff,
+                )
+            )["state"]
+            == "delivered"
+            and s
+        ),
+        what="the delivery state",
+    )
+    assert state["channel"] == "push"
