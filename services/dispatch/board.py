@@ -77,6 +77,7 @@ class Board(BaseModel):
     volunteers: dict[str, Volunteer] = Field(default_factory=dict)
     offer_timeout_seconds: float = 120.0
     applied: list[str] = Field(default_factory=list)
+    seq: int = 0  # decisions stored so far; the fence against a stale owner
 
     # --- bookkeeping ---------------------------------------------------------------------
 

@@ -10,14 +10,16 @@ what was left unpublished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.dispatch.board import Board, Rejection
 from shared import outbox
@@ -33,6 +35,10 @@ from shared.topics import DISPATCH_COMMANDS, DISPATCH_EVENTS
 
 log = get_logger(__name__)
 SOURCE = "/dispatch"
+
+
+class StaleBoard(RuntimeError):
+    """Another owner stored this decision first; reload and try again."""
 
 
 def partition_of(community_id: str, partitions: int) -> int:
@@ -121,10 +127,11 @@ class DispatchOwner(PartitionListener):
                 board = Board(community_id=community_id)
             else:
                 board = Board.model_validate(doc["board"])
-                if doc.get("outbox"):
-                    await outbox.flush(
-                        self.collection, community_id, self.publisher, DISPATCH_EVENTS
-                    )
+                # Its last decision's events may not have gone out before a crash: send
+                # them (again); they keep their ids, so consumers drop any repeats.
+                pending = [Event.model_validate(e) for e in doc.get("outbox") or []]
+                if pending:
+                    await self.publisher.publish_many(DISPATCH_EVENTS, pending)
             board.offer_timeout_seconds = self.offer_timeout
             self.boards[community_id] = board
         return board
@@ -138,8 +145,9 @@ class DispatchOwner(PartitionListener):
             board = await self.board(event.community_id)
             if board.seen(event.id):
                 return
-            payloads = decide(board, event.data, now())
-            await self._store(board, event, payloads)
+            async with self._deciding(board):
+                payloads = decide(board, event.data, now())
+                await self._store(board, event, payloads)
 
         return handle
 
@@ -153,16 +161,17 @@ class DispatchOwner(PartitionListener):
                 if await stored_outcome(self.db, command_id) is None:
                     await record_outcome(self.db, command_id, Outcome.ok(self._state(board, event)))
                 return
-            try:
-                payloads = decide(board, event.data, now())
-            except Rejection as rejection:
-                await record_outcome(
-                    self.db,
-                    command_id,
-                    Outcome.rejected(rejection.status, "Rejected", rejection.reason),
-                )
-                return
-            await self._store(board, event, payloads)
+            async with self._deciding(board):
+                try:
+                    payloads = decide(board, event.data, now())
+                except Rejection as rejection:  # refused before anything changed
+                    await record_outcome(
+                        self.db,
+                        command_id,
+                        Outcome.rejected(rejection.status, "Rejected", rejection.reason),
+                    )
+                    return
+                await self._store(board, event, payloads)
             await record_outcome(self.db, command_id, Outcome.ok(self._state(board, event)))
 
         return handle
@@ -173,8 +182,28 @@ class DispatchOwner(PartitionListener):
         task = board.tasks.get(order_id)
         return {"order_id": order_id, "state": task.state.value if task else "closed"}
 
+    @contextlib.asynccontextmanager
+    async def _deciding(self, board: Board) -> AsyncIterator[None]:
+        """A decision changes the board in memory before it is stored: if storing fails,
+        forget the board, so the retried input meets the stored one, not a half-decided one."""
+        try:
+            yield
+        except BaseException:
+            self.boards.pop(board.community_id, None)
+            raise
+
     async def _store(self, board: Board, cause: Event, payloads: list[Payload]) -> None:
         board.remember(cause.id)
+        board.seq += 1
+        try:
+            # The fence: decision n of a community can be stored once. An owner that lost
+            # its partition but has not noticed yet (a zombie) fails here instead of
+            # overwriting the new owner's board.
+            await self.db["decisions"].insert_one(
+                {"_id": f"{board.community_id}:{board.seq}", "input": cause.id, "at": now()}
+            )
+        except DuplicateKeyError as exc:
+            raise StaleBoard(f"decision {board.seq} of {board.community_id} was taken") from exc
         events = [
             Event(
                 id=hashlib.sha256(f"{cause.id}:{i}".encode()).hexdigest()[:32],

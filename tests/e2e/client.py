@@ -197,7 +197,7 @@ class Community:
             if record.key != self.community_id.encode():
                 continue
             headers = dict(record.headers)
-            payload = json.loads(record.value)
+            payload = {**json.loads(record.value), "event_id": headers["ce_id"].decode()}
             if order_id is None or payload.get("order", {}).get("order_id") == order_id:
                 events.append(
                     (headers["ce_type"].decode().split(".", 1)[1].rsplit(".", 1)[0], payload)
