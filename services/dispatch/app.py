@@ -31,6 +31,7 @@ def create_app(settings: DispatchSettings) -> FastAPI:
             runtime.publisher,
             partitions=settings.topic_partitions,
             offer_timeout_seconds=settings.offer_timeout_seconds,
+            escalate_after_seconds=settings.escalate_after_seconds,
         )
         runtime.consume(
             SERVICE,

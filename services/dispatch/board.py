@@ -41,7 +41,8 @@ class Task(BaseModel):
     offer_expires_at: datetime | None = None
     attempt: int = 0
     tried: list[str] = Field(default_factory=list)
-    escalated: bool = False
+    escalated: bool = False  # nobody suitable is free (cleared when someone is offered it)
+    late: bool = False  # not taken in time; the grid worker was told (once)
 
     def ref(self) -> d.OrderRef:
         return d.OrderRef(
@@ -76,6 +77,7 @@ class Board(BaseModel):
     tasks: dict[str, Task] = Field(default_factory=dict)
     volunteers: dict[str, Volunteer] = Field(default_factory=dict)
     offer_timeout_seconds: float = 120.0
+    escalate_after_seconds: float = 600.0
     applied: list[str] = Field(default_factory=list)
     seq: int = 0  # decisions stored so far; the fence against a stale owner
 
@@ -255,6 +257,36 @@ class Board(BaseModel):
         failed = d.TaskFailed(order=task.ref(), volunteer_id=volunteer_id, reason=reason, note=note)
         return [failed, *self.match(now)]
 
+    def late_orders(self, now: datetime) -> list[Task]:
+        """Orders still not taken this long after they were placed, not yet escalated."""
+        limit = timedelta(seconds=self.escalate_after_seconds)
+        return [
+            t
+            for t in self.tasks.values()
+            if t.state in (TaskState.waiting, TaskState.offered)
+            and not t.late
+            and now - t.order.placed_at >= limit
+        ]
+
+    def escalate_late(self, order_id: str, now: datetime) -> list[Payload]:
+        """Late things escalate by themselves: the grid worker hears of an order that is
+        still not taken, even while offers go round."""
+        task = self.tasks.get(order_id)
+        if task is None or task.late or task.state not in (TaskState.waiting, TaskState.offered):
+            return []
+        task.late = True
+        minutes = int((now - task.order.placed_at).total_seconds() // 60)
+        return [self._escalation(task, f"not taken after {minutes} minutes")]
+
+    def _escalation(self, task: Task, reason: str) -> d.OrderEscalated:
+        grid = self.grids.get(task.order.grid_id)
+        return d.OrderEscalated(
+            order=task.ref(),
+            grid_worker=grid.grid_worker if grid else "",
+            grid_worker_phone=grid.grid_worker_phone if grid else "",
+            reason=reason,
+        )
+
     def due_offers(self, now: datetime) -> list[Task]:
         return [
             t
@@ -324,15 +356,10 @@ class Board(BaseModel):
                 )
             elif not task.escalated:
                 task.escalated = True
-                grid = self.grids.get(task.order.grid_id)
-                events.append(
-                    d.OrderEscalated(
-                        order=task.ref(),
-                        grid_worker=grid.grid_worker if grid else "",
-                        grid_worker_phone=grid.grid_worker_phone if grid else "",
-                        reason="no suitable volunteer on duty"
-                        if not task.tried
-                        else "every suitable volunteer declined or did not answer",
-                    )
+                reason = (
+                    "every suitable volunteer declined or did not answer"
+                    if task.tried
+                    else "no suitable volunteer on duty"
                 )
+                events.append(self._escalation(task, reason))
         return events

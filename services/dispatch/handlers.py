@@ -58,12 +58,14 @@ class DispatchOwner(PartitionListener):
         *,
         partitions: int,
         offer_timeout_seconds: float,
+        escalate_after_seconds: float,
     ) -> None:
         self.db = db
         self.publisher = publisher
         self.collection = db["boards"]
         self.partitions = partitions
         self.offer_timeout = offer_timeout_seconds
+        self.escalate_after = escalate_after_seconds
         self.boards: dict[str, Board] = {}
         self.owned: set[int] = set()
         self._expiries_sent: set[tuple[str, int]] = set()
@@ -98,6 +100,7 @@ class DispatchOwner(PartitionListener):
             d.ReportFailure: self.command(
                 lambda b, p, t: b.fail(p.order_id, p.volunteer_id, p.reason, p.note, t)
             ),
+            d.EscalateLateOrder: self.fact(lambda b, p, t: b.escalate_late(p.order_id, t)),
             d.ExpireOffer: self.fact(
                 lambda b, p, t: b.expire(p.order_id, p.volunteer_id, p.attempt, t)
             ),
@@ -133,6 +136,7 @@ class DispatchOwner(PartitionListener):
                 if pending:
                     await self.publisher.publish_many(DISPATCH_EVENTS, pending)
             board.offer_timeout_seconds = self.offer_timeout
+            board.escalate_after_seconds = self.escalate_after
             self.boards[community_id] = board
         return board
 
@@ -229,11 +233,29 @@ class DispatchOwner(PartitionListener):
     # --- the offer timer -------------------------------------------------------------------
 
     async def expire_offers(self, tick_seconds: float = 0.5) -> None:
-        """Turn lapsed offers into ExpireOffer commands on the community's own partition,
-        so the expiry is ordered with the volunteer's answer and applied by the owner."""
+        """Turn lapsed offers (and orders not taken in time) into commands on the
+        community's own partition, so they are ordered with the volunteers' answers and
+        applied by the owner."""
         while True:
             moment = now()
             for board in list(self.boards.values()):
+                for task in board.late_orders(moment):
+                    key = (task.order.order_id, -1)
+                    if key in self._expiries_sent:
+                        continue
+                    self._expiries_sent.add(key)
+                    late = d.EscalateLateOrder(
+                        command_id=f"late-{task.order.order_id}", order_id=task.order.order_id
+                    )
+                    await self.publisher.publish(
+                        DISPATCH_COMMANDS,
+                        Event(
+                            id=late.command_id,
+                            source=SOURCE,
+                            community_id=board.community_id,
+                            data=late,
+                        ),
+                    )
                 for task in board.due_offers(moment):
                     key = (task.order.order_id, task.attempt)
                     if key in self._expiries_sent or task.volunteer_id is None:

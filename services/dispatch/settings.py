@@ -11,3 +11,9 @@ class DispatchSettings(ServiceSettings):
     offer_timeout_seconds: float = Field(
         default=120.0, gt=0, le=3600, description="How long a volunteer has to answer an offer"
     )
+    escalate_after_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="An order not taken this long after it was placed goes to its grid worker",
+    )

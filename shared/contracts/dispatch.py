@@ -149,7 +149,23 @@ class ExpireOffer(VolunteerCommand):
     attempt: int
 
 
-COMMANDS = (AcceptOffer, DeclineOffer, PickUp, Deliver, ReportFailure, ExpireOffer)
+class EscalateLateOrder(Payload):
+    """The owner's own timer: an order is still not taken long after it was placed."""
+
+    type: Literal["doorstep.order.escalate_late.v1"] = "doorstep.order.escalate_late.v1"
+    command_id: str
+    order_id: str
+
+
+COMMANDS = (
+    AcceptOffer,
+    DeclineOffer,
+    PickUp,
+    Deliver,
+    ReportFailure,
+    ExpireOffer,
+    EscalateLateOrder,
+)
 EVENTS = (
     OfferMade,
     OfferDeclined,

@@ -91,6 +91,19 @@ def test_a_new_check_in_takes_an_escalated_order() -> None:
     assert kinds(board.shift_started("zhao", "s1", "g5", T0)) == ["offer.made"]
 
 
+def test_an_order_not_taken_in_time_escalates_once_even_while_offers_go_round() -> None:
+    board = board_with(("li", "g3", 1))
+    board.escalate_after_seconds = 600
+    board.order_open(facts("o1"), T0)
+    assert board.late_orders(T0 + timedelta(minutes=9)) == []
+    late = T0 + timedelta(minutes=11)
+    assert [t.order.order_id for t in board.late_orders(late)] == ["o1"]
+    events = board.escalate_late("o1", late)
+    assert isinstance(events[0], d.OrderEscalated) and "11 minutes" in events[0].reason
+    assert board.tasks["o1"].state is TaskState.offered  # the offer stays live
+    assert board.late_orders(late) == [] and board.escalate_late("o1", late) == []
+
+
 def test_cancelling_withdraws_the_offer_and_frees_the_volunteer() -> None:
     board = board_with(("li", "g3", 1))
     board.order_open(facts("o1"), T0)
