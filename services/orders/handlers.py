@@ -53,7 +53,7 @@ def order_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def household_view(doc: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in doc.items() if k not in {"outbox", "address_key"}}
+    view = {k: v for k, v in doc.items() if k not in {"outbox", "address_key", "recent_orders"}}
     view["household_id"] = view.pop("_id")
     return view
 
@@ -261,16 +261,20 @@ class OrdersOwner:
         )
         now = event.time
         order_id = order_id_for(cmd.command_id)
-        recent = [
-            domain.RecentOrder(doc["_id"], doc["category"], Status(doc["status"]), doc["placed_at"])
-            async for doc in self.orders.find(
-                {
-                    "household_id": cmd.household_id,
-                    "placed_at": {"$gte": now - domain.window(policy.duplicate_window_minutes)},
-                }
-            )
-            if doc["_id"] != order_id
-        ]
+        # The household remembers its last orders, so the duplicate check reads a few
+        # orders by id instead of querying the whole collection (FerretDB v1 scans it).
+        window = domain.window(policy.duplicate_window_minutes)
+        recent = []
+        for ref in household.get("recent_orders", []):
+            if ref["order_id"] == order_id or now - ref["placed_at"] > window:
+                continue
+            doc = await self.orders.find_one({"_id": ref["order_id"]}, {"status": 1, "category": 1})
+            if doc is not None:
+                recent.append(
+                    domain.RecentOrder(
+                        doc["_id"], doc["category"], Status(doc["status"]), ref["placed_at"]
+                    )
+                )
         flags = [o.HouseholdFlag(f) for f in household["flags"]]
         order: dict[str, Any] = {
             "_id": order_id,
@@ -298,9 +302,7 @@ class OrdersOwner:
         }
         the_facts = facts(order)
         events = [self.event(event, o.OrderReceived(order=the_facts, channel=cmd.channel))]
-        duplicate_of = domain.likely_duplicate(
-            recent, cmd.category, now, domain.window(policy.duplicate_window_minutes)
-        )
+        duplicate_of = domain.likely_duplicate(recent, cmd.category, now, window)
         if duplicate_of or not policy.auto_accept_orders:
             reason = "possible duplicate" if duplicate_of else "held for staff review"
             order |= {
@@ -325,6 +327,15 @@ class OrdersOwner:
         except DuplicateKeyError:
             order = await self.orders.find_one({"_id": order_id}) or order  # re-delivery
         await outbox.flush(self.orders, order_id, self.publisher, ORDERS_EVENTS)
+        remembered = [r for r in household.get("recent_orders", []) if r["order_id"] != order_id]
+        await self.households.update_one(
+            {"_id": household["_id"]},
+            {
+                "$set": {
+                    "recent_orders": [*remembered[-9:], {"order_id": order_id, "placed_at": now}]
+                }
+            },
+        )
         if cmd.idempotency_key:
             with contextlib.suppress(DuplicateKeyError):
                 await self.idempotency.insert_one(

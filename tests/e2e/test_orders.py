@@ -1,0 +1,117 @@
+"""Orders' lifecycle through the real services: idempotent creation, likely duplicates held
+for staff, cancelling, failure and re-opening."""
+
+from __future__ import annotations
+
+from tests.e2e.client import Community, eventually
+
+
+def test_a_retried_request_returns_the_first_order_and_never_makes_a_second(
+    community: Community,
+) -> None:
+    community.define()
+    home = community.household("g1")
+    resident = community.resident(home["household_id"])
+    body = {"category": "groceries", "items": "vegetables"}
+    first = community.call(
+        "POST", "orders", "/v1/orders", resident, json=body, headers={"Idempotency-Key": "a1"}
+    )
+    again = community.call(
+        "POST", "orders", "/v1/orders", resident, json=body, headers={"Idempotency-Key": "a1"}
+    )
+    assert first.status_code == again.status_code == 201
+    assert first.json()["order_id"] == again.json()["order_id"]
+    other = community.call(
+        "POST",
+        "orders",
+        "/v1/orders",
+        resident,
+        json={**body, "items": "eggs"},
+        headers={"Idempotency-Key": "a1"},
+    )
+    assert other.status_code == 422
+    assert len(community.ok("GET", "orders", "/v1/orders", resident)["orders"]) == 1
+
+
+def test_a_likely_duplicate_is_held_and_flagged_to_staff_never_silently_doubled(
+    community: Community,
+) -> None:
+    community.define()
+    volunteer = community.volunteer("g2")
+    home = community.household("g2")
+    resident = community.resident(home["household_id"])
+    first = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "garbage", "items": "1 bag"}
+    )
+    second = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "garbage", "items": "1 bag"}
+    )
+    assert first["status"] == "accepted"
+    assert second["status"] == "held" and second["duplicate_of"] == first["order_id"]
+    note = eventually(
+        lambda: next(
+            (n for n in community.inbox(community.staff)["items"] if n["kind"] == "order.held"),
+            None,
+        ),
+        what="staff told of the held order",
+    )
+    assert note["order_id"] == second["order_id"]
+    community.offer_for(volunteer, first["order_id"])
+    assert not [t for t in community.tasks(volunteer) if t["order_id"] == second["order_id"]]
+    # Staff decide it is a real second request: it joins the queue.
+    assert (
+        community.ok("POST", "orders", f"/v1/orders/{second['order_id']}/accept", community.staff)[
+            "status"
+        ]
+        == "accepted"
+    )
+
+
+def test_cancel_until_pickup_then_failure_and_reopening(community: Community) -> None:
+    community.define()
+    volunteer = community.volunteer("g4", capacity=2)
+    home = community.household("g4")
+    resident = community.resident(home["household_id"])
+    cancelled = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "groceries", "items": "rice"}
+    )
+    community.offer_for(volunteer, cancelled["order_id"])
+    community.act(volunteer, cancelled["order_id"], "accept")
+    assert (
+        community.ok(
+            "POST",
+            "orders",
+            f"/v1/orders/{cancelled['order_id']}/cancel",
+            resident,
+            json={"reason": "a neighbour brought it"},
+        )["status"]
+        == "cancelled"
+    )
+    eventually(lambda: not community.tasks(volunteer), what="the task to leave the volunteer")
+
+    order = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "medicine", "items": "aspirin"}
+    )
+    oid = order["order_id"]
+    community.offer_for(volunteer, oid)
+    community.act(volunteer, oid, "accept")
+    community.act(volunteer, oid, "pick-up")
+    community.order_status(oid, "picked_up")
+    refused = community.call("POST", "orders", f"/v1/orders/{oid}/cancel", resident)
+    assert refused.status_code == 409
+    assert (
+        community.act(volunteer, oid, "fail", reason="not_home", note="nobody answered").status_code
+        == 200
+    )
+    failed = community.order_status(oid, "failed")
+    assert failed["failure"]["reason"] == "not_home"
+    eventually(
+        lambda: any(n["kind"] == "task.failed" for n in community.inbox(community.staff)["items"]),
+        what="staff told of the failure",
+    )
+    # Staff decide to retry: the order is offered again.
+    assert (
+        community.ok("POST", "orders", f"/v1/orders/{oid}/reopen", community.staff)["status"]
+        == "accepted"
+    )
+    community.offer_for(volunteer, oid)
