@@ -111,6 +111,15 @@ def ferretdb_binary() -> Path:
     return binary
 
 
+def new_cluster_id() -> str:
+    """A base64url UUID without padding, as `kafka-storage random-uuid` makes, that does not
+    start with '-' (StorageTool's argument parser would take it for an option)."""
+    while True:
+        raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not raw.startswith("-"):
+            return raw
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,9 +204,7 @@ class KafkaNode:
         props = self._properties()
         id_file = self.data_dir / "cluster.id"
         if not id_file.exists():
-            # A base64url UUID without padding, as `kafka-storage random-uuid` makes.
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            id_file.write_text(raw)
+            id_file.write_text(new_cluster_id())
         subprocess.run(
             [
                 *self._java(libs),

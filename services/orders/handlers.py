@@ -53,7 +53,8 @@ def order_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def household_view(doc: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in doc.items() if k not in {"outbox", "address_key", "recent_orders"}}
+    hidden = {"outbox", "address_key", "recent_orders", "registered_event"}
+    view = {k: v for k, v in doc.items() if k not in hidden}
     view["household_id"] = view.pop("_id")
     return view
 
@@ -193,7 +194,10 @@ class OrdersOwner:
                     "card_code": registered.card_code,
                     "flags": [f.value for f in row.flags],
                     "line": row.line,
-                    "outbox": outbox.entries(
+                    # The event rides in the household's own insert; the import publishes
+                    # the batch right after, and a re-delivered import publishes it again
+                    # (same ids). Not cleared after: one write per household, not two.
+                    "registered_event": outbox.entries(
                         Event(
                             id=f"{household_id}:registered",
                             source=SOURCE,
@@ -205,12 +209,9 @@ class OrdersOwner:
                 }
             )
         await self._insert_households(docs)
-        pending = [Event.model_validate(e) for doc in docs for e in doc["outbox"]]
+        pending = [Event.model_validate(e) for doc in docs for e in doc["registered_event"]]
         if pending:
             await self.publisher.publish_many(ORDERS_EVENTS, pending)
-            await self.households.update_many(
-                {"_id": {"$in": [doc["_id"] for doc in docs]}}, {"$set": {"outbox": []}}
-            )
         imported = [
             {"line": doc["line"], "household_id": doc["_id"], "card_code": doc["card_code"]}
             for doc in docs
@@ -232,7 +233,7 @@ class OrdersOwner:
                     if await self.households.find_one({"_id": doc["_id"]}, {"_id": 1}):
                         continue  # a re-delivery
                     doc["card_code"] = domain.new_card_code()
-                    doc["outbox"][0]["data"]["card_code"] = doc["card_code"]
+                    doc["registered_event"][0]["data"]["card_code"] = doc["card_code"]
                     retry.append(doc)
                 docs = retry
 

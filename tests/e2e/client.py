@@ -134,7 +134,16 @@ class Community:
             "skills": list(skills),
             "capacity": capacity,
         }
-        self.ok("POST", "volunteers", "/v1/volunteers", tok, json=body)
+        # The volunteers service learns of a new community from orders' events, a moment
+        # after it was defined.
+        eventually(
+            lambda: (
+                self.call("POST", "volunteers", "/v1/volunteers", tok, json=body).status_code
+                in (201, 409)
+            ),
+            timeout=30,
+            what="the volunteers service to know the community",
+        )
         self.ok("POST", "volunteers", f"/v1/volunteers/{vid}/approve", self.staff)
         if check_in:
             self.check_in(vid, grid)

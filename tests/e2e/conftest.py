@@ -58,6 +58,7 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_JWT_SECRET": JWT_SECRET,
         "DOORSTEP_OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT),
         "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
+        "DOORSTEP_SHIFT_CHECK_SECONDS": "1",
         **extra,
     }
 
@@ -141,5 +142,5 @@ def services(
 def community(services: Running) -> Iterator[Community]:
     from tests.e2e.client import Community
 
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=120) as http:
         yield Community(services, http, f"c{uuid.uuid4().hex[:8]}")

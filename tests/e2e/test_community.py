@@ -1,0 +1,85 @@
+"""Setting a community up: 1,500 households in one CSV call, finding them again, and
+volunteers' shifts that end by themselves."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+from tests.e2e.client import Community, eventually
+
+
+def test_fifteen_hundred_households_in_one_call_with_bad_rows_reported_by_line(
+    community: Community,
+) -> None:
+    community.define()
+    rng = random.Random(3)
+    rows = [
+        f"Datong Garden,{i // 60 + 1},{i // 20 % 3 + 1},{i},g{i % 7 + 1},"
+        f"139{rng.randrange(10**8):08d},{'elderly_alone;no_smartphone' if i % 9 == 0 else ''}"
+        for i in range(1500)
+    ]
+    bad = {
+        101: "Datong Garden,1,1,x1,g8,13900000001,",  # unknown grid
+        502: "Datong Garden,1,1,x2,g1,phone,",  # malformed phone
+        903: "Datong Garden,1,1,x3,g1,13900000003,psychic",  # unknown flag
+        1304: rows[0],  # the same address as line 2
+    }
+    for line, row in sorted(bad.items()):
+        rows.insert(line - 2, row)
+    started = time.monotonic()
+    result = community.import_households(rows)
+    took = time.monotonic() - started
+    assert result["imported_count"] == 1500
+    assert [r["line"] for r in result["rejected"]] == sorted(bad)
+    assert "grid" in result["rejected"][0]["reason"] and "phone" in result["rejected"][1]["reason"]
+    codes = [h["card_code"] for h in result["imported"]]
+    assert len(set(codes)) == 1500
+    print(f"\nimported 1,500 households in one call in {took:.1f}s")
+
+    # Found again by card code or by phone.
+    some = result["imported"][700]
+    path = f"/v1/communities/{community.community_id}/households"
+    by_code = community.ok(
+        "GET", "orders", path, community.staff, params={"card_code": some["card_code"]}
+    )
+    household = by_code["households"][0]
+    assert household["household_id"] == some["household_id"]
+    by_phone = community.ok(
+        "GET", "orders", path, community.staff, params={"phone": household["phone"]}
+    )
+    assert [h["household_id"] for h in by_phone["households"]] == [some["household_id"]]
+
+
+def test_a_shift_past_its_end_checks_out_by_itself(community: Community) -> None:
+    community.define()
+    vid = community.volunteer("g1", check_in=False)
+    tok = community.volunteer_token(vid)
+    until = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    community.ok(
+        "POST",
+        "volunteers",
+        f"/v1/volunteers/{vid}/check-in",
+        tok,
+        json={"grid_id": "g1", "until": until},
+    )
+    assert community.ok("GET", "volunteers", f"/v1/volunteers/{vid}", tok)["on_duty"] is True
+    after = eventually(
+        lambda: (
+            (v := community.ok("GET", "volunteers", f"/v1/volunteers/{vid}", tok))["on_duty"]
+            is False
+            and v
+        ),
+        timeout=30,
+        what="the shift to end by itself",
+    )
+    assert after["shifts"] == 1 and after["worked_seconds"] > 2
+    board = eventually(
+        lambda: (
+            (b := community.ok("GET", "dispatch", "/v1/tasks", community.staff))["on_duty"] == []
+            and b
+        ),
+        what="dispatch to see the volunteer off duty",
+    )
+    assert board["tasks"] == []
