@@ -20,7 +20,7 @@ from shared.contracts import dispatch, orders, volunteers
 from shared.contracts.base import Payload
 
 EventPayload = Annotated[
-    Union[*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],
+    Union[*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],  # type: ignore[valid-type]
     Field(discriminator="type"),
 ]
 _payload_adapter: TypeAdapter[Payload] = TypeAdapter(EventPayload)

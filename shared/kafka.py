@@ -199,7 +199,7 @@ class EventConsumer:
         finally:
             self.running.clear()
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await asyncio.wait_for(self._consumer.stop(), 5)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:

@@ -36,6 +36,7 @@ from shared.topics import ALL as ALL_TOPICS
 log = get_logger(__name__)
 
 Loop = Callable[[], Awaitable[None]]
+SHUTDOWN_SECONDS = 5.0
 
 
 class ServiceRuntime:
@@ -96,14 +97,14 @@ class ServiceRuntime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Bounded: a service told to stop must stop, even with the broker or database gone.
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.publisher.stop()
-        await self.probe.close()
-        await self.client.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=SHUTDOWN_SECONDS)
+        for closing in (self.publisher.stop(), self.probe.close(), self.client.close()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closing, SHUTDOWN_SECONDS)
 
     async def _start_kafka(self) -> None:
         await retry_forever(

@@ -116,6 +116,7 @@ class Board(BaseModel):
             d.OfferWithdrawn(order=task.ref(), volunteer_id=task.volunteer_id, reason="cancelled")
         ]
         self._freed(task.volunteer_id, now)
+        self._available_again(task.volunteer_id)
         return events + self.match(now)
 
     def priority_changed(self, order_id: str, priority: int, now: datetime) -> list[Payload]:
@@ -157,6 +158,7 @@ class Board(BaseModel):
             return []  # not approved (yet): the approval brings them in
         volunteer.shift_grid_id, volunteer.shift_id = grid_id, shift_id
         volunteer.idle_since = now
+        self._available_again(volunteer_id)
         return self.match(now)
 
     def shift_ended(self, volunteer_id: str, shift_id: str, now: datetime) -> list[Payload]:
@@ -235,6 +237,7 @@ class Board(BaseModel):
             raise Rejection(422, "proof is required: the household's handoff code or a photo URL")
         del self.tasks[order_id]
         self._freed(volunteer_id, now)
+        self._available_again(volunteer_id)
         delivered = d.TaskDelivered(
             order=task.ref(),
             volunteer_id=volunteer_id,
@@ -254,6 +257,7 @@ class Board(BaseModel):
         task = self._task_of(order_id, volunteer_id, TaskState.assigned, TaskState.picked_up)
         del self.tasks[order_id]  # staff decide: re-open (it comes back) or close
         self._freed(volunteer_id, now)
+        self._available_again(volunteer_id)
         failed = d.TaskFailed(order=task.ref(), volunteer_id=volunteer_id, reason=reason, note=note)
         return [failed, *self.match(now)]
 
@@ -305,6 +309,13 @@ class Board(BaseModel):
         volunteer = self.volunteers.get(volunteer_id)
         if volunteer is not None:
             volunteer.idle_since = now
+
+    def _available_again(self, volunteer_id: str) -> None:
+        """A volunteer who finished a task or came on duty may be asked again about an
+        escalated order they once let pass: nobody else could take it."""
+        for task in self.tasks.values():
+            if task.escalated and volunteer_id in task.tried:
+                task.tried.remove(volunteer_id)
 
     def match(self, now: datetime) -> list[Payload]:
         """Offer every waiting task, most urgent first, to its best candidate; escalate the

@@ -241,7 +241,7 @@ async def import_households(
             return JSONResponse({**outcome.unwrap(), "rejected_so_far": rejected}, status_code=202)
         result = outcome.unwrap()
         imported, rejected = result["imported"], rejected + result["rejected"]
-    rejected.sort(key=lambda r: r["line"])
+    rejected.sort(key=lambda r: int(r["line"]))  # type: ignore[call-overload]
     status = 201 if imported else 422
     body = {
         "imported_count": len(imported),

@@ -169,7 +169,7 @@ class OrdersOwner:
             for row in cmd.households
             if keys[row.line] in existing
         ]
-        docs = []
+        docs: list[dict[str, Any]] = []
         for row in cmd.households:
             if keys[row.line] in existing:
                 continue

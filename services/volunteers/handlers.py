@@ -178,7 +178,7 @@ class VolunteersOwner:
         }
         started = v.ShiftStarted(
             volunteer_id=doc["_id"],
-            shift_id=shift["shift_id"],
+            shift_id=cmd.command_id[:16],
             grid_id=cmd.grid_id,
             until=cmd.until,
         )

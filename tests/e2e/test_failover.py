@@ -92,6 +92,13 @@ def test_killing_a_dispatch_instance_loses_and_doubles_nothing(
                 [f"F,1,{i},{i},g{i % 7 + 1},1390000{i:04d}," for i in range(ORDERS_EACH)]
             )["imported"]
             vids = [community.volunteer(f"g{i + 2}", capacity=CAPACITY) for i in range(3)]
+            # The volunteers answer from the start, as their phones would.
+            for vid in vids:
+                worker = threading.Thread(
+                    target=simulate, args=(community, vid, done, codes), daemon=True
+                )
+                worker.start()
+                workers.append(worker)
             orders[community.community_id] = []
             for home in homes:
                 order = community.ok(
@@ -107,12 +114,6 @@ def test_killing_a_dispatch_instance_loses_and_doubles_nothing(
                 )
                 codes[order["order_id"]] = order["handoff_code"]
                 orders[community.community_id].append(order["order_id"])
-            workers += [
-                threading.Thread(target=simulate, args=(community, v, done, codes), daemon=True)
-                for v in vids
-            ]
-        for worker in workers:
-            worker.start()
 
         def delivered() -> int:
             return sum(

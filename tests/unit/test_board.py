@@ -83,6 +83,19 @@ def test_a_lapsed_offer_goes_to_the_next_and_nobody_left_escalates_once() -> Non
     assert board.expire("o1", first, 1, later) == []
 
 
+def test_an_escalated_order_goes_back_to_a_volunteer_who_let_it_pass_once_they_are_free() -> None:
+    board = board_with(("li", "g3", 1))
+    board.order_open(facts("busy"), T0)
+    board.accept("busy", "li", T0)
+    board.volunteers["li"].capacity = 2
+    board.order_open(facts("o1"), T0)
+    assert kinds(board.decline("o1", "li", T0)) == ["offer.declined", "order.escalated"]
+    assert board.match(T0) == []  # not asked again at once
+    events = board.deliver("busy", "li", "1234", None, T0)
+    assert kinds(events) == ["task.delivered", "offer.made"]
+    assert board.tasks["o1"].volunteer_id == "li"
+
+
 def test_a_new_check_in_takes_an_escalated_order() -> None:
     board = board_with()
     events = board.order_open(facts("o1"), T0)
