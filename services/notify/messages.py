@@ -1,4 +1,8 @@
-"""Who is told what about which event. Pure: an event and the directory in, messages out."""
+"""Who is told what about which event. Pure: an event and the directory in, messages out.
+
+Residents hear of their order only from orders' own events (one partition per community),
+so the steps reach them in the order they happened; volunteers and staff hear of offers
+and failures from dispatch's events."""
 
 from __future__ import annotations
 
@@ -103,54 +107,49 @@ def messages_for(
                     ref.order_id,
                 )
             ]
-        case d.TaskAssigned(order=ref, volunteer_id=vid, volunteer_name=name):
-            return [
-                Message(
-                    household(ref.household_id),
+        case o.OrderStatusChanged(
+            order_id=order_id,
+            household_id=household_id,
+            status=status,
+            volunteer_name=name,
+            failure_reason=reason,
+        ):
+            text = {
+                "assigned": (
                     "task.assigned",
                     "Volunteer assigned",
                     f"{name or 'A volunteer'} will bring your order.",
-                    ref.order_id,
-                )
-            ]
-        case d.TaskPickedUp(order=ref, volunteer_id=vid):
-            name = volunteer_names.get(vid, "Your volunteer")
-            return [
-                Message(
-                    household(ref.household_id),
+                ),
+                "picked_up": (
                     "task.picked_up",
                     "On the way",
-                    f"{name} has picked up your order and is on the way.",
-                    ref.order_id,
-                )
-            ]
-        case d.TaskDelivered(order=ref):
-            return [
-                Message(
-                    household(ref.household_id),
+                    f"{name or 'Your volunteer'} has picked up your order and is on the way.",
+                ),
+                "delivered": (
                     "task.delivered",
                     "Delivered",
                     "Your order was delivered to your door.",
-                    ref.order_id,
-                )
-            ]
-        case d.TaskFailed(order=ref, reason=reason, note=note):
-            detail = f"{reason.value}{f': {note}' if note else ''}"
-            return [
-                Message(
-                    household(ref.household_id),
+                ),
+                "failed": (
                     "task.failed",
                     "Delivery failed",
                     "We could not deliver your order; the community will call you.",
-                    ref.order_id,
                 ),
+            }.get(status)
+            if text is None:
+                return []
+            kind, title, body = text
+            return [Message(household(household_id), kind, title, body, order_id)]
+        case d.TaskFailed(order=ref, reason=reason, note=note):
+            detail = f"{reason.value}{f': {note}' if note else ''}"
+            return [
                 Message(
                     staff,
                     "task.failed",
                     "Delivery failed",
                     f"Order {ref.order_id} failed ({detail}): retry or close.",
                     ref.order_id,
-                ),
+                )
             ]
         case d.OrderEscalated(order=ref, grid_worker=worker, reason=reason):
             text = f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}."

@@ -471,7 +471,21 @@ class OrdersOwner:
                 extra["failure"] = {"reason": payload.reason.value, "note": payload.note}
             if isinstance(payload, d.TaskDelivered):
                 extra["proof"] = payload.proof
-            await self._move(event, order, to, f"volunteer:{payload.volunteer_id}", extra)  # type: ignore[union-attr]
+            changed = o.OrderStatusChanged(
+                order_id=order["_id"],
+                household_id=order["household_id"],
+                status=to.value,
+                volunteer_name=extra.get("volunteer_name") or order.get("volunteer_name"),
+                failure_reason=extra.get("failure", {}).get("reason"),
+            )
+            await self._move(
+                event,
+                order,
+                to,
+                f"volunteer:{payload.volunteer_id}",
+                extra,  # type: ignore[union-attr]
+                [self.event(event, changed)],
+            )
 
         return handle
 

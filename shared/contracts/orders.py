@@ -116,6 +116,19 @@ class OrderCancelled(Payload):
     reason: str | None = None
 
 
+class OrderStatusChanged(Payload):
+    """The order moved on because of a dispatch fact (assigned, picked up, delivered,
+    failed). Published by orders, on the community's one partition of orders.events, so
+    everything the resident is told about an order arrives in the order it happened."""
+
+    type: Literal["doorstep.order.status_changed.v1"] = "doorstep.order.status_changed.v1"
+    order_id: str
+    household_id: str
+    status: str
+    volunteer_name: str | None = None
+    failure_reason: str | None = None
+
+
 class OrderPriorityChanged(Payload):
     type: Literal["doorstep.order.priority_changed.v1"] = "doorstep.order.priority_changed.v1"
     order_id: str
@@ -217,5 +230,6 @@ EVENTS = (
     OrderReopened,
     OrderCancelled,
     OrderPriorityChanged,
+    OrderStatusChanged,
 )
 PAYLOADS = COMMANDS + EVENTS

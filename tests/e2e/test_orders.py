@@ -115,3 +115,32 @@ def test_cancel_until_pickup_then_failure_and_reopening(community: Community) ->
         == "accepted"
     )
     community.offer_for(volunteer, oid)
+
+
+def test_staff_override_the_priority(community: Community) -> None:
+    community.define()
+    home = community.household("g6", flags="elderly_alone")
+    order = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(home["household_id"]),
+        json={"category": "groceries", "items": "noodles"},
+    )
+    assert order["priority"] == 55 and not order["priority_overridden"]
+    changed = community.ok(
+        "PUT",
+        "orders",
+        f"/v1/orders/{order['order_id']}/priority",
+        community.staff,
+        json={"priority": 95},
+    )
+    assert changed["priority"] == 95 and changed["priority_overridden"]
+    resident_try = community.call(
+        "PUT",
+        "orders",
+        f"/v1/orders/{order['order_id']}/priority",
+        community.resident(home["household_id"]),
+        json={"priority": 100},
+    )
+    assert resident_try.status_code == 403
