@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -49,7 +50,8 @@ class Outcome(BaseModel):
 
     @classmethod
     def ok(cls, body: dict[str, Any], status: int = 200) -> Outcome:
-        return cls(status=status, body=body)
+        # JSON-safe once, here: the body is stored and later sent as it is.
+        return cls(status=status, body=jsonable_encoder(body))
 
     @classmethod
     def rejected(cls, status: int, title: str, detail: str) -> Outcome:
