@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.commands import CommandSender, new_command_id
 from shared.contracts import dispatch as d
@@ -17,18 +18,6 @@ from shared.contracts.base import Payload
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
-
-
-def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
-    return request.app.state.runtime.db  # type: ignore[no-any-return]
-
-
-def sender(request: Request) -> CommandSender:
-    return request.app.state.commands  # type: ignore[no-any-return]
-
-
-Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
-Commands = Annotated[CommandSender, Depends(sender)]
 
 
 def task_view(task: dict[str, Any], volunteers: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +95,7 @@ def volunteer(principal: Principal) -> tuple[str, str]:
 
 
 async def send(commands: CommandSender, community_id: str, command: Payload) -> JSONResponse:
-    outcome = await commands.send(community_id, command)
-    return JSONResponse(outcome.unwrap(), status_code=outcome.status)
+    return answer(await commands.send(community_id, command))
 
 
 @router.post("/tasks/{order_id}/accept", summary="Accept an offer")
@@ -140,9 +128,7 @@ async def pick_up(order_id: str, principal: CurrentPrincipal, commands: Commands
     )
 
 
-class DeliveryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class DeliveryIn(StrictBody):
     handoff_code: str | None = Field(default=None, pattern=r"^[0-9]{4}$", examples=["4821"])
     photo_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
 
@@ -168,9 +154,7 @@ async def deliver(
     return await send(commands, community, command)
 
 
-class FailureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class FailureIn(StrictBody):
     reason: d.FailureReason
     note: str | None = Field(default=None, max_length=300)
 

@@ -8,22 +8,16 @@ from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1")
-
-
-def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
-    return request.app.state.runtime.db  # type: ignore[no-any-return]
-
-
-Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
 
 
 def inbox_of(principal: Principal, recipient: str | None) -> str:

@@ -114,7 +114,7 @@ def messages_for(
             volunteer_name=name,
             failure_reason=reason,
         ):
-            text = {
+            steps: dict[str, tuple[str, str, str]] = {
                 "assigned": (
                     "task.assigned",
                     "Volunteer assigned",
@@ -135,10 +135,10 @@ def messages_for(
                     "Delivery failed",
                     "We could not deliver your order; the community will call you.",
                 ),
-            }.get(status)
-            if text is None:
+            }
+            if status not in steps:
                 return []
-            kind, title, body = text
+            kind, title, body = steps[status]
             return [Message(household(household_id), kind, title, body, order_id)]
         case d.TaskFailed(order=ref, reason=reason, note=note):
             detail = f"{reason.value}{f': {note}' if note else ''}"
@@ -152,15 +152,15 @@ def messages_for(
                 )
             ]
         case d.OrderEscalated(order=ref, grid_worker=worker, reason=reason):
-            text = f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}."
+            summary = f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}."
             return [
                 Message(
                     f"grid_worker:{community_id}:{ref.grid_id}",
                     "order.escalated",
                     "Escalated to you",
-                    f"{worker}: {text}",
+                    f"{worker}: {summary}",
                     ref.order_id,
                 ),
-                Message(staff, "order.escalated", "Order escalated", text, ref.order_id),
+                Message(staff, "order.escalated", "Order escalated", summary, ref.order_id),
             ]
     return []

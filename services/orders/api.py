@@ -7,15 +7,16 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.orders import domain
 from services.orders.handlers import household_view, order_view
+from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, require, require_community
-from shared.commands import CommandSender, Outcome, new_command_id
+from shared.commands import new_command_id
 from shared.contracts import orders as o
 from shared.http import Problem
 
@@ -29,30 +30,10 @@ CSV_EXAMPLE = (
 )
 
 
-def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
-    return request.app.state.runtime.db  # type: ignore[no-any-return]
-
-
-def sender(request: Request) -> CommandSender:
-    return request.app.state.commands  # type: ignore[no-any-return]
-
-
-Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
-Commands = Annotated[CommandSender, Depends(sender)]
-
-
-def answer(outcome: Outcome) -> JSONResponse:
-    return JSONResponse(outcome.unwrap(), status_code=outcome.status)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
 # --- communities -------------------------------------------------------------------------
 
 
-class GridIn(Strict):
+class GridIn(StrictBody):
     grid_id: str = Field(pattern=SLUG, examples=["g3"])
     name: str = Field(min_length=1, max_length=100, examples=["Grid 3"])
     grid_worker: str = Field(min_length=1, max_length=100, examples=["Wang Fang"])
@@ -60,7 +41,7 @@ class GridIn(Strict):
     neighbours: list[str] = Field(default_factory=list, max_length=20, examples=[["g2", "g4"]])
 
 
-class CommunityIn(Strict):
+class CommunityIn(StrictBody):
     community_id: str = Field(pattern=SLUG, examples=["datong"])
     name: str = Field(min_length=1, max_length=100, examples=["Datong community"])
     grids: list[GridIn] = Field(min_length=1, max_length=200)
@@ -123,14 +104,14 @@ async def get_community(
 # --- households --------------------------------------------------------------------------
 
 
-class AddressIn(Strict):
+class AddressIn(StrictBody):
     compound: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["Datong Garden"])
     building: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["3"])
     unit: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["2"])
     room: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["401"])
 
 
-class HouseholdIn(Strict):
+class HouseholdIn(StrictBody):
     address: AddressIn
     grid_id: str = Field(pattern=SLUG, examples=["g3"])
     phone: str = Field(max_length=30, examples=["13912345678"])
@@ -310,7 +291,7 @@ async def get_household(
 # --- orders --------------------------------------------------------------------------------
 
 
-class OrderIn(Strict):
+class OrderIn(StrictBody):
     household_id: str | None = Field(
         default=None,
         max_length=64,
@@ -458,7 +439,7 @@ async def list_orders(
     return {"orders": [order_view(d) for d in docs]}
 
 
-class CancelIn(Strict):
+class CancelIn(StrictBody):
     reason: str | None = Field(default=None, max_length=300)
 
 
@@ -520,7 +501,7 @@ async def review_order(
     return answer(await commands.send(doc["community_id"], command))
 
 
-class PriorityIn(Strict):
+class PriorityIn(StrictBody):
     priority: int = Field(ge=0, le=100)
 
 

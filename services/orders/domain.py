@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, ValidationError
 
+from shared.contracts.base import PHONE, normalise_phone
 from shared.contracts.orders import Address, Category, HouseholdFlag, HouseholdInput
 
 # --- priority: higher is more urgent (0..100) ------------------------------------------
@@ -125,13 +126,6 @@ def normalise_card_code(raw: str) -> str:
 
 def new_handoff_code() -> str:
     return f"{secrets.randbelow(10_000):04d}"
-
-
-PHONE = re.compile(r"^\+?[0-9]{7,15}$")
-
-
-def normalise_phone(raw: str) -> str:
-    return re.sub(r"[\s()-]", "", raw)
 
 
 # --- CSV import ------------------------------------------------------------------------

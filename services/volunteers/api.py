@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.volunteers.handlers import volunteer_view
+from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, require
-from shared.commands import CommandSender, Outcome, new_command_id
+from shared.commands import new_command_id
 from shared.contracts import volunteers as v
+from shared.contracts.base import PHONE, normalise_phone
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1", tags=["volunteers"])
 
-PHONE = re.compile(r"^\+?[0-9]{7,15}$")
 
-
-def db(request: Request) -> AsyncDatabase[dict[str, Any]]:
-    return request.app.state.runtime.db  # type: ignore[no-any-return]
-
-
-def sender(request: Request) -> CommandSender:
-    return request.app.state.commands  # type: ignore[no-any-return]
-
-
-Db = Annotated[AsyncDatabase[dict[str, Any]], Depends(db)]
-Commands = Annotated[CommandSender, Depends(sender)]
-
-
-def answer(outcome: Outcome) -> JSONResponse:
-    return JSONResponse(outcome.unwrap(), status_code=outcome.status)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class RegistrationIn(Strict):
+class RegistrationIn(StrictBody):
     name: str = Field(min_length=1, max_length=100, examples=["Li Wei"])
     phone: str = Field(max_length=30, examples=["13700000001"])
     compound: str = Field(min_length=1, max_length=100, examples=["Datong Garden"])
@@ -55,7 +34,7 @@ class RegistrationIn(Strict):
     @field_validator("phone")
     @classmethod
     def phone_shape(cls, value: str) -> str:
-        phone = re.sub(r"[\s()-]", "", value)
+        phone = normalise_phone(value)
         if not PHONE.match(phone):
             raise ValueError("phone must be 7 to 15 digits, optionally starting with +")
         return phone
@@ -135,7 +114,7 @@ async def approve(
     return answer(await commands.send(doc["community_id"], command))
 
 
-class CheckInIn(Strict):
+class CheckInIn(StrictBody):
     grid_id: str = Field(min_length=1, max_length=64, examples=["g3"])
     until: AwareDatetime = Field(
         description="When the shift ends (ISO 8601 with offset)",
