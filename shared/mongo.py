@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -24,3 +25,16 @@ def connect(url: str, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
 
 async def ping(db: AsyncDatabase[dict[str, Any]]) -> None:
     await db.command("ping")
+
+
+async def find_in_community(
+    collection: AsyncCollection[dict[str, Any]], doc_id: str, community_id: str
+) -> dict[str, Any] | None:
+    """The document with this id if it belongs to the community.
+
+    Looked up by ``_id`` alone, then checked: FerretDB v1 on SQLite uses the primary key
+    only for a filter that is exactly ``{"_id": ...}``, and scans the whole collection
+    for anything more (``{"_id": x, "community_id": c}`` included).
+    """
+    doc = await collection.find_one({"_id": doc_id})
+    return doc if doc is not None and doc.get("community_id") == community_id else None

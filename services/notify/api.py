@@ -13,6 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared import mongo
 from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.http import Problem
@@ -171,7 +172,7 @@ async def call_list(
 @router.post("/call-list/{entry_id}/done", tags=["call list"], summary="The call was made (staff)")
 async def call_done(entry_id: str, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
     community = staff(principal)
-    entry = await database["call_list"].find_one({"_id": entry_id, "community_id": community})
+    entry = await mongo.find_in_community(database["call_list"], entry_id, community)
     if entry is None:
         raise Problem(404, "Not found", "no such call-list entry")
     with contextlib.suppress(DuplicateKeyError):

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi.encoders import jsonable_encoder
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.orders import domain
 from services.orders.domain import Status
-from shared import outbox
+from shared import mongo, outbox
 from shared.commands import Outcome, record_outcome, stored_outcome
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
@@ -43,13 +44,7 @@ def order_view(doc: dict[str, Any]) -> dict[str, Any]:
     hidden = {"outbox", "applied", "address_key"}
     view = {k: v for k, v in doc.items() if k not in hidden}
     view["order_id"] = view.pop("_id")
-    for entry in view.get("history", []):
-        if isinstance(entry.get("at"), datetime):
-            entry["at"] = entry["at"].isoformat()
-    for k in ("placed_at", "updated_at"):
-        if isinstance(view.get(k), datetime):
-            view[k] = view[k].isoformat()
-    return view
+    return jsonable_encoder(view)  # type: ignore[no-any-return]  # datetimes at any depth
 
 
 def household_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -252,9 +247,7 @@ class OrdersOwner:
                     )
                 existing = await self.orders.find_one({"_id": first["order_id"]})
                 return Outcome.ok(order_view(existing or {"_id": first["order_id"]}), 201)
-        household = await self.households.find_one(
-            {"_id": cmd.household_id, "community_id": community}
-        )
+        household = await mongo.find_in_community(self.households, cmd.household_id, community)
         if household is None:
             return Outcome.rejected(404, "Not found", "no such household in this community")
         policy = o.CommunityPolicy.model_validate(
@@ -349,7 +342,7 @@ class OrdersOwner:
         return Outcome.ok(order_view({**order, "outbox": []}), 201)
 
     async def _order(self, event: Event, order_id: str) -> dict[str, Any] | None:
-        return await self.orders.find_one({"_id": order_id, "community_id": event.community_id})
+        return await mongo.find_in_community(self.orders, order_id, event.community_id)
 
     async def _move(
         self,
@@ -492,8 +485,10 @@ class OrdersOwner:
     async def escalated(self, event: Event) -> None:
         payload = event.data
         assert isinstance(payload, d.OrderEscalated)
+        if await self._order(event, payload.order.order_id) is None:
+            return
         await self.orders.update_one(
-            {"_id": payload.order.order_id, "community_id": event.community_id},
+            {"_id": payload.order.order_id},
             {
                 "$set": {
                     "escalated": True,

@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from fastapi.encoders import jsonable_encoder
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.volunteers import domain
-from shared import outbox
+from shared import mongo, outbox
 from shared.commands import Outcome, record_outcome, stored_outcome
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
@@ -30,14 +31,7 @@ def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     shift = doc.get("shift")
     view["on_duty"] = shift is not None
     view["hours_worked"] = domain.hours_worked(doc.get("worked_seconds", 0.0), shift, now)
-    for key, val in list(view.items()):
-        if isinstance(val, datetime):
-            view[key] = val.isoformat()
-    if shift:
-        view["shift"] = {
-            k: (x.isoformat() if isinstance(x, datetime) else x) for k, x in shift.items()
-        }
-    return view
+    return jsonable_encoder(view)  # type: ignore[no-any-return]
 
 
 class VolunteersOwner:
@@ -144,9 +138,7 @@ class VolunteersOwner:
         return Outcome.ok(volunteer_view(doc, event.time), 201)
 
     async def _volunteer(self, event: Event, volunteer_id: str) -> dict[str, Any] | None:
-        return await self.volunteers.find_one(
-            {"_id": volunteer_id, "community_id": event.community_id}
-        )
+        return await mongo.find_in_community(self.volunteers, volunteer_id, event.community_id)
 
     async def approve(self, event: Event, cmd: v.ApproveVolunteer) -> Outcome:
         doc = await self._volunteer(event, cmd.volunteer_id)

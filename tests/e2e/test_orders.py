@@ -16,6 +16,11 @@ def test_a_retried_request_returns_the_first_order_and_never_makes_a_second(
     first = community.call(
         "POST", "orders", "/v1/orders", resident, json=body, headers={"Idempotency-Key": "a1"}
     )
+    # Nobody is on duty, so the order is escalated before the retry comes: the retry must
+    # still return it (its nested escalation timestamp included).
+    eventually(
+        lambda: community.order(resident, first.json()["order_id"])["escalated"], what="escalation"
+    )
     again = community.call(
         "POST", "orders", "/v1/orders", resident, json=body, headers={"Idempotency-Key": "a1"}
     )
