@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -164,3 +165,18 @@ def commands_router() -> APIRouter:
         return JSONResponse(outcome.unwrap(), status_code=outcome.status)
 
     return router
+
+
+def once_per_command(
+    db: AsyncDatabase[dict[str, Any]], apply: Callable[[Event, Any], Awaitable[Outcome]]
+) -> Callable[[Event], Awaitable[None]]:
+    """Owner side: apply a command unless its outcome is stored already (then it was
+    applied, published and answered before a re-delivery), and store the outcome."""
+
+    async def handle(event: Event) -> None:
+        command_id: str = event.data.command_id  # type: ignore[union-attr]
+        if await stored_outcome(db, command_id) is not None:
+            return
+        await record_outcome(db, command_id, await apply(event, event.data))
+
+    return handle

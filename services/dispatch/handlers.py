@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -209,13 +208,11 @@ class DispatchOwner(PartitionListener):
         except DuplicateKeyError as exc:
             raise StaleBoard(f"decision {board.seq} of {board.community_id} was taken") from exc
         events = [
-            Event(
-                id=hashlib.sha256(f"{cause.id}:{i}".encode()).hexdigest()[:32],
-                source=SOURCE,
-                community_id=board.community_id,
-                correlation_id=cause.correlation_id,
+            cause.follow_up(
+                SOURCE,
+                p,
+                salt=str(i),
                 subject=f"order/{p.order.order_id}" if hasattr(p, "order") else None,
-                data=p,
             )
             for i, p in enumerate(payloads)
         ]
@@ -244,16 +241,10 @@ class DispatchOwner(PartitionListener):
                     if key in self._expiries_sent:
                         continue
                     self._expiries_sent.add(key)
-                    late = d.EscalateLateOrder(
-                        command_id=f"late-{task.order.order_id}", order_id=task.order.order_id
-                    )
-                    await self.publisher.publish(
-                        DISPATCH_COMMANDS,
-                        Event(
-                            id=late.command_id,
-                            source=SOURCE,
-                            community_id=board.community_id,
-                            data=late,
+                    await self._to_owner(
+                        board,
+                        d.EscalateLateOrder(
+                            command_id=f"late-{task.order.order_id}", order_id=task.order.order_id
                         ),
                     )
                 for task in board.due_offers(moment):
@@ -261,19 +252,20 @@ class DispatchOwner(PartitionListener):
                     if key in self._expiries_sent or task.volunteer_id is None:
                         continue
                     self._expiries_sent.add(key)
-                    command = d.ExpireOffer(
-                        command_id=f"expire-{task.order.order_id}-{task.attempt}",
-                        order_id=task.order.order_id,
-                        volunteer_id=task.volunteer_id,
-                        attempt=task.attempt,
-                    )
-                    await self.publisher.publish(
-                        DISPATCH_COMMANDS,
-                        Event(
-                            id=command.command_id,
-                            source=SOURCE,
-                            community_id=board.community_id,
-                            data=command,
+                    await self._to_owner(
+                        board,
+                        d.ExpireOffer(
+                            command_id=f"expire-{task.order.order_id}-{task.attempt}",
+                            order_id=task.order.order_id,
+                            volunteer_id=task.volunteer_id,
+                            attempt=task.attempt,
                         ),
                     )
             await asyncio.sleep(tick_seconds)
+
+    async def _to_owner(self, board: Board, command: Payload) -> None:
+        """A command on the community's own partition (the id is fixed: sent twice, it is
+        applied once)."""
+        command_id: str = command.command_id  # type: ignore[attr-defined]
+        event = Event(id=command_id, source=SOURCE, community_id=board.community_id, data=command)
+        await self.publisher.publish(DISPATCH_COMMANDS, event)

@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.orders import domain
 from services.orders.domain import Status
 from shared import mongo, outbox
-from shared.commands import Outcome, record_outcome, stored_outcome
+from shared.commands import Outcome, once_per_command
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
 from shared.events import Event
@@ -98,24 +98,11 @@ class OrdersOwner:
     def command(
         self, apply: Callable[[Event, Any], Awaitable[Outcome]]
     ) -> Callable[[Event], Awaitable[None]]:
-        async def handle(event: Event) -> None:
-            command = event.data
-            if await stored_outcome(self.db, command.command_id) is not None:  # type: ignore[attr-defined]
-                return  # applied, flushed and answered before; a re-delivery
-            outcome = await apply(event, command)
-            await record_outcome(self.db, command.command_id, outcome)  # type: ignore[attr-defined]
+        return once_per_command(self.db, apply)
 
-        return handle
-
-    def event(self, event: Event, payload: o.Payload) -> Event:
-        return Event(
-            id=hashlib.sha256(f"{event.id}:{payload.type}".encode()).hexdigest()[:32],
-            source=SOURCE,
-            community_id=event.community_id,
-            correlation_id=event.correlation_id,
-            subject=getattr(payload, "order", None) and f"order/{payload.order.order_id}",  # type: ignore[attr-defined]
-            data=payload,
-        )
+    def event(self, cause: Event, payload: o.Payload) -> Event:
+        order = getattr(payload, "order", None)
+        return cause.follow_up(SOURCE, payload, subject=order and f"order/{order.order_id}")
 
     async def ensure_indexes(self) -> None:
         await self.households.create_index([("community_id", 1), ("card_code", 1)], unique=True)

@@ -3,7 +3,6 @@ instance owns (their only writer), and keeps each community's policy from orders
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.volunteers import domain
 from shared import mongo, outbox
-from shared.commands import Outcome, record_outcome, stored_outcome
+from shared.commands import Outcome, once_per_command
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
@@ -58,24 +57,10 @@ class VolunteersOwner:
     def command(
         self, apply: Callable[[Event, Any], Awaitable[Outcome]]
     ) -> Callable[[Event], Awaitable[None]]:
-        async def handle(event: Event) -> None:
-            command_id = event.data.command_id  # type: ignore[union-attr]
-            if await stored_outcome(self.db, command_id) is not None:
-                return
-            outcome = await apply(event, event.data)
-            await record_outcome(self.db, command_id, outcome)
-
-        return handle
+        return once_per_command(self.db, apply)
 
     def event(self, cause: Event, payload: Payload, volunteer_id: str) -> Event:
-        return Event(
-            id=hashlib.sha256(f"{cause.id}:{payload.type}".encode()).hexdigest()[:32],
-            source=SOURCE,
-            community_id=cause.community_id,
-            correlation_id=cause.correlation_id,
-            subject=f"volunteer/{volunteer_id}",
-            data=payload,
-        )
+        return cause.follow_up(SOURCE, payload, subject=f"volunteer/{volunteer_id}")
 
     async def _write(self, doc_id: str, update: dict[str, Any], *events: Event) -> None:
         if events:
