@@ -72,8 +72,8 @@ def run(
     for service, port in SERVICES.items():
         console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
     console.print(
-        "Tokens:    make token ARGS='--role staff --community datong'  "
-        "(or: python -m doorstep_cli token --help)\n"
+        "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "
+        "--household ID, volunteer --volunteer ID, staff, ops)\n"
         "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
     )
     manager.loop()

@@ -168,7 +168,13 @@ def seed(
                 if r.status_code != 409:  # already on duty
                     _ok(r)
             progress.advance(step)
-    return Seeded(community_id, result["imported_count"], result["rejected_count"], cadres, on_duty)
+    return Seeded(
+        community_id,
+        result["imported_count"],
+        result["rejected_count"],
+        cadres,
+        min(on_duty, cadres),
+    )
 
 
 def _auth(token: str) -> dict[str, str]:
