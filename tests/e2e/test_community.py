@@ -83,3 +83,30 @@ def test_a_shift_past_its_end_checks_out_by_itself(community: Community) -> None
         what="dispatch to see the volunteer off duty",
     )
     assert board["tasks"] == []
+
+
+def test_the_demo_seed_builds_a_community_people_can_use(community: Community) -> None:
+    from doorstep_cli.seed import seed
+    from tests.e2e.conftest import JWT_SECRET
+
+    done = seed(
+        community.url("orders", ""),
+        community.url("volunteers", ""),
+        JWT_SECRET,
+        community_id=community.community_id,
+        households=70,
+        cadres=6,
+        on_duty=4,
+    )
+    assert (done.households, done.rejected, done.volunteers, done.on_duty) == (70, 0, 6, 4)
+    info = community.ok(
+        "GET", "orders", f"/v1/communities/{community.community_id}", community.staff
+    )
+    assert len(info["grids"]) == 7 and all(len(g["neighbours"]) == 2 for g in info["grids"])
+    listed = community.ok("GET", "volunteers", "/v1/volunteers", community.staff)["volunteers"]
+    assert len(listed) == 6 and all(v["status"] == "approved" for v in listed)
+    assert sum(v["on_duty"] for v in listed) == 4
+    eventually(
+        lambda: len(community.ok("GET", "dispatch", "/v1/tasks", community.staff)["on_duty"]) == 4,
+        what="dispatch to see the cadres on duty",
+    )
