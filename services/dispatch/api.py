@@ -98,34 +98,31 @@ async def send(commands: CommandSender, community_id: str, command: Payload) -> 
     return answer(await commands.send(community_id, command))
 
 
-@router.post("/tasks/{order_id}/accept", summary="Accept an offer")
-async def accept(order_id: str, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
+async def answer_offer(
+    kind: type[d.AcceptOffer | d.DeclineOffer | d.PickUp],
+    order_id: str,
+    principal: Principal,
+    commands: CommandSender,
+) -> JSONResponse:
     vid, community = volunteer(principal)
     return await send(
-        commands,
-        community,
-        d.AcceptOffer(command_id=new_command_id(), order_id=order_id, volunteer_id=vid),
+        commands, community, kind(command_id=new_command_id(), order_id=order_id, volunteer_id=vid)
     )
+
+
+@router.post("/tasks/{order_id}/accept", summary="Accept an offer")
+async def accept(order_id: str, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
+    return await answer_offer(d.AcceptOffer, order_id, principal, commands)
 
 
 @router.post("/tasks/{order_id}/decline", summary="Decline an offer")
 async def decline(order_id: str, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
-    vid, community = volunteer(principal)
-    return await send(
-        commands,
-        community,
-        d.DeclineOffer(command_id=new_command_id(), order_id=order_id, volunteer_id=vid),
-    )
+    return await answer_offer(d.DeclineOffer, order_id, principal, commands)
 
 
 @router.post("/tasks/{order_id}/pick-up", summary="Picked up the goods")
 async def pick_up(order_id: str, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
-    vid, community = volunteer(principal)
-    return await send(
-        commands,
-        community,
-        d.PickUp(command_id=new_command_id(), order_id=order_id, volunteer_id=vid),
-    )
+    return await answer_offer(d.PickUp, order_id, principal, commands)
 
 
 class DeliveryIn(StrictBody):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,6 @@ from pymongo.errors import DuplicateKeyError
 from services.notify.gateway import DeliveryFailed, Gateway
 from services.notify.messages import Message, messages_for
 from shared.contracts import orders as o
-from shared.contracts import volunteers as v
 from shared.events import Event
 from shared.log import get_logger
 
@@ -40,7 +38,6 @@ class NotifyOwner:
         self.db = db
         self.notifications = db["notifications"]
         self.households = db["households"]
-        self.volunteers = db["volunteers"]
         self.call_list = db["call_list"]
         self.deliveries = db["deliveries"]
         self.gateway = gateway
@@ -66,24 +63,8 @@ class NotifyOwner:
                 upsert=True,
             )
             return
-        if isinstance(payload, v.VolunteerApproved):
-            await self.volunteers.replace_one(
-                {"_id": payload.volunteer_id},
-                {"name": payload.name, "phone": payload.phone, "community_id": event.community_id},
-                upsert=True,
-            )
-            return
-        names = await self._volunteer_names(payload)
-        messages = messages_for(payload, event.community_id, names)
-        for message in messages:
+        for message in messages_for(payload, event.community_id):
             await self._notify(event, message)
-
-    async def _volunteer_names(self, payload: Any) -> dict[str, str]:
-        vid = getattr(payload, "volunteer_id", None)
-        if vid is None:
-            return {}
-        doc = await self.volunteers.find_one({"_id": vid}, {"name": 1})
-        return {vid: doc["name"]} if doc else {}
 
     async def _notify(self, event: Event, message: Message) -> None:
         notification_id = f"{event.id}:{message.recipient}"
@@ -168,7 +149,3 @@ class NotifyOwner:
         async for doc in self.notifications.find({"channel": "push"}):
             if doc["_id"] not in done:
                 self.outgoing.put_nowait(doc)
-
-    @property
-    def table(self) -> Callable[[Event], Awaitable[None]]:
-        return self.handle

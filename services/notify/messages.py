@@ -39,9 +39,7 @@ def household(household_id: str) -> str:
     return f"household:{household_id}"
 
 
-def messages_for(
-    payload: Payload, community_id: str, volunteer_names: dict[str, str]
-) -> list[Message]:
+def messages_for(payload: Payload, community_id: str) -> list[Message]:
     staff = f"staff:{community_id}"
     match payload:
         case o.OrderAccepted(order=order):

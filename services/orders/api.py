@@ -358,6 +358,8 @@ async def place_order(
     if household is None or household["community_id"] != principal.community_id:
         raise Problem(404, "Not found", "no such household in your community")
     digest = request_hash(body)
+    # A fast answer for the common retry; the owner checks again, and its check is the one
+    # that counts (two retries racing here both reach it, in order).
     if idempotency_key:
         first = await database["idempotency"].find_one(
             {"_id": f"{principal.subject}:{idempotency_key}"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -487,7 +486,3 @@ class OrdersOwner:
                 }
             },
         )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

@@ -33,6 +33,23 @@ def eventually(check: Callable[[], T | None], timeout: float = 30, what: str = "
         time.sleep(0.1)
 
 
+# Request bodies that pass validation, for tests that vary one field or check scope.
+HOUSEHOLD_BODY: dict[str, Any] = {
+    "address": {"compound": "A", "building": "1", "unit": "1", "room": "1"},
+    "grid_id": "g1",
+    "phone": "13900000000",
+}
+VOLUNTEER_BODY: dict[str, Any] = {
+    "name": "X",
+    "phone": "13700000000",
+    "compound": "A",
+    "home_grid_id": "g1",
+    "work_unit": "bureau",
+    "skills": ["delivery"],
+    "capacity": 1,
+}
+
+
 def token(role: Role, community: str | None = None, **scope: str) -> str:
     return mint(
         JWT_SECRET,

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from shared.auth import Role
-from tests.e2e.client import Community, auth, eventually, grids, token
+from tests.e2e.client import (
+    HOUSEHOLD_BODY,
+    VOLUNTEER_BODY,
+    Community,
+    auth,
+    eventually,
+    grids,
+    token,
+)
 
 ENDPOINTS = [
     ("POST", "orders", "/v1/communities"),
@@ -51,22 +59,10 @@ def valid_body(template: str, ids: dict[str, str]) -> dict[str, object] | None:
     until = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     return {
         "/v1/communities": {"community_id": ids["c"], "name": "Taken over", "grids": grids()},
-        "/v1/communities/{c}/households": {
-            "address": {"compound": "A", "building": "1", "unit": "1", "room": "1"},
-            "grid_id": "g1",
-            "phone": "13900000000",
-        },
+        "/v1/communities/{c}/households": HOUSEHOLD_BODY,
         "/v1/orders": {"household_id": ids["h"], "category": "groceries", "items": "rice"},
         "/v1/orders/{o}/priority": {"priority": 99},
-        "/v1/volunteers": {
-            "name": "X",
-            "phone": "13700000000",
-            "compound": "A",
-            "home_grid_id": "g1",
-            "work_unit": "bureau",
-            "skills": ["delivery"],
-            "capacity": 1,
-        },
+        "/v1/volunteers": VOLUNTEER_BODY,
         "/v1/volunteers/{v}/check-in": {"grid_id": "g1", "until": until},
         "/v1/tasks/{o}/deliver": {"handoff_code": "1234"},
         "/v1/tasks/{o}/fail": {"reason": "not_home"},

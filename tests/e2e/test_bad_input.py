@@ -11,7 +11,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from shared.auth import Role
-from tests.e2e.client import Community, grids, token
+from tests.e2e.client import HOUSEHOLD_BODY, VOLUNTEER_BODY, Community, grids, token
 
 LONG = "x" * 5000
 
@@ -65,17 +65,8 @@ def test_bad_input_on_every_write_endpoint_is_refused_and_changes_nothing(
     community.offer_for(volunteer, o)
     staff = community.staff
     ops_token = token(Role.ops)
-    address = {"compound": "A", "building": "1", "unit": "1", "room": "1"}
-    household_ok = {"address": address, "grid_id": "g1", "phone": "13900000000"}
-    volunteer_ok = {
-        "name": "X",
-        "phone": "13700000000",
-        "compound": "A",
-        "home_grid_id": "g1",
-        "work_unit": "bureau",
-        "skills": ["delivery"],
-        "capacity": 1,
-    }
+    household_ok = HOUSEHOLD_BODY
+    volunteer_ok = VOLUNTEER_BODY
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     csv = "compound,building,unit,room,grid,phone,flags\n"
     cases: list[tuple[str, str, str, str, dict[str, Any]]] = [

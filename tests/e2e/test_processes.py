@@ -20,7 +20,13 @@ def test_every_service_is_ready_and_serves_health_and_metrics(services: Running)
             assert ready.status_code == 200
             assert ready.json()["checks"] == {"mongo": "ok", "kafka": "ok"}
             metrics = client.get(f"{url}/metrics").text
-            assert "doorstep_events_published_total" in metrics or "http_request" in metrics
+            for metric in (
+                "doorstep_events_published_total",
+                "doorstep_events_handled_total",
+                "doorstep_event_handle_seconds",
+                "http_requests_total",
+            ):
+                assert f"# TYPE {metric}" in metrics, (name, metric)
             missing = client.get(f"{url}/v1/no-such-thing")
             assert missing.status_code == 404
             assert missing.headers["content-type"] == "application/problem+json"

@@ -9,22 +9,22 @@ def test_residents_hear_of_their_order_from_orders_events_only() -> None:
     changed = o.OrderStatusChanged(
         order_id="o1", household_id="h1", status="picked_up", volunteer_name="Li Wei"
     )
-    [message] = messages_for(changed, "datong", {})
+    [message] = messages_for(changed, "datong")
     assert (message.recipient, message.kind) == ("household:h1", "task.picked_up")
     assert "Li Wei" in message.body
     ref = d.OrderRef(order_id="o1", household_id="h1", grid_id="g3")
     delivered = d.TaskDelivered(order=ref, volunteer_id="v1", proof="handoff_code")
-    assert messages_for(delivered, "datong", {}) == []  # told through orders' own event
+    assert messages_for(delivered, "datong") == []  # told through orders' own event
 
 
 def test_failures_and_escalations_reach_staff_and_the_grid_worker() -> None:
     ref = d.OrderRef(order_id="o1", household_id="h1", grid_id="g3")
     failed = d.TaskFailed(order=ref, volunteer_id="v1", reason=d.FailureReason.not_home)
-    assert [m.recipient for m in messages_for(failed, "datong", {})] == ["staff:datong"]
+    assert [m.recipient for m in messages_for(failed, "datong")] == ["staff:datong"]
     escalated = d.OrderEscalated(
         order=ref, grid_worker="Wang", grid_worker_phone="1", reason="nobody"
     )
-    assert [m.recipient for m in messages_for(escalated, "datong", {})] == [
+    assert [m.recipient for m in messages_for(escalated, "datong")] == [
         "grid_worker:datong:g3",
         "staff:datong",
     ]
