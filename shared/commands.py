@@ -11,29 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
 from shared.http import Problem
 from shared.kafka import EventPublisher
+from shared.topics import OUTCOMES
 
 RESULTS = "command_results"
 
-# Outcomes decided in this process, for the HTTP request waiting on them here: with one
-# instance (or when the owner is the instance that took the call) nobody polls the
-# database. Other instances' outcomes are found by polling ``command_results``.
+# Requests waiting in this process, by command id: the owner hands an outcome over
+# directly when it is this process, through ``commands.outcomes`` when it is another.
 _waiting: dict[str, asyncio.Future[Outcome]] = {}
 
 
@@ -109,17 +110,14 @@ class CommandSender:
         local: asyncio.Future[Outcome] | None = None,
         wait_seconds: float | None = None,
     ) -> Outcome:
-        deadline = time.monotonic() + (wait_seconds or self._wait)
         local = local or _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
         try:
-            while time.monotonic() < deadline:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(local), 0.25)
-                except TimeoutError:
-                    pass
-                doc = await self._results.find_one({"_id": command_id})
-                if doc is not None:
-                    return Outcome.model_validate(doc["outcome"])
+            return await asyncio.wait_for(asyncio.shield(local), wait_seconds or self._wait)
+        except TimeoutError:
+            # One look in the store: decided while nobody here listened (a restart).
+            stored = await stored_outcome_of(self._results, command_id)
+            if stored is not None:
+                return stored
         finally:
             _waiting.pop(command_id, None)
         # Accepted and queued; the owner will still apply it. The caller can look later.
@@ -133,19 +131,68 @@ class CommandSender:
         )
 
 
-async def record_outcome(
-    db: AsyncDatabase[dict[str, Any]], command_id: str, outcome: Outcome
-) -> None:
-    """Owner side: store the outcome once (a re-delivered command keeps the first)."""
-    with contextlib.suppress(DuplicateKeyError):
-        await db[RESULTS].insert_one({"_id": command_id, "outcome": outcome.model_dump()})
+class OutcomeBoard:
+    """Owner side: where decided outcomes meet the requests waiting for them. Handed
+    straight to a request waiting in this process; published on ``commands.outcomes`` for
+    one waiting on another instance (every instance listens, nobody polls the database);
+    and stored once per command id for ``GET /v1/commands/{id}`` (a redo keeps the first)."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher) -> None:
+        self._results = db[RESULTS]
+        self._publisher = publisher
+
+    async def record(self, community_id: str, outcomes: dict[str, Outcome]) -> None:
+        for command_id, outcome in outcomes.items():
+            hand_over(command_id, outcome)
+        docs = [{"_id": cid, "outcome": o.model_dump()} for cid, o in outcomes.items()]
+        with contextlib.suppress(BulkWriteError):  # stored before: a redo after a crash
+            await self._results.insert_many(docs, ordered=False)
+        await self._publisher.publish_raw_many(
+            OUTCOMES,
+            [
+                (
+                    community_id.encode(),
+                    json.dumps({"command_id": cid, "outcome": d["outcome"]}).encode(),
+                )
+                for cid, d in zip(outcomes, docs, strict=True)
+            ],
+        )
+
+
+def hand_over(command_id: str, outcome: Outcome) -> None:
     waiter = _waiting.get(command_id)
     if waiter is not None and not waiter.done():
         waiter.set_result(outcome)
 
 
+async def listen_for_outcomes(bootstrap: str) -> None:
+    """Hand outcomes decided on other instances to the requests waiting here. Reads from
+    the end (an outcome decided before a request waits is found in ``command_results``)."""
+    consumer = AIOKafkaConsumer(
+        OUTCOMES, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            if not _waiting:
+                continue
+            try:
+                reply = json.loads(record.value or b"")
+                hand_over(reply["command_id"], Outcome.model_validate(reply["outcome"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # not an outcome of ours; nothing waits on it
+    finally:
+        await consumer.stop()
+
+
 async def stored_outcome(db: AsyncDatabase[dict[str, Any]], command_id: str) -> Outcome | None:
-    doc = await db[RESULTS].find_one({"_id": command_id})
+    return await stored_outcome_of(db[RESULTS], command_id)
+
+
+async def stored_outcome_of(
+    results: AsyncCollection[dict[str, Any]], command_id: str
+) -> Outcome | None:
+    doc = await results.find_one({"_id": command_id})
     return None if doc is None else Outcome.model_validate(doc["outcome"])
 
 
@@ -165,18 +212,3 @@ def commands_router() -> APIRouter:
         return JSONResponse(outcome.unwrap(), status_code=outcome.status)
 
     return router
-
-
-def once_per_command(
-    db: AsyncDatabase[dict[str, Any]], apply: Callable[[Event, Any], Awaitable[Outcome]]
-) -> Callable[[Event], Awaitable[None]]:
-    """Owner side: apply a command unless its outcome is stored already (then it was
-    applied, published and answered before a re-delivery), and store the outcome."""
-
-    async def handle(event: Event) -> None:
-        command_id: str = event.data.command_id  # type: ignore[union-attr]
-        if await stored_outcome(db, command_id) is not None:
-            return
-        await record_outcome(db, command_id, await apply(event, event.data))
-
-    return handle

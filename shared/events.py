@@ -7,7 +7,6 @@ community's events are ordered and co-partitioned across topics.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,20 +51,6 @@ class Event(BaseModel):
     @property
     def type(self) -> str:
         return self.data.type
-
-    def follow_up(
-        self, source: str, data: Payload, salt: str = "", subject: str | None = None
-    ) -> Event:
-        """An event this one caused, with an id derived from this one's: handled again after
-        a crash, the cause yields the same id, and consumers drop the copy."""
-        return Event(
-            id=hashlib.sha256(f"{self.id}:{data.type}:{salt}".encode()).hexdigest()[:32],
-            source=source,
-            community_id=self.community_id,
-            correlation_id=self.correlation_id,
-            subject=subject,
-            data=data,
-        )
 
 
 class UndecodableRecord(ValueError):

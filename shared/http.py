@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.log import bind_contextvars, clear_contextvars, get_logger
@@ -101,8 +103,20 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UNAVAILABLE):
+            # The database or broker is away: say so, and when to try again; no traceback.
+            log.warning("http.unavailable", path=request.url.path, error=repr(exc))
+            response = problem_response(
+                request, 503, "Service unavailable", "a backing service is not reachable"
+            )
+            response.headers["Retry-After"] = "5"
+            return response
         log.exception("http.unhandled", path=request.url.path)
         return problem_response(request, 500, "Internal error", "see the service log")
+
+
+# Errors that mean a backing service is away rather than a bug.
+UNAVAILABLE = (ConnectionFailure, KafkaConnectionError, KafkaTimeoutError, TimeoutError)
 
 
 def service_app(

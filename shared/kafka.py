@@ -115,6 +115,12 @@ class EventPublisher:
         for event in events:
             EVENTS_PUBLISHED.labels(topic, event.type).inc()
 
+    async def publish_raw_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """(key, value) records in order, waiting once for all acknowledgements."""
+        await self._started.wait()
+        pending = [await self._producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*pending)
+
     async def publish_raw(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
@@ -123,7 +129,10 @@ class EventPublisher:
 
 
 class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hooks for a consumer whose owner keeps per-partition state (dispatch)."""
+    """Hooks for a consumer whose owner keeps per-partition state. ``partition_count`` is
+    the topics' real partition count, told by the consumer before each assignment."""
+
+    partition_count: int | None = None
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None: ...
 
@@ -137,16 +146,62 @@ class RetryPolicy:
     max_backoff: float = 2.0
 
 
-class EventConsumer:
-    """Consumes CloudEvents and hands each to ``handler``; commits only what was handled.
+@dataclass(frozen=True)
+class Input:
+    """A decoded record: the event, and where it came from."""
 
-    Error policy, per record:
-    - cannot be parsed (bad JSON, unknown type, missing attributes) → its topic's DLQ at once;
-    - the handler raises → retried with backoff, up to ``policy.attempts`` times, then DLQ;
-    - the database is unreachable → retried until it is back (never dead-lettered: the
-      record is fine, the world is not).
-    The DLQ copy keeps the original key, value and headers, plus ``dlq_*`` headers with the
-    error and the origin (topic, partition, offset, consumer group).
+    record: ConsumerRecord[bytes, bytes]
+    event: Event
+
+    @property
+    def key(self) -> str:
+        """The source's name in stored offsets: ``topic/partition``."""
+        return f"{self.record.topic}/{self.record.partition}"
+
+
+BatchHandler = Callable[[list[Input]], Awaitable[None]]
+
+
+async def dead_letter(
+    publisher: EventPublisher,
+    record: ConsumerRecord[bytes, bytes],
+    error: str,
+    *,
+    attempts: int,
+    group: str,
+) -> None:
+    """A copy of the record on its topic's DLQ: key, value and headers kept, plus where it
+    came from and why it was given up."""
+    headers = [
+        *(record.headers or ()),
+        ("dlq_error", error[:2000].encode()),
+        ("dlq_topic", record.topic.encode()),
+        ("dlq_partition", str(record.partition).encode()),
+        ("dlq_offset", str(record.offset).encode()),
+        ("dlq_group", group.encode()),
+        ("dlq_attempts", str(attempts).encode()),
+    ]
+    log.error("kafka.dead_lettered", topic=record.topic, offset=record.offset, error=error)
+    await publisher.publish_raw(dlq(record.topic), record.value, record.key, headers)
+
+
+class EventConsumer:
+    """Consumes CloudEvents and hands them on; commits only what was handled.
+
+    Two ways to hand them on:
+    - ``handler``: one event at a time, with this error policy per record: the handler
+      raises → retried with backoff, up to ``policy.attempts`` times, then DLQ; the
+      database is unreachable → retried until it is back (never dead-lettered: the record
+      is fine, the world is not);
+    - ``batch_handler``: every decoded record of a fetch at once; the handler owns its
+      error policy (an owner's log: ``shared.owner``) and returns once all are stored.
+    Either way, a record that cannot be parsed (bad JSON, unknown type, missing
+    attributes) goes to its topic's DLQ at once, records of a partition revoked while the
+    batch waited are not handed on, and offsets are committed after the handler returned.
+
+    Each ``run`` makes a fresh client (aiokafka refuses to start a stopped one), so the
+    runtime's supervisor can restart a consumer that stopped for any reason; ``running``
+    is set only while one runs, for /readyz.
     """
 
     def __init__(
@@ -155,80 +210,113 @@ class EventConsumer:
         bootstrap: str,
         group_id: str,
         topics: Sequence[str],
-        handler: Handler,
         publisher: EventPublisher,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         policy: RetryPolicy | None = None,
         listener: PartitionListener | None = None,
         client_id: str | None = None,
     ) -> None:
+        assert (handler is None) != (batch_handler is None), "one handler or a batch handler"
         self.group_id = group_id
         self.topics = list(topics)
+        self._bootstrap = bootstrap
+        self._client_id = client_id or group_id
         self._handler = handler
+        self._batch_handler = batch_handler or self._one_by_one
         self._publisher = publisher
         self._policy = policy or RetryPolicy()
         self._listener = listener
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            client_id=client_id or group_id,
+        self.running = asyncio.Event()
+
+    def _new_client(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self.group_id,
+            client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Same partition number of every topic on one instance: one writer per community.
             partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=200,
+            max_poll_records=500,
         )
-        self.running = asyncio.Event()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled or the client fails (then the supervisor runs it again)."""
+        consumer = self._new_client()
 
         async def start() -> None:
-            self._consumer.subscribe(self.topics, listener=self._listener)
-            await self._consumer.start()
+            listener = None if self._listener is None else _Told(consumer, self._listener)
+            consumer.subscribe(self.topics, listener=listener)
+            await consumer.start()
 
-        await retry_forever(f"consumer {self.group_id} start", start)
-        self.running.set()
         try:
+            await retry_forever(f"consumer {self.group_id} start", start)
+            self.running.set()
             while True:
-                batches = await self._consumer.getmany(timeout_ms=500)
-                for tp, records in batches.items():
+                batches = await consumer.getmany(timeout_ms=500)
+                inputs: list[Input] = []
+                for records in batches.values():
                     for record in records:
-                        await self._handle(record)
-                        # Commit after each handled record: a crash re-delivers at most it.
-                        await self._commit(tp, record.offset + 1)
+                        decoded = await self._decode(record)
+                        if decoded is not None:
+                            inputs.append(decoded)
+                assigned = consumer.assignment()
+                inputs = [
+                    i
+                    for i in inputs
+                    if TopicPartition(i.record.topic, i.record.partition) in assigned
+                ]
+                if inputs:
+                    await self._batch_handler(inputs)
+                await self._commit(
+                    consumer,
+                    {
+                        tp: records[-1].offset + 1
+                        for tp, records in batches.items()
+                        if records and tp in consumer.assignment()
+                    },
+                )
         finally:
             self.running.clear()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), 5)
+                await asyncio.wait_for(consumer.stop(), 5)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self._consumer.commit({tp: offset})
-        except KafkaError as exc:
-            # Rebalanced away: the next owner re-reads from the last commit; handlers are
-            # idempotent by event id, so the re-delivery is harmless.
-            log.warning("kafka.commit_failed", tp=str(tp), offset=offset, error=repr(exc))
-
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        started = time.perf_counter()
-        try:
-            event = from_record(record.key, record.value, record.headers)
-        except UndecodableRecord as exc:
-            await self._dead_letter(record, str(exc), attempts=0)
-            EVENTS_HANDLED.labels(record.topic, "undecodable").inc()
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
             return
-        bind_contextvars(
-            event_id=event.id, event_type=event.type, correlation_id=event.correlation_id
-        )
         try:
-            await self._handle_with_retries(record, event)
-        finally:
-            unbind_contextvars("event_id", "event_type", "correlation_id")
-            HANDLE_SECONDS.labels(record.topic).observe(time.perf_counter() - started)
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Rebalanced away: the next owner re-reads from the last commit, and skips what
+            # its log says was decided (or, for notify, inserts nothing twice).
+            log.warning("kafka.commit_failed", offsets=str(offsets), error=repr(exc))
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Input | None:
+        try:
+            return Input(record, from_record(record.key, record.value, record.headers))
+        except UndecodableRecord as exc:
+            await dead_letter(self._publisher, record, str(exc), attempts=0, group=self.group_id)
+            EVENTS_HANDLED.labels(record.topic, "undecodable").inc()
+            return None
+
+    async def _one_by_one(self, inputs: list[Input]) -> None:
+        for item in inputs:
+            event = item.event
+            started = time.perf_counter()
+            bind_contextvars(
+                event_id=event.id, event_type=event.type, correlation_id=event.correlation_id
+            )
+            try:
+                await self._handle_with_retries(item.record, event)
+            finally:
+                unbind_contextvars("event_id", "event_type", "correlation_id")
+                HANDLE_SECONDS.labels(item.record.topic).observe(time.perf_counter() - started)
 
     async def _handle_with_retries(
         self, record: ConsumerRecord[bytes, bytes], event: Event
     ) -> None:
+        assert self._handler is not None
         policy = self._policy
         backoff = policy.first_backoff
         attempt = 0
@@ -243,27 +331,31 @@ class EventConsumer:
                 attempt += 1
                 if attempt >= policy.attempts:
                     log.error("handler.gave_up", attempts=attempt, error=repr(exc))
-                    await self._dead_letter(record, repr(exc), attempts=attempt)
+                    await dead_letter(
+                        self._publisher, record, repr(exc), attempts=attempt, group=self.group_id
+                    )
                     EVENTS_HANDLED.labels(record.topic, "dead_lettered").inc()
                     return
                 log.warning("handler.failed", attempt=attempt, error=repr(exc), retry_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, policy.max_backoff)
 
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int
-    ) -> None:
-        headers = [
-            *(record.headers or ()),
-            ("dlq_error", error[:2000].encode()),
-            ("dlq_topic", record.topic.encode()),
-            ("dlq_partition", str(record.partition).encode()),
-            ("dlq_offset", str(record.offset).encode()),
-            ("dlq_group", self.group_id.encode()),
-            ("dlq_attempts", str(attempts).encode()),
-        ]
-        log.error("kafka.dead_lettered", topic=record.topic, offset=record.offset, error=error)
-        await self._publisher.publish_raw(dlq(record.topic), record.value, record.key, headers)
+
+class _Told(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells a partition listener how many partitions the topics really have."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, inner: PartitionListener) -> None:
+        self._consumer = consumer
+        self._inner = inner
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        counts = {len(self._consumer.partitions_for_topic(tp.topic) or ()) for tp in assigned}
+        if counts:
+            self._inner.partition_count = max(counts)
+        await self._inner.on_partitions_assigned(assigned)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._inner.on_partitions_revoked(revoked)
 
 
 class KafkaProbe:

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import mongo
-from shared.http import ReadinessCheck
+from shared.commands import OutcomeBoard, listen_for_outcomes
+from shared.http import UNAVAILABLE, ReadinessCheck
 from shared.kafka import (
     EventConsumer,
     EventPublisher,
@@ -30,11 +31,13 @@ from shared.kafka import (
     retry_forever,
 )
 from shared.log import get_logger
+from shared.owner import CommunityLog, Rules
 from shared.settings import ServiceSettings
 from shared.topics import ALL as ALL_TOPICS
 
 log = get_logger(__name__)
 
+S = TypeVar("S")
 Loop = Callable[[], Awaitable[None]]
 SHUTDOWN_SECONDS = 5.0
 
@@ -57,7 +60,12 @@ class ServiceRuntime:
         async def mongo_ping() -> None:
             await mongo.ping(self.db)
 
-        return {"mongo": mongo_ping, "kafka": self.probe.check}
+        async def consuming() -> None:
+            stopped = [c.group_id for c in self.consumers if not c.running.is_set()]
+            if stopped:
+                raise RuntimeError(f"consumer not running: {', '.join(stopped)}")
+
+        return {"mongo": mongo_ping, "kafka": self.probe.check, "consumers": consuming}
 
     def consume(
         self,
@@ -79,6 +87,36 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)
         return consumer
+
+    def own(self, rules: Rules[S], topics: Sequence[str]) -> CommunityLog[S]:
+        """This service decides the communities on its partitions of ``topics`` with
+        ``rules``, storing every decision as one log entry (``shared.owner``)."""
+        owner = CommunityLog(
+            self.db,
+            self.publisher,
+            rules,
+            partitions=self.settings.topic_partitions,
+            group_id=self.service,
+            outcomes=OutcomeBoard(self.db, self.publisher),
+        )
+
+        async def listen() -> None:
+            await self.topics_ready.wait()
+            await listen_for_outcomes(self.settings.kafka_bootstrap)
+
+        self.loop("outcomes", listen)
+        self.loop("log-indexes", owner.ensure_indexes)
+        self.consumers.append(
+            EventConsumer(
+                bootstrap=self.settings.kafka_bootstrap,
+                group_id=self.service,
+                topics=topics,
+                batch_handler=owner.handle,
+                publisher=self.publisher,
+                listener=owner,
+            )
+        )
+        return owner
 
     def loop(self, name: str, body: Loop) -> None:
         """Run ``body`` in the background for the life of the service, restarting it if it
@@ -130,6 +168,9 @@ class ServiceRuntime:
                 return
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as exc:  # waited out, not a crash
+                log.warning("background.unavailable", task=name, error=repr(exc), restart_in=1.0)
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("background.crashed", task=name, restart_in=1.0)
                 await asyncio.sleep(1.0)

@@ -10,6 +10,8 @@ VOLUNTEERS_COMMANDS = "volunteers.commands"
 VOLUNTEERS_EVENTS = "volunteers.events"
 DISPATCH_COMMANDS = "dispatch.commands"
 DISPATCH_EVENTS = "dispatch.events"
+# Owners' answers to commands, for the instance whose HTTP request waits on one.
+OUTCOMES = "commands.outcomes"
 
 ALL = (
     ORDERS_COMMANDS,
@@ -18,6 +20,7 @@ ALL = (
     VOLUNTEERS_EVENTS,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
+    OUTCOMES,
 )
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,24 @@ def own_broker(tmp_path: Path) -> Iterator[BrokerControl]:
 @pytest.fixture()
 def unique() -> str:
     return uuid.uuid4().hex[:10]
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Everything on the topic so far, in partition order."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.assignment()
+        while not partitions:
+            await asyncio.sleep(0.05)
+            partitions = consumer.assignment()
+        end = await consumer.end_offsets(list(partitions))
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

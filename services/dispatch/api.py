@@ -46,7 +46,7 @@ async def board_of(
 ) -> dict[str, Any]:
     """The owner's live board when this instance owns the community (no database read on
     the volunteers' polling path); otherwise the last stored board."""
-    owned = request.app.state.owner.boards.get(community)
+    owned = request.app.state.owner.state(community)
     if owned is not None:
         return owned.model_dump(mode="json", include={"tasks", "volunteers"})  # type: ignore[no-any-return]
     doc = await database["boards"].find_one({"_id": community}, {"board": 1})

@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.dispatch import api
-from services.dispatch.handlers import DispatchOwner
+from services.dispatch.handlers import DispatchRules
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.timer import run_offer_timer
 from shared.commands import CommandSender, commands_router
 from shared.http import service_app
-from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
 from shared.topics import DISPATCH_COMMANDS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
 
@@ -26,20 +26,9 @@ def create_app(settings: DispatchSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        owner = DispatchOwner(
-            runtime.db,
-            runtime.publisher,
-            partitions=settings.topic_partitions,
-            offer_timeout_seconds=settings.offer_timeout_seconds,
-            escalate_after_seconds=settings.escalate_after_seconds,
-        )
-        runtime.consume(
-            SERVICE,
-            [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS],
-            by_payload_type(owner.table),
-            listener=owner,
-        )
-        runtime.loop("offer-timer", owner.expire_offers)
+        rules = DispatchRules(settings.offer_timeout_seconds, settings.escalate_after_seconds)
+        owner = runtime.own(rules, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_COMMANDS])
+        runtime.loop("offer-timer", lambda: run_offer_timer(owner, runtime.publisher))
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from services.dispatch import matching
 from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
 from shared.contracts.orders import Category, Grid, OrderFacts
 from shared.contracts.volunteers import Skill
+from shared.owner import Rejection
 
-# Input ids remembered for de-duplication. A re-delivery can only be of records after the
-# last commit, and the consumer commits after every record, so a few hundred is ample.
-RECENT_IDS = 200
+__all__ = ["Board", "Rejection", "Task", "TaskState", "Volunteer"]
 
 
 class TaskState(StrEnum):
@@ -62,15 +62,6 @@ class Volunteer(BaseModel):
     idle_since: datetime
 
 
-class Rejection(Exception):
-    """A volunteer's command the board refuses (stale offer, wrong handoff code, ...)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class Board(BaseModel):
     community_id: str
     grids: dict[str, Grid] = Field(default_factory=dict)
@@ -78,17 +69,18 @@ class Board(BaseModel):
     volunteers: dict[str, Volunteer] = Field(default_factory=dict)
     offer_timeout_seconds: float = 120.0
     escalate_after_seconds: float = 600.0
-    applied: list[str] = Field(default_factory=list)
-    seq: int = 0  # decisions stored so far; the fence against a stale owner
+    # What the owner last stored of this board (not part of it): see DispatchRules.changes.
+    _stored: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @property
+    def stored(self) -> dict[str, Any] | None:
+        return self._stored
+
+    @stored.setter
+    def stored(self, dump: dict[str, Any]) -> None:
+        self._stored = dump
 
     # --- bookkeeping ---------------------------------------------------------------------
-
-    def seen(self, input_id: str) -> bool:
-        return input_id in self.applied
-
-    def remember(self, input_id: str) -> None:
-        self.applied.append(input_id)
-        del self.applied[:-RECENT_IDS]
 
     def load(self, volunteer_id: str) -> int:
         return sum(1 for t in self.tasks.values() if t.volunteer_id == volunteer_id)
@@ -108,15 +100,30 @@ class Board(BaseModel):
             self.tasks[facts.order_id] = Task(order=facts)
         return self.match(now)
 
-    def order_cancelled(self, order_id: str, now: datetime) -> list[Payload]:
-        task = self.tasks.pop(order_id, None)
-        if task is None or task.volunteer_id is None:
-            return []
-        events: list[Payload] = [
-            d.OfferWithdrawn(order=task.ref(), volunteer_id=task.volunteer_id, reason="cancelled")
-        ]
-        self._freed(task.volunteer_id, now)
-        self._available_again(task.volunteer_id)
+    def cancel(self, order_id: str, by_role: str, now: datetime) -> list[Payload]:
+        """Whether a cancel still holds is the task's state: a resident may cancel until
+        the goods are picked up, staff until the end; a delivered or failed order has left
+        the board and is no longer open."""
+        task = self.tasks.get(order_id)
+        if task is None:
+            return [d.CancelRefused(order_id=order_id, reason="the order is no longer open")]
+        if by_role == "resident" and task.state is TaskState.picked_up:
+            return [
+                d.CancelRefused(
+                    order_id=order_id,
+                    reason="a volunteer has already picked it up; call the community to cancel",
+                )
+            ]
+        del self.tasks[order_id]
+        events: list[Payload] = [d.TaskCancelled(order=task.ref(), by_role=by_role)]
+        if task.volunteer_id is not None:
+            events.append(
+                d.OfferWithdrawn(
+                    order=task.ref(), volunteer_id=task.volunteer_id, reason="cancelled"
+                )
+            )
+            self._freed(task.volunteer_id, now)
+            self._available_again(task.volunteer_id)
         return events + self.match(now)
 
     def priority_changed(self, order_id: str, priority: int, now: datetime) -> list[Payload]:

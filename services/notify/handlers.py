@@ -51,17 +51,18 @@ class NotifyOwner:
     async def handle(self, event: Event) -> None:
         payload = event.data
         if isinstance(payload, o.HouseholdRegistered):
-            await self.households.replace_one(
-                {"_id": payload.household_id},
-                {
-                    "community_id": event.community_id,
-                    "phone": payload.phone,
-                    "address": payload.address,
-                    "card_code": payload.card_code,
-                    "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
-                },
-                upsert=True,
-            )
+            # A household's directory entry is written once: registration is its only fact.
+            with contextlib.suppress(DuplicateKeyError):
+                await self.households.insert_one(
+                    {
+                        "_id": payload.household_id,
+                        "community_id": event.community_id,
+                        "phone": payload.phone,
+                        "address": payload.address,
+                        "card_code": payload.card_code,
+                        "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
+                    }
+                )
             return
         for message in messages_for(payload, event.community_id):
             await self._notify(event, message)
@@ -125,16 +126,18 @@ class NotifyOwner:
                 "kind": doc["kind"],
                 "order_id": doc["order_id"],
             }
-            state: dict[str, Any] = {"state": "sending", "at": datetime.now(UTC)}
-            await self.deliveries.replace_one({"_id": doc["_id"]}, state, upsert=True)
             try:
                 assert self.gateway is not None
                 await self.gateway.send(message)
-                state = {"state": "delivered", "at": datetime.now(UTC)}
+                state: dict[str, Any] = {"state": "delivered"}
             except DeliveryFailed as exc:
-                state = {"state": "failed", "error": str(exc), "at": datetime.now(UTC)}
+                state = {"state": "failed", "error": str(exc)}
                 log.warning("notify.delivery_failed", notification=doc["_id"], error=str(exc))
-            await self.deliveries.replace_one({"_id": doc["_id"]}, state, upsert=True)
+            # Its final state, once (a message sent again after a crash keeps the first).
+            with contextlib.suppress(DuplicateKeyError):
+                await self.deliveries.insert_one(
+                    {"_id": doc["_id"], **state, "at": datetime.now(UTC)}
+                )
 
     async def requeue_unsent(self) -> None:
         """After a restart, push notifications without a final delivery state go again."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.orders import domain
-from services.orders.handlers import household_view, order_view
+from services.orders.views import household_view, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, require, require_community
 from shared.commands import new_command_id
@@ -24,6 +24,7 @@ router = APIRouter(prefix="/v1")
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_CSV_BYTES = 2_000_000
+IMPORT_CHUNK = 250  # households per command
 CSV_EXAMPLE = (
     "compound,building,unit,room,grid,phone,flags\n"
     "Datong Garden,3,2,401,g3,13912345678,elderly_alone;no_smartphone\n"
@@ -83,7 +84,7 @@ async def define_community(
 async def community_or_404(
     database: AsyncDatabase[dict[str, Any]], community_id: str
 ) -> dict[str, Any]:
-    doc = await database["communities"].find_one({"_id": community_id}, {"outbox": 0})
+    doc = await database["communities"].find_one({"_id": community_id})
     if doc is None:
         raise Problem(404, "Not found", f"no community {community_id!r}")
     return doc
@@ -172,9 +173,7 @@ async def register_household(
         return JSONResponse(result, status_code=202)
     if result.get("rejected"):
         raise Problem(409, "Already registered", result["rejected"][0]["reason"])
-    created = result["imported"][0]
-    doc = await database["households"].find_one({"_id": created["household_id"]}, {"outbox": 0})
-    return JSONResponse(household_view(doc or {"_id": created["household_id"]}), status_code=201)
+    return JSONResponse(result["household"], status_code=201)
 
 
 @router.post(
@@ -213,15 +212,21 @@ async def import_households(
         raise Problem(422, "Invalid CSV", str(exc), kind="validation") from exc
     imported: list[dict[str, Any]] = []
     rejected = list(parsed.rejected)
-    if parsed.rows:
+    # In chunks: each is one command, decided into one log entry of bounded size.
+    for start in range(0, len(parsed.rows), IMPORT_CHUNK):
         command = o.RegisterHouseholds(
-            command_id=new_command_id(), actor=principal.subject, households=parsed.rows
+            command_id=new_command_id(),
+            actor=principal.subject,
+            households=parsed.rows[start : start + IMPORT_CHUNK],
         )
-        outcome = await commands.send(community_id, command, wait_seconds=120)
+        outcome = await commands.send(community_id, command, wait_seconds=60)
         if outcome.status == 202:  # still importing: the outcome will be at its link
-            return JSONResponse({**outcome.unwrap(), "rejected_so_far": rejected}, status_code=202)
+            return JSONResponse(
+                {**outcome.unwrap(), "imported_so_far": imported, "rejected_so_far": rejected},
+                status_code=202,
+            )
         result = outcome.unwrap()
-        imported, rejected = result["imported"], rejected + result["rejected"]
+        imported, rejected = imported + result["imported"], rejected + result["rejected"]
     rejected.sort(key=lambda r: int(r["line"]))  # type: ignore[call-overload]
     status = 201 if imported else 422
     body = {
@@ -267,7 +272,7 @@ async def find_households(
         query["phone"] = domain.normalise_phone(phone)
     if grid_id:
         query["grid_id"] = grid_id
-    docs = await database["households"].find(query, {"outbox": 0}).limit(limit).to_list()
+    docs = await database["households"].find(query).limit(limit).to_list()
     return {"households": [household_view(d) for d in docs]}
 
 
@@ -275,7 +280,7 @@ async def find_households(
 async def get_household(
     household_id: str, principal: CurrentPrincipal, database: Db
 ) -> dict[str, Any]:
-    doc = await database["households"].find_one({"_id": household_id}, {"outbox": 0})
+    doc = await database["households"].find_one({"_id": household_id})
     visible = doc is not None and (
         (principal.role is Role.resident and principal.household_id == household_id)
         or (
@@ -362,7 +367,11 @@ async def place_order(
     # that counts (two retries racing here both reach it, in order).
     if idempotency_key:
         first = await database["idempotency"].find_one(
-            {"_id": f"{principal.subject}:{idempotency_key}"}
+            {
+                "_id": domain.idempotency_id(
+                    household_id, principal.role.value, principal.subject, idempotency_key
+                )
+            }
         )
         if first is not None:
             if first["request_hash"] != digest:
@@ -394,7 +403,7 @@ async def visible_order(
 ) -> dict[str, Any]:
     """The order if this principal may see it; otherwise 404 (its existence is private)."""
     require(principal, Role.resident, Role.staff, Role.ops)
-    doc = await database["orders"].find_one({"_id": order_id}, {"outbox": 0, "applied": 0})
+    doc = await database["orders"].find_one({"_id": order_id})
     if doc is None:
         raise Problem(404, "Not found", "no such order")
     if principal.role is Role.resident and doc["household_id"] != principal.household_id:
@@ -431,13 +440,7 @@ async def list_orders(
         query["status"] = status
     if grid_id:
         query["grid_id"] = grid_id
-    docs = (
-        await database["orders"]
-        .find(query, {"outbox": 0, "applied": 0})
-        .sort("placed_at", -1)
-        .limit(limit)
-        .to_list()
-    )
+    docs = await database["orders"].find(query).sort("placed_at", -1).limit(limit).to_list()
     return {"orders": [order_view(d) for d in docs]}
 
 

@@ -8,11 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.orders import api
-from services.orders.handlers import OrdersOwner
+from services.orders.handlers import OrdersRules
 from services.orders.settings import OrdersSettings
 from shared.commands import CommandSender, commands_router
 from shared.http import service_app
-from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
 from shared.topics import DISPATCH_EVENTS, ORDERS_COMMANDS
 
@@ -24,9 +23,18 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        owner = OrdersOwner(runtime.db, runtime.publisher)
-        runtime.loop("indexes", owner.ensure_indexes)
-        runtime.consume(SERVICE, [ORDERS_COMMANDS, DISPATCH_EVENTS], by_payload_type(owner.table))
+        runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS])
+
+        async def ensure_indexes() -> None:
+            # For the read side (HTTP lookups). Not unique: uniqueness is the rules' to keep,
+            # and a read-model write must never be refused.
+            households, orders = runtime.db["households"], runtime.db["orders"]
+            await households.create_index([("community_id", 1), ("card_code", 1)])
+            await households.create_index([("community_id", 1), ("phone", 1)])
+            await orders.create_index([("community_id", 1), ("status", 1)])
+            await orders.create_index([("household_id", 1), ("placed_at", -1)])
+
+        runtime.loop("indexes", ensure_indexes)
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness

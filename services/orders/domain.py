@@ -56,6 +56,8 @@ class Status(StrEnum):
 
 
 FINAL = frozenset({Status.delivered, Status.cancelled})
+# Dispatch holds a task for these: it decides whether a cancel still holds.
+WITH_DISPATCH = frozenset({Status.accepted, Status.assigned, Status.picked_up})
 OPEN = frozenset(set(Status) - FINAL - {Status.failed})
 
 # Which status an incoming dispatch fact may move an order from.
@@ -209,6 +211,13 @@ def address_key(address: Address) -> str:
     return "|".join(
         p.strip().lower() for p in (address.compound, address.building, address.unit, address.room)
     )
+
+
+def idempotency_id(household_id: str, role: str, actor: str, key: str) -> str:
+    """Keys are scoped to whom the order is for, whatever the token's subject: a
+    household's own key space, and each staff member's within it."""
+    who = f"staff:{actor}" if role == "staff" else "resident"
+    return f"{household_id}|{who}|{key}"
 
 
 def window(minutes: int) -> timedelta:

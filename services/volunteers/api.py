@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.volunteers.handlers import volunteer_view
+from services.volunteers.views import volunteer_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.commands import new_command_id

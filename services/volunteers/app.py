@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.volunteers import api
-from services.volunteers.handlers import VolunteersOwner
+from services.volunteers import api, domain
+from services.volunteers.handlers import VolunteersRules
 from services.volunteers.settings import VolunteersSettings
 from shared.commands import CommandSender, commands_router
 from shared.contracts.volunteers import CheckOut
 from shared.events import Event
 from shared.http import service_app
-from shared.kafka import by_payload_type
 from shared.runtime import ServiceRuntime
 from shared.topics import ORDERS_EVENTS, VOLUNTEERS_COMMANDS
 
@@ -28,33 +27,49 @@ def create_app(settings: VolunteersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        owner = VolunteersOwner(runtime.db, runtime.publisher)
-        runtime.loop("indexes", owner.ensure_indexes)
-        runtime.consume(SERVICE, [VOLUNTEERS_COMMANDS, ORDERS_EVENTS], by_payload_type(owner.table))
+        owner = runtime.own(VolunteersRules(), [VOLUNTEERS_COMMANDS, ORDERS_EVENTS])
+
+        async def ensure_indexes() -> None:
+            volunteers = runtime.db["volunteers"]
+            await volunteers.create_index([("community_id", 1), ("status", 1)])
+            await volunteers.create_index([("shift.until", 1)])
+
+        runtime.loop("indexes", ensure_indexes)
 
         async def expire_shifts() -> None:
-            # Any instance may notice an expired shift; the owner applies the check-out once
-            # (a second request for the same shift finds it already ended).
+            # The owner notices its communities' expired shifts in memory and sends their
+            # check-out as a command on the community's own partition, so it is ordered with
+            # the volunteer's own check-out (whichever comes second is refused). A shift is
+            # marked sent only once the send succeeded.
+            sent: set[str] = set()
             await runtime.topics_ready.wait()
             while True:
-                now = datetime.now(UTC)
-                async for doc in runtime.db["volunteers"].find({"shift.until": {"$lte": now}}):
+                moment = datetime.now(UTC)
+                due = [
+                    (community_id, doc)
+                    for community_id, loaded in list(owner.loaded.items())
+                    for doc in domain.expired_shifts(loaded.state.values("volunteers"), moment)
+                    if doc["shift"]["shift_id"] not in sent
+                ]
+                for community_id, doc in due:
+                    shift_id = doc["shift"]["shift_id"]
                     command = CheckOut(
-                        command_id=f"expire-{doc['shift']['shift_id']}",
+                        command_id=f"expire-{shift_id}",
                         actor="system",
                         volunteer_id=doc["_id"],
                         reason="expired",
-                        shift_id=doc["shift"]["shift_id"],
+                        shift_id=shift_id,
                     )
                     await runtime.publisher.publish(
                         VOLUNTEERS_COMMANDS,
                         Event(
                             id=command.command_id,
                             source=f"/{SERVICE}",
-                            community_id=doc["community_id"],
+                            community_id=community_id,
                             data=command,
                         ),
                     )
+                    sent.add(shift_id)
                 await asyncio.sleep(settings.shift_check_seconds)
 
         runtime.loop("expire-shifts", expire_shifts)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 MAX_SHIFT = timedelta(hours=24)
 
@@ -27,3 +29,8 @@ def worked_seconds(started_at: datetime, ended_at: datetime, until: datetime) ->
 def hours_worked(done_seconds: float, shift: dict | None, now: datetime) -> float:  # type: ignore[type-arg]
     current = worked_seconds(shift["started_at"], now, shift["until"]) if shift else 0.0
     return round((done_seconds + current) / 3600, 2)
+
+
+def expired_shifts(volunteers: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Volunteers whose shift is past its planned end: they are checked out."""
+    return [doc for doc in volunteers if doc.get("shift") and doc["shift"]["until"] <= now]

@@ -133,11 +133,19 @@ class OrderEscalated(Payload):
     reason: str
 
 
-class CommandRejected(Payload):
-    type: Literal["doorstep.command.rejected.v1"] = "doorstep.command.rejected.v1"
-    command_id: str
+class TaskCancelled(Payload):
+    """A requested cancel held: the task left the board (a volunteer holding it was told)."""
+
+    type: Literal["doorstep.task.cancelled.v1"] = "doorstep.task.cancelled.v1"
+    order: OrderRef
+    by_role: str
+
+
+class CancelRefused(Payload):
+    """A requested cancel came too late: picked up (for a resident), or no longer open."""
+
+    type: Literal["doorstep.task.cancel_refused.v1"] = "doorstep.task.cancel_refused.v1"
     order_id: str
-    volunteer_id: str
     reason: str
 
 
@@ -176,6 +184,7 @@ EVENTS = (
     TaskDelivered,
     TaskFailed,
     OrderEscalated,
-    CommandRejected,
+    TaskCancelled,
+    CancelRefused,
 )
 PAYLOADS = COMMANDS + EVENTS

@@ -116,6 +116,18 @@ class OrderCancelled(Payload):
     reason: str | None = None
 
 
+class OrderCancelRequested(Payload):
+    """Someone asked to cancel an order dispatch is working on: whether it still can be
+    depends on the task's state, which dispatch owns. It answers TaskCancelled or
+    CancelRefused, and orders tells the caller and the household the true outcome."""
+
+    type: Literal["doorstep.order.cancel_requested.v1"] = "doorstep.order.cancel_requested.v1"
+    order_id: str
+    household_id: str
+    by_role: str
+    reason: str | None = None
+
+
 class OrderStatusChanged(Payload):
     """The order moved on because of a dispatch fact (assigned, picked up, delivered,
     failed). Published by orders, on the community's one partition of orders.events, so
@@ -229,6 +241,7 @@ EVENTS = (
     OrderAccepted,
     OrderReopened,
     OrderCancelled,
+    OrderCancelRequested,
     OrderPriorityChanged,
     OrderStatusChanged,
 )

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.auth import Role, mint
 from shared.topics import DISPATCH_EVENTS
+from tests.conftest import read_topic
 from tests.e2e.conftest import JWT_SECRET, Running
 
 T = TypeVar("T")
@@ -217,7 +217,7 @@ class Community:
 
     def dispatch_events(self, order_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """(type, payload) of this community's dispatch events, read off the real topic."""
-        records = asyncio.run(_read_topic(self.env.stack.kafka_bootstrap, DISPATCH_EVENTS))
+        records = asyncio.run(read_topic(self.env.stack.kafka_bootstrap, DISPATCH_EVENTS))
         events = []
         for record in records:
             if record.key != self.community_id.encode():
@@ -232,24 +232,3 @@ class Community:
 
     def inbox(self, tok: str, **params: Any) -> dict[str, Any]:
         return self.ok("GET", "notify", "/v1/inbox", tok, params=params)  # type: ignore[no-any-return]
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Everything on the topic so far, in partition order."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.assignment()
-        while not partitions:
-            await asyncio.sleep(0.05)
-            partitions = consumer.assignment()
-        end = await consumer.end_offsets(list(partitions))
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()

@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,8 @@ class Running:
     stack: Stack
     procs: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
+    envs: dict[str, dict[str, str]]
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more instances
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
@@ -65,7 +67,7 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
 
 def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None = None) -> Running:
     run_id = uuid.uuid4().hex[:8]
-    procs, urls, logs, databases = {}, {}, {}, {}
+    procs, urls, logs, databases, envs = {}, {}, {}, {}, {}
     for name in SERVICES:
         port = free_port()
         log = workdir / f"{name}.log"
@@ -76,20 +78,37 @@ def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None
             DOORSTEP_MONGO_DATABASE=f"{name}_{run_id}",
             **(env_extra or {}),
         )
-        with open(log, "wb") as out:
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                env=env,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        envs[name] = env
+        procs[name] = spawn(name, env, log)
         urls[name] = f"http://127.0.0.1:{port}"
         databases[name] = f"{name}_{run_id}"
         logs[name] = log
-    running = Running(urls, databases, stack, procs, logs)
-    deadline = time.monotonic() + 90
-    pending = set(SERVICES)
+    running = Running(urls, databases, stack, procs, logs, envs)
+    wait_ready(running, SERVICES)
+    return running
+
+
+def spawn(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def restart(running: Running, name: str) -> None:
+    """Start a service again (after a kill) on its port, with its database."""
+    running.procs[name] = spawn(name, running.envs[name], running.logs[name])
+    wait_ready(running, (name,))
+
+
+def wait_ready(running: Running, names: tuple[str, ...], timeout: float = 90) -> None:
+    procs, urls = running.procs, running.urls
+    deadline = time.monotonic() + timeout
+    pending = set(names)
     with httpx.Client(timeout=2) as client:
         while pending and time.monotonic() < deadline:
             for name in list(pending):
@@ -104,15 +123,15 @@ def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None
             time.sleep(0.3)
     if pending:
         stop_services(running)
-        raise RuntimeError(f"not ready in 90s: {pending}")
-    return running
+        raise RuntimeError(f"not ready in {timeout:.0f}s: {pending}")
 
 
 def stop_services(running: Running) -> None:
-    for proc in running.procs.values():
+    procs = [*running.procs.values(), *running.extra]
+    for proc in procs:
         if proc.poll() is None:
             proc.terminate()
-    for proc in running.procs.values():
+    for proc in procs:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

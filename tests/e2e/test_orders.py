@@ -149,3 +149,30 @@ def test_staff_override_the_priority(community: Community) -> None:
         json={"priority": 100},
     )
     assert resident_try.status_code == 403
+
+
+def test_a_cancel_right_after_pickup_is_refused_and_the_order_is_delivered(
+    community: Community,
+) -> None:
+    """Whether a cancel holds is dispatch's to say: the resident's cancel sent the moment
+    the cadre picked up (before orders may have heard of it) is refused, and the delivery
+    that follows is the household's last word."""
+    community.define()
+    volunteer = community.volunteer("g2")
+    home = community.household("g2")
+    resident = community.resident(home["household_id"])
+    order = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "groceries", "items": "tofu"}
+    )
+    oid = order["order_id"]
+    community.offer_for(volunteer, oid)
+    community.act(volunteer, oid, "accept")
+    assert community.act(volunteer, oid, "pick-up").status_code == 200
+    refused = community.call("POST", "orders", f"/v1/orders/{oid}/cancel", resident)
+    assert refused.status_code == 409, refused.text
+    assert (
+        community.act(volunteer, oid, "deliver", handoff_code=order["handoff_code"]).status_code
+        == 200
+    )
+    delivered = community.order_status(oid, "delivered")
+    assert "cancelled" not in [h["status"] for h in delivered["history"]]

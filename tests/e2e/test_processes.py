@@ -18,7 +18,7 @@ def test_every_service_is_ready_and_serves_health_and_metrics(services: Running)
             assert client.get(f"{url}/healthz").json() == {"status": "ok"}, name
             ready = client.get(f"{url}/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"mongo": "ok", "kafka": "ok"}
+            assert ready.json()["checks"] == {"mongo": "ok", "kafka": "ok", "consumers": "ok"}
             metrics = client.get(f"{url}/metrics").text
             for metric in (
                 "doorstep_events_published_total",

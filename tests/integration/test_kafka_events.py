@@ -238,3 +238,44 @@ async def read_dlq_is_empty(stack: Stack, topic: str) -> bool:
         return end[tp] == 0
     finally:
         await consumer.stop()
+
+
+async def test_a_consumer_that_stopped_is_run_again_with_a_fresh_client_and_consumes(
+    stack: Stack, unique: str
+) -> None:
+    """The runtime's supervisor calls ``run`` again after any failure; aiokafka refuses to
+    start a stopped client, so each run must make its own."""
+    topic = f"t.again.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    seen: list[str] = []
+
+    async def handler(received: Event) -> None:
+        seen.append(received.id)
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
+    )
+    first = await run_consumer(consumer)
+    await publisher.publish(topic, shift_event("datong", 1))
+    async with asyncio.timeout(20):
+        while len(seen) < 1:
+            await asyncio.sleep(0.1)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert not consumer.running.is_set()  # /readyz says 503 meanwhile
+
+    second = await run_consumer(consumer)
+    await publisher.publish(topic, shift_event("datong", 2))
+    try:
+        async with asyncio.timeout(30):
+            while len(seen) < 2:
+                await asyncio.sleep(0.1)
+    finally:
+        await stop(second, publisher)
+    assert len(set(seen)) == 2

@@ -121,9 +121,28 @@ def test_cancelling_withdraws_the_offer_and_frees_the_volunteer() -> None:
     board = board_with(("li", "g3", 1))
     board.order_open(facts("o1"), T0)
     board.order_open(facts("o2"), T0)  # waits: li is full
-    events = board.order_cancelled("o1", T0)
-    assert kinds(events) == ["offer.withdrawn", "offer.made"]
+    events = board.cancel("o1", "resident", T0)
+    assert kinds(events) == ["task.cancelled", "offer.withdrawn", "offer.made"]
     assert board.tasks["o2"].volunteer_id == "li"
+
+
+def test_a_resident_cannot_cancel_once_the_goods_are_picked_up_but_staff_can() -> None:
+    board = board_with(("li", "g3", 2))
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", "li", T0)
+    board.pick_up("o1", "li", T0)
+    assert kinds(board.cancel("o1", "resident", T0)) == ["task.cancel_refused"]
+    assert board.tasks["o1"].state is TaskState.picked_up
+    assert kinds(board.cancel("o1", "staff", T0))[:2] == ["task.cancelled", "offer.withdrawn"]
+    assert "o1" not in board.tasks
+
+
+def test_a_cancel_after_delivery_is_refused_and_nothing_is_delivered_twice() -> None:
+    board = board_with(("li", "g3", 2))
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", "li", T0)
+    board.deliver("o1", "li", "1234", None, T0)
+    assert kinds(board.cancel("o1", "staff", T0)) == ["task.cancel_refused"]
 
 
 def test_urgent_orders_are_offered_first() -> None:
@@ -200,7 +219,7 @@ class BoardMachine(RuleBasedStateMachine):
             elif action == "fail":
                 self.board.fail(oid, vid, d.FailureReason.not_home, None, now)
             else:
-                self.board.order_cancelled(oid, now)
+                self.board.cancel(oid, "staff", now)
         except Rejection:
             pass
 

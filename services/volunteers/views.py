@@ -1,0 +1,19 @@
+"""How a volunteer looks to clients (the read side; the rules put the documents)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+
+from services.volunteers import domain
+
+
+def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+    view = dict(doc)
+    view["volunteer_id"] = view.pop("_id")
+    shift = doc.get("shift")
+    view["on_duty"] = shift is not None
+    view["hours_worked"] = domain.hours_worked(doc.get("worked_seconds", 0.0), shift, now)
+    return jsonable_encoder(view)  # type: ignore[no-any-return]

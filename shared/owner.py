@@ -1,0 +1,551 @@
+"""The one write path every owner shares: each decision is exactly one insert.
+
+An owner (orders, volunteers, dispatch) is the only writer of the communities on the
+partitions it holds. For every fetched batch it takes each community's inputs (commands
+and other services' facts, from every topic it reads) and decides them with its pure
+rules: (state, input, now) -> events and an outcome. The result is stored as ONE insert,
+the community's next log entry::
+
+    _id       "{community}:{n}"   unique: the fence against a stale owner
+    inputs    ids of the inputs decided on
+    offsets   [{topic, partition, next}] of those inputs
+    seen      {producer: [entry, index]} of the last entry event applied per producer
+    changes   the documents the decision changed (full new versions): the state delta
+    events    the CloudEvents to publish, ids "{service}:{community}:{n}:{i}"
+    outcomes  {command id: outcome or refusal}
+
+Everything else is derived from the entry, after it: the read models (the documents HTTP
+reads, which are also the snapshot the state is restored from), the published events,
+the outcomes handed to waiting requests, the committed Kafka offsets, and every
+``HEAD_EVERY`` entries the head (``heads/{community}``: the entry up to which all of that
+was done, and the cumulative offsets and positions).
+
+Loading a community (first input, partition assigned, after any error): read the head,
+probe the entries after it by ``_id`` (the one read FerretDB on SQLite serves without a
+scan), redo what follows from them (read models, events, outcomes), then restore the
+state from the read models. Inputs at or below the stored offsets are skipped: exact
+de-duplication of re-delivered records, with no window. Events re-published by a
+producer's load carry their position in their id; a copy at or below the last position
+applied from that producer is dropped: exact again.
+
+Error policy, per community batch:
+- a command the rules refuse → its refusal is the outcome, stored in the entry;
+- the rules raise anything else (a bug for that input; retrying cannot help) → the record
+  goes to its topic's DLQ at once, the community's state is forgotten (it may be
+  half-changed) and the batch is decided again with that input refused;
+- storing, publishing or writing read models fails (database or broker away, a stale
+  owner losing the race for entry n) → forget the state, reload, try again with backoff,
+  for as long as the partition is ours. Never dead-lettered: the input is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+from prometheus_client import Counter, Histogram
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+
+from shared.commands import Outcome, OutcomeBoard
+from shared.contracts.base import Payload
+from shared.events import Event
+from shared.kafka import EventPublisher, Input, PartitionListener, dead_letter
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+LOG = "log"
+HEADS = "heads"
+HEAD_EVERY = 20  # entries between head writes: a load redoes at most this many
+ENTRY_WEIGHT = 500  # inputs (household rows) per entry at most
+REFUSALS = 3  # times the database refuses an entry before its inputs are tried one by one
+
+
+class StaleOwner(RuntimeError):
+    """Another owner stored this entry first: reload (and find out who owns it now)."""
+
+
+# Failures of the world, not of the inputs: waited out, never dead-lettered.
+TRANSIENT = (ConnectionFailure, KafkaError, TimeoutError, OSError, StaleOwner)
+
+ENTRIES = Counter("doorstep_log_entries_total", "Log entries stored", ["service"])
+ENTRY_INPUTS = Histogram(
+    "doorstep_log_entry_inputs",
+    "Inputs decided per log entry",
+    ["service"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
+LOADS = Counter("doorstep_log_loads_total", "Community states loaded from the log", ["service"])
+
+S = TypeVar("S")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def partition_of(community_id: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key), as the producers use it."""
+    return (murmur2(community_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def stored_offsets(offsets: dict[str, int]) -> list[dict[str, Any]]:
+    # Field names may not contain the topics' dots, and FerretDB v1 has no nested arrays.
+    return [
+        {"topic": key.rsplit("/", 1)[0], "partition": int(key.rsplit("/", 1)[1]), "next": n}
+        for key, n in offsets.items()
+    ]
+
+
+def offsets_of(stored: list[dict[str, Any]]) -> dict[str, int]:
+    return {f"{o['topic']}/{o['partition']}": o["next"] for o in stored}
+
+
+def entry_sized(items: list[Input]) -> list[list[Input]]:
+    """Inputs in chunks that keep an entry far below the 16 MB document limit (a household
+    import weighs its rows, anything else one)."""
+    chunks: list[list[Input]] = [[]]
+    weight = 0
+    for item in items:
+        w = max(1, len(getattr(item.event.data, "households", ())))
+        if chunks[-1] and weight + w > ENTRY_WEIGHT:
+            chunks.append([])
+            weight = 0
+        chunks[-1].append(item)
+        weight += w
+    return chunks
+
+
+class Rejection(Exception):
+    """A command the rules refuse, decided before anything changed."""
+
+    def __init__(self, status: int, reason: str, title: str = "Rejected") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.title = title
+
+
+@dataclass
+class Decision:
+    """What one input decided: the events it causes, for a command its answer (None: to
+    be answered by a later input), and answers to earlier commands it settles."""
+
+    events: list[Payload] = field(default_factory=list)
+    outcome: Outcome | None = None
+    answers: dict[str, Outcome] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A read-model document the decision changed: its new version, or None if removed."""
+
+    collection: str
+    doc_id: str
+    doc: dict[str, Any] | None
+
+
+Decide = Callable[[S, Event, datetime], Decision]
+
+
+class Rules(Protocol[S]):
+    """What a service supplies: its pure rules and how its state maps to documents."""
+
+    service: str
+    events_topic: str
+    collections: tuple[str, ...]  # read models holding the state (each has community_id)
+
+    def table(self) -> Mapping[type[Any], Decide[S]]: ...
+
+    def restore(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> S: ...
+
+    def changes(self, state: S) -> list[Change]:
+        """The documents changed since the last call (and forget them)."""
+        ...
+
+
+def entry_event_id(service: str, community_id: str, n: int, i: int) -> str:
+    return f"{service}:{community_id}:{n}:{i}"
+
+
+def position(event_id: str) -> tuple[str, tuple[int, int]] | None:
+    """(producer, (entry, index)) of an event an owner stored in its log, else None."""
+    parts = event_id.rsplit(":", 3)
+    if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
+        return None
+    return parts[0], (int(parts[2]), int(parts[3]))
+
+
+def subject_of(payload: Payload) -> str | None:
+    order = getattr(payload, "order", None)
+    if order is not None:
+        return f"order/{order.order_id}"
+    for name, prefix in (("order_id", "order"), ("volunteer_id", "volunteer")):
+        value = getattr(payload, name, None)
+        if isinstance(value, str):
+            return f"{prefix}/{value}"
+    return None
+
+
+@dataclass
+class Loaded(Generic[S]):
+    state: S
+    n: int  # the last entry
+    head: int  # the entry the stored head points at
+    offsets: dict[str, int]
+    seen: dict[str, list[int]]
+
+
+class NotOwner(RuntimeError):
+    """The partition moved to another instance while deciding."""
+
+
+class Documents:
+    """A community's documents by collection and id, remembering the ones changed since
+    the last ``take_changes``. Rules replace documents (``put``), never edit them in place,
+    and refuse before they put anything."""
+
+    def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
+        self.community_id = community_id
+        self._docs: dict[str, dict[str, dict[str, Any]]] = {
+            kind: {d["_id"]: d for d in found} for kind, found in docs.items()
+        }
+        self._changed: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        return self._docs.get(kind, {}).get(doc_id)
+
+    def values(self, kind: str) -> Iterable[dict[str, Any]]:
+        return self._docs.get(kind, {}).values()
+
+    def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+        doc = {**doc, "community_id": self.community_id}
+        self._docs.setdefault(kind, {})[doc["_id"]] = doc
+        self._changed[(kind, doc["_id"])] = doc
+        return doc
+
+    def take_changes(self) -> list[Change]:
+        changes = [Change(kind, doc_id, doc) for (kind, doc_id), doc in self._changed.items()]
+        self._changed = {}
+        return changes
+
+
+class CommunityLog(PartitionListener, Generic[S]):
+    """The shared owner: decides batches with a service's rules and stores each as one
+    log entry (see the module docstring for the whole protocol)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        publisher: EventPublisher,
+        rules: Rules[S],
+        *,
+        partitions: int,
+        group_id: str,
+        outcomes: OutcomeBoard | None = None,
+    ) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.rules = rules
+        self.partitions = partitions
+        self.group_id = group_id
+        self.outcomes = outcomes
+        self.entries = db[LOG]
+        self.heads = db[HEADS]
+        self.loaded: dict[str, Loaded[S]] = {}
+        self.owned: set[int] | None = None  # None: not told yet (no rebalance listener)
+        self._table = rules.table()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def ensure_indexes(self) -> None:
+        # A load reads a community's read models by community_id (served by an index on
+        # MongoDB and FerretDB's PostgreSQL backend; scanned on SQLite, once per load).
+        for kind in self.rules.collections:
+            await self.db[kind].create_index([("community_id", 1)])
+
+    # --- ownership ---------------------------------------------------------------------
+
+    def owns(self, community_id: str) -> bool:
+        if self.owned is None:
+            return True
+        # The topics' real partition count, as the consumer found it (a setting that
+        # disagrees with the broker must not make an owner disown its communities).
+        count = self.partition_count or self.partitions
+        return partition_of(community_id, count) in self.owned
+
+    def state(self, community_id: str) -> S | None:
+        """The live state when this instance owns the community and has it loaded."""
+        loaded = self.loaded.get(community_id)
+        return loaded.state if loaded is not None and self.owns(community_id) else None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.owned = {tp.partition for tp in assigned}
+        if self.partition_count and self.partition_count != self.partitions:
+            log.warning(
+                "log.partitions_mismatch",
+                setting=self.partitions,
+                topics=self.partition_count,
+                hint="DOORSTEP_TOPIC_PARTITIONS should equal the topics' partition count",
+            )
+        # Load the communities now ours, so their timers re-arm and their last entries'
+        # events go out even if no input arrives for them.
+        async for head in self.heads.find({}, {"_id": 1}):
+            if self.owns(head["_id"]):
+                try:
+                    await self.load(head["_id"])
+                except Exception as exc:  # loaded again on its next input
+                    log.warning("log.load_failed", community=head["_id"], error=repr(exc))
+        log.info(f"{self.rules.service}.assigned", partitions=sorted(self.owned))
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # State is never trusted across owners: the next owner loads it from the log.
+        self.loaded.clear()
+        self.owned = set()
+
+    # --- loading -----------------------------------------------------------------------
+
+    async def load(self, community_id: str) -> Loaded[S]:
+        async with self._lock(community_id):
+            loaded = self.loaded.get(community_id)
+            if loaded is None:
+                loaded = await self._load(community_id)
+                self.loaded[community_id] = loaded
+            return loaded
+
+    def _lock(self, community_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(community_id, asyncio.Lock())
+
+    async def _load(self, community_id: str) -> Loaded[S]:
+        head = await self.heads.find_one({"_id": community_id}) or {}
+        n = head.get("n", 0)
+        loaded_head = n
+        offsets = offsets_of(head.get("offsets", []))
+        seen: dict[str, list[int]] = dict(head.get("seen", {}))
+        while (
+            entry := await self.entries.find_one({"_id": f"{community_id}:{n + 1}"})
+        ) is not None:
+            # After the head, nothing derived from the entry is known to be done: redo it
+            # all (every step is idempotent; consumers drop re-published copies by id).
+            await self._derive(entry)
+            offsets |= offsets_of(entry["offsets"])
+            seen |= entry["seen"]
+            n += 1
+        docs = {
+            kind: await self.db[kind].find({"community_id": community_id}).to_list()
+            for kind in self.rules.collections
+        }
+        loaded = Loaded(self.rules.restore(community_id, docs), n, loaded_head, offsets, seen)
+        self.rules.changes(loaded.state)  # restored, not changed
+        if n > loaded_head:
+            await self._write_head(community_id, loaded)
+        LOADS.labels(self.rules.service).inc()
+        return loaded
+
+    def forget(self, community_id: str) -> None:
+        self.loaded.pop(community_id, None)
+
+    # --- deciding and storing ----------------------------------------------------------
+
+    async def handle(self, inputs: list[Input]) -> None:
+        """One fetched batch: each community's inputs become (at most) one entry."""
+        by_community: dict[str, list[Input]] = {}
+        for item in inputs:
+            by_community.setdefault(item.event.community_id, []).append(item)
+        for community_id, items in by_community.items():
+            for chunk in entry_sized(items):
+                await self._handle_community(community_id, chunk)
+
+    async def _handle_community(self, community_id: str, items: list[Input]) -> None:
+        poisoned: dict[tuple[str, int], str] = {}
+        delay, refused = 0.1, 0
+        while True:
+            if not self.owns(community_id):
+                return  # moved away: the next owner decides from the last commit
+            try:
+                async with self._lock(community_id):
+                    await self._decide_and_store(community_id, items, poisoned)
+                return
+            except Poisoned as exc:
+                self.forget(community_id)
+                await self._poison(exc.item, exc.reason, poisoned)
+                continue
+            except TRANSIENT as exc:
+                # The database or broker is away, or another owner stored entry n first:
+                # never trust what is in memory; load again and retry, for as long as it takes.
+                log.warning(
+                    "log.store_failed", community=community_id, error=repr(exc), retry_in=delay
+                )
+            except Exception as exc:
+                # The database refuses what was decided (a field name, a size): the same
+                # inputs will be refused again. Find the input that does it, one by one.
+                refused += 1
+                log.error("log.entry_refused", community=community_id, error=repr(exc))
+                if refused >= REFUSALS:
+                    self.forget(community_id)
+                    if len(items) == 1 and (items[0].key, items[0].record.offset) not in poisoned:
+                        await self._poison(items[0], repr(exc), poisoned)
+                        refused = 0
+                        continue
+                    if len(items) > 1:
+                        for item in items:
+                            await self._handle_community(community_id, [item])
+                        return
+            self.forget(community_id)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _poison(self, item: Input, reason: str, poisoned: dict[tuple[str, int], str]) -> None:
+        poisoned[(item.key, item.record.offset)] = reason
+        await dead_letter(self.publisher, item.record, reason, attempts=1, group=self.group_id)
+
+    async def _decide_and_store(
+        self, community_id: str, items: list[Input], poisoned: dict[tuple[str, int], str]
+    ) -> None:
+        loaded = self.loaded.get(community_id) or await self._load_unlocked(community_id)
+        fresh = [i for i in items if i.record.offset >= loaded.offsets.get(i.key, 0)]
+        if not fresh:
+            return
+        moment = now()
+        n = loaded.n + 1
+        offsets: dict[str, int] = {}
+        seen: dict[str, list[int]] = {}
+        events: list[Event] = []
+        outcomes: dict[str, Any] = {}
+        for item in fresh:
+            offsets[item.key] = item.record.offset + 1
+            event = item.event
+            command_id = getattr(event.data, "command_id", None)
+            reason = poisoned.get((item.key, item.record.offset))
+            if reason is not None:
+                if command_id:
+                    outcomes[command_id] = Outcome.rejected(
+                        422, "Not applied", f"the command could not be applied: {reason}"
+                    ).model_dump()
+                continue
+            pos = position(event.id)
+            if pos is not None:
+                producer, at = pos
+                last = seen.get(producer) or loaded.seen.get(producer)
+                if last is not None and list(at) <= last:
+                    continue  # a re-published copy of an event already applied
+                seen[producer] = list(at)
+            decide = self._table.get(type(event.data))
+            if decide is None:
+                continue  # not this owner's business
+            try:
+                # Each input at its own moment: one batch is not one instant (who has been
+                # idle longest is decided by it).
+                decision = decide(loaded.state, event, now())
+            except Rejection as refusal:
+                decision = Decision(
+                    outcome=Outcome.rejected(refusal.status, refusal.title, refusal.reason)
+                )
+            except Exception as exc:
+                raise Poisoned(item, repr(exc)) from exc
+            for payload in decision.events:
+                events.append(
+                    Event(
+                        id=entry_event_id(self.rules.service, community_id, n, len(events)),
+                        source=f"/{self.rules.service}",
+                        community_id=community_id,
+                        time=moment,
+                        subject=subject_of(payload),
+                        correlation_id=event.correlation_id,
+                        data=payload,
+                    )
+                )
+            if command_id and decision.outcome is not None:
+                outcomes[command_id] = decision.outcome.model_dump()
+            outcomes |= {cid: answer.model_dump() for cid, answer in decision.answers.items()}
+        changes = self.rules.changes(loaded.state)
+        if not (changes or events or outcomes):
+            # Nothing decided (facts that are not this owner's business, copies): no entry.
+            # Re-delivered, they decide nothing again.
+            loaded.offsets |= offsets
+            loaded.seen |= seen
+            return
+        entry = {
+            "_id": f"{community_id}:{n}",
+            "community_id": community_id,
+            "n": n,
+            "at": moment,
+            "inputs": [i.event.id for i in fresh],
+            "offsets": stored_offsets(offsets),
+            "seen": seen,
+            "changes": [
+                {"collection": c.collection, "_id": c.doc_id, "doc": c.doc} for c in changes
+            ],
+            "events": [e.model_dump(mode="json") for e in events],
+            "outcomes": outcomes,
+        }
+        try:
+            await self.entries.insert_one(entry)
+        except DuplicateKeyError as exc:
+            raise StaleOwner(f"entry {n} of {community_id} was stored by another owner") from exc
+        ENTRIES.labels(self.rules.service).inc()
+        ENTRY_INPUTS.labels(self.rules.service).observe(len(fresh))
+        loaded.n = n
+        loaded.offsets |= offsets
+        loaded.seen |= seen
+        await self._derive(entry)
+        if n == 1 or n - loaded.head >= HEAD_EVERY:
+            await self._write_head(community_id, loaded)
+
+    async def _load_unlocked(self, community_id: str) -> Loaded[S]:
+        loaded = await self._load(community_id)
+        self.loaded[community_id] = loaded
+        return loaded
+
+    async def _derive(self, entry: dict[str, Any]) -> None:
+        """Everything that follows from a stored entry; each step idempotent."""
+        by_collection: dict[str, list[Any]] = {}
+        for change in entry["changes"]:
+            op = (
+                DeleteOne({"_id": change["_id"]})
+                if change["doc"] is None
+                else ReplaceOne({"_id": change["_id"]}, change["doc"], upsert=True)
+            )
+            by_collection.setdefault(change["collection"], []).append(op)
+        for kind, ops in by_collection.items():
+            try:
+                await self.db[kind].bulk_write(ops, ordered=True)
+            except BulkWriteError as exc:
+                # A read model the database refuses must not stop the community: the log
+                # holds the truth; this is a bug to fix, said loudly.
+                log.error("log.read_model_refused", collection=kind, error=repr(exc))
+        if entry["events"]:
+            await self.publisher.publish_many(
+                self.rules.events_topic, [Event.model_validate(e) for e in entry["events"]]
+            )
+        if entry["outcomes"]:
+            outcomes = {k: Outcome.model_validate(v) for k, v in entry["outcomes"].items()}
+            if self.outcomes is not None:
+                await self.outcomes.record(entry["community_id"], outcomes)
+
+    async def _write_head(self, community_id: str, loaded: Loaded[S]) -> None:
+        await self.heads.replace_one(
+            {"_id": community_id},
+            {
+                "n": loaded.n,
+                "offsets": stored_offsets(loaded.offsets),
+                "seen": loaded.seen,
+                "at": now(),
+            },
+            upsert=True,
+        )
+        loaded.head = loaded.n
+
+
+class Poisoned(Exception):
+    def __init__(self, item: Input, reason: str) -> None:
+        super().__init__(reason)
+        self.item = item
+        self.reason = reason

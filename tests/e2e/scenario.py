@@ -1,0 +1,154 @@
+"""A stream of orders through the real services while something goes wrong, and the
+checks that nothing was lost, doubled or stuck: shared by the failover and fault tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from typing import Any
+
+import httpx
+
+from shared.owner import partition_of
+from tests.e2e.client import Community, auth, eventually
+from tests.e2e.conftest import Running
+
+PARTITIONS = 4  # as DOORSTEP_TOPIC_PARTITIONS in the e2e services
+CAPACITY = 2
+
+
+def communities_on_every_partition() -> list[str]:
+    found: dict[int, str] = {}
+    while len(found) < PARTITIONS:
+        candidate = f"f{uuid.uuid4().hex[:8]}"
+        found.setdefault(partition_of(candidate, PARTITIONS), candidate)
+    return [found[p] for p in sorted(found)]
+
+
+def simulate(community: Community, vid: str, done: threading.Event, codes: dict[str, str]) -> None:
+    """A volunteer's phone: accept every offer, pick up, deliver with the household's code."""
+    with httpx.Client(timeout=30, headers=auth(community.volunteer_token(vid))) as http:
+        base = community.url("dispatch", "/v1/tasks")
+        while not done.is_set():
+            try:
+                for task in http.get(base).json()["tasks"]:
+                    oid, state = task["order_id"], task["state"]
+                    if state == "offered":
+                        http.post(f"{base}/{oid}/accept")
+                    elif state == "assigned":
+                        http.post(f"{base}/{oid}/pick-up")
+                    elif state == "picked_up" and oid in codes:
+                        http.post(f"{base}/{oid}/deliver", json={"handoff_code": codes[oid]})
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass  # a request during the fault: try again
+            time.sleep(0.3)
+
+
+class Stream:
+    """Communities on every partition, each with households and volunteers who answer
+    from the start; orders placed by staff, retried (same Idempotency-Key) through
+    faults, as a real client would."""
+
+    def __init__(self, running: Running, homes_each: int = 8, volunteers_each: int = 3) -> None:
+        self.http = httpx.Client(timeout=30)
+        self.communities = [
+            Community(running, self.http, c) for c in communities_on_every_partition()
+        ]
+        self.done = threading.Event()
+        self.codes: dict[str, str] = {}
+        self.orders: dict[str, list[str]] = defaultdict(list)
+        self.homes: dict[str, list[str]] = {}
+        self.workers: list[threading.Thread] = []
+        for community in self.communities:
+            community.define()
+            imported = community.import_households(
+                [f"F,1,{i},{i},g{i % 7 + 1},1390000{i:04d}," for i in range(homes_each)]
+            )["imported"]
+            self.homes[community.community_id] = [h["household_id"] for h in imported]
+            for i in range(volunteers_each):
+                vid = community.volunteer(f"g{i + 2}", capacity=CAPACITY)
+                worker = threading.Thread(
+                    target=simulate, args=(community, vid, self.done, self.codes), daemon=True
+                )
+                worker.start()
+                self.workers.append(worker)
+
+    def place(self, count_each: int, timeout: float = 180) -> None:
+        """``count_each`` orders per community, one per household in turn."""
+        for community in self.communities:
+            homes = self.homes[community.community_id]
+            for _ in range(count_each):
+                home = homes[len(self.orders[community.community_id]) % len(homes)]
+                order = self._place(community, home, f"k-{uuid.uuid4().hex}", timeout)
+                self.codes[order["order_id"]] = order["handoff_code"]
+                self.orders[community.community_id].append(order["order_id"])
+
+    def _place(self, community: Community, home: str, key: str, timeout: float) -> Any:
+        body = {"household_id": home, "category": "groceries", "items": f"rice {key}"}
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = community.call(
+                    "POST",
+                    "orders",
+                    "/v1/orders",
+                    community.staff,
+                    json=body,
+                    headers={"Idempotency-Key": key},
+                )
+                if response.status_code == 201:
+                    return response.json()
+                assert response.status_code in (202, 503), (response.status_code, response.text)
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"order not taken within {timeout}s"
+            time.sleep(0.5)
+
+    def delivered(self) -> int:
+        return sum(
+            len(
+                c.ok("GET", "orders", "/v1/orders", c.staff, params={"status": "delivered"})[
+                    "orders"
+                ]
+            )
+            for c in self.communities
+        )
+
+    def wait_delivered(self, timeout: float = 300) -> None:
+        total = sum(len(o) for o in self.orders.values())
+        eventually(lambda: self.delivered() == total, timeout=timeout, what="every order delivered")
+
+    def stop(self) -> None:
+        self.done.set()
+        for worker in self.workers:
+            worker.join(timeout=10)
+        self.http.close()
+
+    def assert_exactly_once(self) -> None:
+        """Every order assigned once and delivered once (by event id: a re-published copy
+        carries the same id), and no volunteer ever above capacity."""
+        for community in self.communities:
+            unique = {p["event_id"]: (kind, p) for kind, p in community.dispatch_events()}
+            events = [
+                (kind, p.get("order", {}).get("order_id"), p.get("volunteer_id"))
+                for kind, p in unique.values()
+            ]
+            placed = set(self.orders[community.community_id])
+            for kind in ("task.assigned", "task.delivered"):
+                counted = Counter(order_id for k, order_id, _ in events if k == kind)
+                assert set(counted) == placed, kind
+                assert max(counted.values()) == 1, kind
+            live: dict[str, set[str]] = defaultdict(set)
+            for kind, order_id, vid in events:
+                if kind == "offer.made":
+                    live[vid].add(order_id)
+                    assert len(live[vid]) <= CAPACITY
+                elif kind in (
+                    "offer.declined",
+                    "offer.expired",
+                    "offer.withdrawn",
+                    "task.delivered",
+                ):
+                    live[vid].discard(order_id)

@@ -1,0 +1,254 @@
+"""The shared write path against the real database and broker, with the volunteers' real
+rules: every decision is one insert; re-delivered inputs are skipped by their offsets; a
+crash after the insert is redone on load; a stale owner loses the race and reloads; an
+input the rules cannot decide is dead-lettered and its command refused; replaying the log
+into a fresh owner gives the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.dispatch.handlers import DispatchRules
+from services.volunteers.handlers import VolunteersRules
+from shared.commands import OutcomeBoard
+from shared.contracts import orders as o
+from shared.contracts import volunteers as v
+from shared.events import Event, from_record
+from shared.kafka import EventPublisher, Input, ensure_topics
+from shared.owner import LOG, CommunityLog, Decide, Decision, Documents, entry_event_id
+from shared.topics import ALL, VOLUNTEERS_COMMANDS, VOLUNTEERS_EVENTS, dlq
+from tests.conftest import Stack, read_topic
+
+COMMUNITY = "datong"
+
+
+def record(offset: int, topic: str = VOLUNTEERS_COMMANDS, partition: int = 0) -> Any:
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"", b"{}", None, 0, 0, [("ce_id", b"x")])
+
+
+def inputs(*payloads: Any, first_offset: int = 0, community: str = COMMUNITY) -> list[Input]:
+    return [
+        Input(
+            record(first_offset + i),
+            Event(id=f"in-{first_offset + i}", source="/tests", community_id=community, data=p),
+        )
+        for i, p in enumerate(payloads)
+    ]
+
+
+def community_defined(community: str) -> o.CommunityDefined:
+    grids = [o.Grid(grid_id="g1", name="G1", grid_worker="Wang", grid_worker_phone="13800000001")]
+    return o.CommunityDefined(
+        community_id=community,
+        name=community,
+        grids=grids,
+        policy=o.CommunityPolicy(auto_approve_volunteers=True),
+    )
+
+
+def registration(vid: str) -> v.RegisterVolunteer:
+    return v.RegisterVolunteer(
+        command_id=f"cmd-{vid}",
+        actor="tests",
+        volunteer_id=vid,
+        name=vid,
+        phone="13700000001",
+        compound="Datong Garden",
+        home_grid_id="g1",
+        work_unit="bureau",
+        skills=[v.Skill.delivery],
+        capacity=2,
+    )
+
+
+def check_in(vid: str) -> v.CheckIn:
+    until = datetime.now(UTC) + timedelta(hours=2)
+    return v.CheckIn(
+        command_id=f"in-{vid}", actor="tests", volunteer_id=vid, grid_id="g1", until=until
+    )
+
+
+@pytest.fixture()
+async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    yield client[f"log_{uuid.uuid4().hex[:8]}"]
+    await client.close()
+
+
+@pytest.fixture()
+async def publisher(stack: Stack) -> AsyncIterator[EventPublisher]:
+    await ensure_topics(stack.kafka_bootstrap, ALL, 4)
+    publisher = EventPublisher(stack.kafka_bootstrap, "tests")
+    await publisher.start()
+    yield publisher
+    await publisher.stop()
+
+
+def owner(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher, rules: Any = None
+) -> CommunityLog[Documents]:
+    return CommunityLog(
+        db,
+        publisher,
+        rules or VolunteersRules(),
+        partitions=4,
+        group_id="tests",
+        outcomes=OutcomeBoard(db, publisher),
+    )
+
+
+async def published(stack: Stack, community: str) -> list[Event]:
+    records = await read_topic(stack.kafka_bootstrap, VOLUNTEERS_EVENTS)
+    events = [from_record(r.key, r.value, r.headers) for r in records]
+    return [e for e in events if e.community_id == community]
+
+
+async def test_a_batch_of_inputs_is_one_entry_and_a_redelivery_of_it_changes_nothing(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    batch = inputs(community_defined(COMMUNITY), *(registration(f"v{i}") for i in range(300)))
+    log = owner(db, publisher)
+    await log.handle(batch)
+    assert await db[LOG].count_documents({}) == 1
+    assert await db["volunteers"].count_documents({}) == 300
+
+    # Re-delivered (more than any window of remembered ids) to this owner and to a fresh
+    # one: the stored offsets say they were decided.
+    await log.handle(batch)
+    await owner(db, publisher).handle(batch)
+    assert await db[LOG].count_documents({}) == 1
+    assert (await db["command_results"].find_one({"_id": "cmd-v7"}))["outcome"]["status"] == 201
+
+
+class Crash(BaseException):
+    """Stands for the process dying at this point (not an error the owner could catch)."""
+
+
+class CrashingPublisher(EventPublisher):
+    async def publish_many(self, topic: str, events: list[Event]) -> None:
+        raise Crash
+
+
+async def test_a_crash_after_the_insert_loses_nothing_the_next_owner_publishes_and_answers(
+    stack: Stack, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher, unique: str
+) -> None:
+    community = f"c{unique}"
+    crashing = CrashingPublisher(stack.kafka_bootstrap, "crashing")
+    batch = inputs(community_defined(community), registration("v1"), community=community)
+    with pytest.raises(Crash):
+        await owner(db, crashing).handle(batch)
+    assert await db[LOG].count_documents({}) == 1  # stored, nothing derived yet
+    assert await db["command_results"].find_one({"_id": "cmd-v1"}) is None
+
+    # The records were not committed: the next owner gets them again.
+    await owner(db, publisher).handle(batch)
+    assert await db[LOG].count_documents({}) == 1
+    assert (await db["command_results"].find_one({"_id": "cmd-v1"}))["outcome"]["status"] == 201
+    events = await published(stack, community)
+    assert [e.type for e in events] == ["doorstep.volunteer.approved.v1"]
+
+
+async def test_a_stale_owner_loses_the_race_for_the_next_entry_and_decides_on_the_stored_state(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    stale, current = owner(db, publisher), owner(db, publisher)
+    await stale.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    await current.handle(inputs(check_in("v1"), first_offset=2))  # entry 2, unknown to stale
+
+    # The stale owner's second check-in fails the fence, reloads, and is refused: v1 is on
+    # duty in the stored state, whatever its memory said.
+    await stale.handle(inputs(check_in("v1"), first_offset=3))
+    assert await db[LOG].count_documents({}) == 3
+    refusal = (await db["command_results"].find_one({"_id": "in-v1"}))["outcome"]
+    assert refusal["status"] == 200  # the first check-in's answer is kept
+    third = await db[LOG].find_one({"_id": f"{COMMUNITY}:3"})
+    assert [o["status"] for o in third["outcomes"].values()] == [409]
+
+
+class BrokenCheckIn(VolunteersRules):
+    def table(self) -> Mapping[type[Any], Decide[Documents]]:
+        def broken(state: Documents, event: Event, now: datetime) -> Decision:
+            raise KeyError("shift")
+
+        return {**super().table(), v.CheckIn: broken}
+
+
+async def test_an_input_the_rules_cannot_decide_is_dead_lettered_and_its_command_refused(
+    stack: Stack, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher, unique: str
+) -> None:
+    community = f"c{unique}"
+    batch = inputs(
+        community_defined(community),
+        check_in("v1"),
+        registration("v2"),
+        community=community,
+    )
+    await owner(db, publisher, BrokenCheckIn()).handle(batch)
+
+    assert (await db["command_results"].find_one({"_id": "in-v1"}))["outcome"]["status"] == 422
+    assert (await db["command_results"].find_one({"_id": "cmd-v2"}))["outcome"]["status"] == 201
+    dead = await read_topic(stack.kafka_bootstrap, dlq(VOLUNTEERS_COMMANDS))
+    assert any(dict(r.headers).get("dlq_error", b"").startswith(b"KeyError") for r in dead), (
+        "the broken input was dead-lettered"
+    )
+
+
+async def test_replaying_the_log_into_a_fresh_owner_gives_the_same_state(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    log = owner(db, publisher)
+    await log.handle(inputs(community_defined(COMMUNITY), registration("v1"), registration("v2")))
+    await log.handle(inputs(check_in("v1"), first_offset=3))
+    await log.handle(inputs(check_in("v2"), first_offset=4))
+    before = sorted([d async for d in db["volunteers"].find({})], key=lambda d: str(d["_id"]))
+
+    # Read models and heads lost: the log alone rebuilds them.
+    for kind in ("volunteers", "communities", "heads"):
+        await db[kind].drop()
+    fresh = owner(db, publisher)
+    state = (await fresh.load(COMMUNITY)).state
+    after = sorted([d async for d in db["volunteers"].find({})], key=lambda d: str(d["_id"]))
+    assert after == before
+    assert sorted(d["_id"] for d in state.values("volunteers")) == ["v1", "v2"]
+
+
+async def test_an_owner_whose_partition_moved_away_decides_nothing(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    log = owner(db, publisher)
+    await log.on_partitions_revoked(set())
+    await asyncio.wait_for(log.handle(inputs(community_defined(COMMUNITY))), 5)
+    assert await db[LOG].count_documents({}) == 0
+
+
+async def test_a_re_published_copy_of_an_event_is_dropped_by_its_position(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    """Copies come from a producer's load (its last entries' events go out again): a
+    ShiftStarted copy arriving after the ShiftEnded must not put the cadre back on duty."""
+    until = datetime.now(UTC) + timedelta(hours=2)
+    approved = v.VolunteerApproved(
+        volunteer_id="v1", name="Li", phone="137", home_grid_id="g1", skills=[], capacity=2
+    )
+    started = v.ShiftStarted(volunteer_id="v1", shift_id="s1", grid_id="g1", until=until)
+    ended = v.ShiftEnded(volunteer_id="v1", shift_id="s1", reason="checked_out")
+
+    def fact(payload: Any, n: int, offset: int) -> Input:
+        event_id = entry_event_id("volunteers", COMMUNITY, n, 0)
+        event = Event(id=event_id, source="/volunteers", community_id=COMMUNITY, data=payload)
+        return Input(record(offset, VOLUNTEERS_EVENTS), event)
+
+    dispatch = owner(db, publisher, DispatchRules(120, 600))
+    await dispatch.handle([fact(approved, 1, 0), fact(started, 2, 1), fact(ended, 3, 2)])
+    await dispatch.handle([fact(started, 2, 3)])  # the copy, at a later offset
+    board = (await dispatch.load(COMMUNITY)).state
+    assert board.volunteers["v1"].shift_grid_id is None

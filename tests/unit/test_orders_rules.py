@@ -1,0 +1,174 @@
+"""Orders' rules as the owner feeds them: a community's inputs in, events and outcomes out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.orders.handlers import HOUSEHOLDS, ORDERS, Orderbook, OrdersRules
+from shared.contracts import dispatch as d
+from shared.contracts import orders as o
+from shared.events import Event
+from shared.owner import Decision, Rejection
+
+T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
+RULES = OrdersRules().table()
+GRID = o.Grid(grid_id="g1", name="G1", grid_worker="Wang", grid_worker_phone="13800000001")
+
+
+def decide(book: Orderbook, payload: Any) -> Decision:
+    event = Event(source="/tests", community_id="datong", data=payload)
+    return RULES[type(payload)](book, event, T0)
+
+
+def row(line: int, compound: str = "Datong Garden", room: str = "401") -> o.HouseholdInput:
+    address = o.Address(compound=compound, building="3", unit="2", room=room)
+    return o.HouseholdInput(line=line, address=address, grid_id="g1", phone="13912345678")
+
+
+def community(**policy: Any) -> Orderbook:
+    book = Orderbook("datong", {})
+    decide(
+        book,
+        o.DefineCommunity(
+            command_id="def",
+            actor="ops",
+            community_id="datong",
+            name="Datong",
+            grids=[GRID],
+            policy=o.CommunityPolicy(**policy),
+        ),
+    )
+    decide(book, o.RegisterHouseholds(command_id="reg", actor="staff", households=[row(2)]))
+    book.take_changes()
+    return book
+
+
+def place(book: Orderbook, command_id: str = "c1", **extra: Any) -> Decision:
+    household_id = next(iter(book.values(HOUSEHOLDS)))["_id"]
+    fields = {"category": o.Category.medicine, "items": "insulin", "channel": "app"}
+    return decide(
+        book,
+        o.PlaceOrder(
+            command_id=command_id,
+            actor="resident",
+            household_id=household_id,
+            role="resident",
+            **(fields | extra),
+        ),
+    )
+
+
+def test_an_address_that_differs_only_in_letter_case_is_the_same_household() -> None:
+    book = community()
+    decision = decide(
+        book,
+        o.RegisterHouseholds(
+            command_id="again",
+            actor="staff",
+            households=[row(2, "datong garden"), row(3, " DATONG GARDEN "), row(4, room="402")],
+        ),
+    )
+    assert decision.outcome is not None and decision.outcome.body is not None
+    assert [r["line"] for r in decision.outcome.body["rejected"]] == [2, 3]
+    assert [r["line"] for r in decision.outcome.body["imported"]] == [4]
+
+
+def test_every_household_gets_its_own_contact_card_code() -> None:
+    book = community()
+    rows = [row(i, room=str(i)) for i in range(3, 300)]
+    decide(book, o.RegisterHouseholds(command_id="many", actor="staff", households=rows))
+    codes = [h["card_code"] for h in book.values(HOUSEHOLDS)]
+    assert len(codes) == len(set(codes)) == 298
+
+
+def test_an_accepted_order_is_announced_and_stored_in_one_decision() -> None:
+    book = community()
+    decision = place(book)
+    assert [type(e) for e in decision.events] == [o.OrderReceived, o.OrderAccepted]
+    changed = book.take_changes()
+    assert [(c.collection, c.doc["status"]) for c in changed if c.doc] == [(ORDERS, "accepted")]
+
+
+def test_the_same_request_again_is_held_as_a_likely_duplicate() -> None:
+    book = community()
+    first = place(book, "c1")
+    second = place(book, "c2")
+    assert second.outcome is not None and second.outcome.body is not None
+    assert second.outcome.body["status"] == "held"
+    assert first.outcome is not None and first.outcome.body is not None
+    assert second.outcome.body["duplicate_of"] == first.outcome.body["order_id"]
+
+
+def test_an_idempotency_key_returns_the_first_order_and_refuses_another_body() -> None:
+    book = community()
+    first = place(book, "c1", idempotency_key="walk-1", request_hash="h1")
+    again = place(book, "c2", idempotency_key="walk-1", request_hash="h1")
+    assert again.events == []
+    assert again.outcome == first.outcome
+    with pytest.raises(Rejection) as refused:
+        place(book, "c3", idempotency_key="walk-1", request_hash="other")
+    assert refused.value.status == 422
+
+
+def test_a_refused_cancel_changes_nothing() -> None:
+    book = community()
+    order_id = place(book).outcome.body["order_id"]  # type: ignore[union-attr]
+    ref = d.OrderRef(order_id=order_id, household_id="h", grid_id="g1")
+    decide(book, d.TaskAssigned(order=ref, volunteer_id="v1", volunteer_name="Li"))
+    decide(book, d.TaskPickedUp(order=ref, volunteer_id="v1"))
+    book.take_changes()
+    with pytest.raises(Rejection):
+        decide(
+            book,
+            o.CancelOrder(command_id="x", actor="resident", order_id=order_id, role="resident"),
+        )
+    assert book.take_changes() == []
+
+
+def test_dispatch_facts_move_the_order_and_tell_the_household_each_time() -> None:
+    book = community()
+    order_id = place(book).outcome.body["order_id"]  # type: ignore[union-attr]
+    ref = d.OrderRef(order_id=order_id, household_id="h", grid_id="g1")
+    said = [
+        decide(book, fact).events
+        for fact in (
+            d.TaskAssigned(order=ref, volunteer_id="v1", volunteer_name="Li"),
+            d.TaskPickedUp(order=ref, volunteer_id="v1"),
+            d.TaskDelivered(order=ref, volunteer_id="v1", proof="handoff_code"),
+        )
+    ]
+    assert [e[0].status for e in said] == ["assigned", "picked_up", "delivered"]  # type: ignore[attr-defined]
+    assert book.order(order_id)["status"] == "delivered"
+    # A fact about an order that has moved on changes nothing.
+    assert decide(book, d.TaskPickedUp(order=ref, volunteer_id="v1")).events == []
+
+
+def test_a_cancel_of_an_order_dispatch_holds_is_asked_of_dispatch_and_answered_by_it() -> None:
+    book = community()
+    order_id = place(book).outcome.body["order_id"]  # type: ignore[union-attr]
+    cancel = o.CancelOrder(command_id="x1", actor="resident", order_id=order_id, role="resident")
+    asked = decide(book, cancel)
+    assert [type(e) for e in asked.events] == [o.OrderCancelRequested]
+    assert asked.outcome is None  # not decided yet: dispatch knows the task's state
+    with pytest.raises(Rejection):  # one question at a time
+        decide(book, cancel.model_copy(update={"command_id": "x2"}))
+
+    ref = d.OrderRef(order_id=order_id, household_id="h", grid_id="g1")
+    done = decide(book, d.TaskCancelled(order=ref, by_role="resident"))
+    assert [type(e) for e in done.events] == [o.OrderCancelled]
+    assert done.answers["x1"].status == 200
+    assert book.order(order_id)["status"] == "cancelled"
+
+
+def test_a_cancel_dispatch_refuses_is_answered_409_and_the_order_goes_on() -> None:
+    book = community()
+    order_id = place(book).outcome.body["order_id"]  # type: ignore[union-attr]
+    decide(book, o.CancelOrder(command_id="x1", actor="staff", order_id=order_id, role="staff"))
+    refused = decide(book, d.CancelRefused(order_id=order_id, reason="no longer open"))
+    assert refused.events == []
+    assert refused.answers["x1"].status == 409
+    assert book.order(order_id)["status"] == "accepted"
+    assert book.order(order_id)["cancel_requested"] is None

@@ -1,0 +1,88 @@
+"""The shared owner's pure parts: event positions, entry sizes, documents, and the clocks
+that turn time into commands."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from services.dispatch.timer import run_offer_timer
+from shared.contracts import orders as o
+from shared.events import Event
+from shared.kafka import Input
+from shared.owner import ENTRY_WEIGHT, Documents, entry_event_id, entry_sized, position
+from tests.unit.test_board import T0, board_with, facts
+
+
+def test_an_event_stored_in_a_log_carries_its_producer_and_position() -> None:
+    event_id = entry_event_id("orders", "datong", 12, 3)
+    assert position(event_id) == ("orders", (12, 3))
+    assert position("3f2a9c0e") is None  # a command's id has no position
+    assert position("expire-ord_1-2") is None
+
+
+def _input(payload: Any, offset: int) -> Input:
+    record: Any = ConsumerRecord("t", 0, offset, 0, 0, b"", b"", None, 0, 0, [])
+    return Input(record, Event(source="/t", community_id="c", data=payload))
+
+
+def test_an_import_is_weighed_by_its_rows_so_no_entry_outgrows_a_document() -> None:
+    address = o.Address(compound="D", building="1", unit="1", room="1")
+    rows = [
+        o.HouseholdInput(line=i, address=address, grid_id="g", phone="13900000000")
+        for i in range(300)
+    ]
+    imports = [
+        _input(o.RegisterHouseholds(command_id=f"c{i}", actor="s", households=rows), i)
+        for i in range(4)
+    ]
+    chunks = entry_sized(imports)
+    assert [len(c) for c in chunks] == [1, 1, 1, 1]
+    small = [
+        _input(o.ReviewOrder(command_id=f"r{i}", actor="s", order_id="o"), i) for i in range(1200)
+    ]
+    assert [len(c) for c in entry_sized(small)] == [ENTRY_WEIGHT, ENTRY_WEIGHT, 200]
+    assert [i.record.offset for c in entry_sized(small) for i in c] == list(range(1200))
+
+
+def test_documents_remember_what_changed_once() -> None:
+    docs = Documents("datong", {"orders": [{"_id": "o1", "status": "accepted"}]})
+    docs.put("orders", {"_id": "o1", "status": "assigned"})
+    changes = docs.take_changes()
+    assert [(c.doc_id, c.doc["status"]) for c in changes if c.doc] == [("o1", "assigned")]
+    assert changes[0].doc["community_id"] == "datong"  # type: ignore[index]
+    assert docs.take_changes() == []
+
+
+class FlakyPublisher:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.failures = 1
+
+    async def publish(self, topic: str, event: Event) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("broker away")
+        self.sent.append(event.id)
+
+
+async def test_a_lapsed_offer_whose_expiry_could_not_be_sent_is_sent_again() -> None:
+    board = board_with(("v1", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.escalate_after_seconds = 10**9  # not late, only its offer lapsed
+    board.tasks["o1"].offer_expires_at = T0 - timedelta(seconds=1)
+    owner: Any = SimpleNamespace(loaded={"datong": SimpleNamespace(state=board)})
+    publisher = FlakyPublisher()
+    task = asyncio.create_task(run_offer_timer(owner, publisher, tick_seconds=0.01))
+    try:
+        async with asyncio.timeout(2):
+            while len(publisher.sent) < 1:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # more ticks: sent once it went, not again
+    finally:
+        task.cancel()
+    assert publisher.sent == ["expire-o1-1"]
