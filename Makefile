@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run token seed bench test test-unit test-integration test-e2e lint format up down clean-data
+.PHONY: help setup run token seed bench test test-unit test-integration test-e2e test-faults lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,8 +57,11 @@ test-integration: setup ## Integration tests against the real broker and databas
 test-e2e: setup ## End-to-end tests: the four services as real processes
 	@$(PY) -m pytest tests/e2e
 
-bench: setup ## The load scenario alone, printing its figures (200 orders, 20 volunteers)
-	@$(PY) -m pytest tests/e2e/test_load.py -s -q
+test-faults: setup ## The fault tests alone, with their recovery times (kill -9, cuts, a zombie)
+	@$(PY) -m pytest tests/e2e/test_faults.py -s -q
+
+bench: setup ## Open-loop load against the real stack: figures per step, then one `bench:` line
+	@$(PY) -m doorstep_cli bench $(ARGS)
 
 lint: $(READY) ## ruff and mypy
 	@$(VENV)/bin/ruff check .

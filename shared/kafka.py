@@ -269,12 +269,19 @@ class EventConsumer:
                 ]
                 if inputs:
                     await self._batch_handler(inputs)
+                # Only what was handed on, and only if still ours: records dropped because
+                # their partition was revoked mid-fetch must be read again by whoever owns
+                # it now, even if the partition came straight back to this instance.
+                still = consumer.assignment()
+                for tp, records in batches.items():
+                    if records and tp not in assigned and tp in still:
+                        consumer.seek(tp, records[0].offset)
                 await self._commit(
                     consumer,
                     {
                         tp: records[-1].offset + 1
                         for tp, records in batches.items()
-                        if records and tp in consumer.assignment()
+                        if records and tp in assigned and tp in still
                     },
                 )
         finally:

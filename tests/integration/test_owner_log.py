@@ -133,28 +133,47 @@ class Crash(BaseException):
     """Stands for the process dying at this point (not an error the owner could catch)."""
 
 
-class CrashingPublisher(EventPublisher):
+class CrashAfterInsert(EventPublisher):
     async def publish_many(self, topic: str, events: list[Event]) -> None:
         raise Crash
 
 
-async def test_a_crash_after_the_insert_loses_nothing_the_next_owner_publishes_and_answers(
-    stack: Stack, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher, unique: str
+class CrashAfterPublish(EventPublisher):
+    """Publishes the entry's events, then dies before the outcomes go out."""
+
+    async def publish_raw_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        raise Crash
+
+
+@pytest.mark.parametrize("crashing", [CrashAfterInsert, CrashAfterPublish])
+async def test_a_crash_in_the_write_path_loses_nothing_the_next_owner_publishes_and_answers(
+    stack: Stack,
+    db: AsyncDatabase[dict[str, Any]],
+    publisher: EventPublisher,
+    unique: str,
+    crashing: type[EventPublisher],
 ) -> None:
     community = f"c{unique}"
-    crashing = CrashingPublisher(stack.kafka_bootstrap, "crashing")
+    dying = crashing(stack.kafka_bootstrap, f"crashing-{unique}")
+    await dying.start()
     batch = inputs(community_defined(community), registration("v1"), community=community)
-    with pytest.raises(Crash):
-        await owner(db, crashing).handle(batch)
-    assert await db[LOG].count_documents({}) == 1  # stored, nothing derived yet
-    assert await db["command_results"].find_one({"_id": "cmd-v1"}) is None
+    try:
+        with pytest.raises(Crash):
+            await owner(db, dying).handle(batch)
+    finally:
+        await dying.stop()
+    assert await db[LOG].count_documents({"community_id": community}) == 1  # stored
 
-    # The records were not committed: the next owner gets them again.
+    # The records were not committed: the next owner gets them again, decides nothing
+    # twice, and sends and answers what the first could not.
     await owner(db, publisher).handle(batch)
-    assert await db[LOG].count_documents({}) == 1
-    assert (await db["command_results"].find_one({"_id": "cmd-v1"}))["outcome"]["status"] == 201
+    assert await db[LOG].count_documents({"community_id": community}) == 1
+    answer = await db["command_results"].find_one({"_id": "cmd-v1"})
+    assert answer is not None and answer["outcome"]["status"] == 201
     events = await published(stack, community)
-    assert [e.type for e in events] == ["doorstep.volunteer.approved.v1"]
+    assert {e.type for e in events} == {"doorstep.volunteer.approved.v1"}
+    # After the publish, a second copy went out with the same id: consumers drop it.
+    assert len({e.id for e in events}) == 1
 
 
 async def test_a_stale_owner_loses_the_race_for_the_next_entry_and_decides_on_the_stored_state(

@@ -1,0 +1,197 @@
+"""Faults, injected into real processes while orders flow through four communities (one on
+every partition), each followed by the same checks: every order placed is assigned and
+delivered exactly once, no volunteer goes above capacity, every request gets its answer
+(clients retry with the same Idempotency-Key, as a real one would), and every service
+says ready again — with no restart by hand. Recovery times go to the log (``-s``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from doorstep_cli.localstack import KafkaNode, free_port
+from tests.conftest import Stack
+from tests.e2e.client import eventually
+from tests.e2e.conftest import (
+    SERVICES,
+    Running,
+    restart,
+    spawn,
+    start_services,
+    stop_services,
+)
+from tests.e2e.scenario import Stream
+from tests.faults import TcpProxy
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def all_ready(running: Running) -> bool:
+    with httpx.Client(timeout=3) as client:
+        try:
+            return all(
+                client.get(f"{running.urls[name]}/readyz").status_code == 200 for name in SERVICES
+            )
+        except httpx.HTTPError:
+            return False
+
+
+def wait_ready(running: Running, timeout: float = 120) -> float:
+    started = time.monotonic()
+    while not all_ready(running):
+        assert time.monotonic() - started < timeout, "services not ready again"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+@pytest.fixture()
+def database(stack: Stack) -> Iterator[TcpProxy]:
+    url = urlparse(stack.mongo_url)
+    with TcpProxy(url.hostname or "127.0.0.1", url.port or 27017) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaNode]:
+    """A broker of this module's own: the session's services (same consumer groups) must
+    not share the partitions with the services under test."""
+    base = tmp_path_factory.mktemp("faults-kafka")
+    node = KafkaNode(base / "kafka", log_file=base / "kafka.log")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture()
+def through_proxy(
+    stack: Stack, broker: KafkaNode, database: TcpProxy, tmp_path: Path
+) -> Iterator[Running]:
+    """The four services, reaching the database through the proxy."""
+    running = start_services(
+        Stack(broker.bootstrap, f"mongodb://127.0.0.1:{database.port}/", stack.origin),
+        tmp_path,
+    )
+    try:
+        yield running
+    finally:
+        stop_services(running)
+
+
+def kill(running: Running, *names: str) -> None:
+    for name in names:
+        os.kill(running.procs[name].pid, signal.SIGKILL)
+        running.procs[name].wait()
+    for name in names:
+        restart(running, name)
+
+
+def cut_database(seconds: float) -> Callable[[Running, TcpProxy], None]:
+    def fault(running: Running, database: TcpProxy) -> None:
+        database.cut()
+        time.sleep(seconds)
+        database.restore()
+
+    return fault
+
+
+def zombie(seconds: float) -> Callable[[Running, TcpProxy], None]:
+    """A second dispatch instance shares the work; the first is paused (SIGSTOP) past the
+    consumer session timeout, so its partitions move to the second, then resumed (SIGCONT)
+    with its old state in memory: it must lose every race for the next entry."""
+
+    def fault(running: Running, database: TcpProxy) -> None:
+        log = running.logs["dispatch"].with_name("dispatch-2.log")
+        env = {**running.envs["dispatch"], "DOORSTEP_PORT": str(free_port())}
+        second = spawn("dispatch", env, log)
+        running.extra.append(second)
+        eventually(
+            lambda: re.search(r"dispatch.assigned.*partitions=\[\d", log.read_text()),
+            timeout=60,
+            what="the second instance to own partitions",
+        )
+        first = running.procs["dispatch"].pid
+        os.kill(first, signal.SIGSTOP)
+        time.sleep(seconds)
+        os.kill(first, signal.SIGCONT)
+
+    return fault
+
+
+FAULTS: dict[str, Callable[[Running, TcpProxy], None]] = {
+    "database-cut-10s": cut_database(10),
+    "database-cut-60s": cut_database(60),
+    "orders-kill-9": lambda r, d: kill(r, "orders"),
+    "dispatch-and-volunteers-kill-9": lambda r, d: kill(r, "dispatch", "volunteers"),
+    "notify-kill-9": lambda r, d: kill(r, "notify"),
+    "dispatch-paused-while-a-second-takes-over": zombie(20),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_after_the_fault_every_order_is_delivered_exactly_once(
+    fault: str, through_proxy: Running, database: TcpProxy
+) -> None:
+    stream = Stream(through_proxy)
+    try:
+        stream.place(4)
+        started = time.monotonic()
+        FAULTS[fault](through_proxy, database)
+        stream.place(4)  # through the fault's aftermath, retrying as clients do
+        stream.wait_delivered()
+        recovered = time.monotonic() - started
+        ready = wait_ready(through_proxy)
+    finally:
+        stream.stop()
+    stream.assert_exactly_once()
+    print(
+        f"\n[fault] {fault}: all delivered {recovered:.1f} s after it began; ready +{ready:.1f} s"
+    )
+
+
+@pytest.fixture()
+def own_stack(stack: Stack, tmp_path: Path) -> Iterator[tuple[KafkaNode, Running]]:
+    """The services on a broker of the test's own, which it may kill."""
+    node = KafkaNode(tmp_path / "kafka", log_file=tmp_path / "kafka.log")
+    node.start()
+    running = start_services(Stack(node.bootstrap, stack.mongo_url, stack.origin), tmp_path)
+    try:
+        yield node, running
+    finally:
+        stop_services(running)
+        node.stop()
+
+
+@pytest.mark.parametrize("seconds", [10, 90])
+def test_after_the_broker_is_killed_and_back_every_order_is_delivered_exactly_once(
+    seconds: float, own_stack: tuple[KafkaNode, Running]
+) -> None:
+    node, running = own_stack
+    stream = Stream(running)
+    try:
+        stream.place(4)
+        started = time.monotonic()
+        assert node.proc is not None
+        node.proc.kill()  # kill -9
+        node.proc.wait()
+        time.sleep(seconds)
+        node.start()
+        stream.place(4)
+        stream.wait_delivered()
+        recovered = time.monotonic() - started
+        ready = wait_ready(running)
+    finally:
+        stream.stop()
+    stream.assert_exactly_once()
+    print(
+        f"\n[fault] broker down {seconds} s: all delivered {recovered:.1f} s; ready +{ready:.1f} s"
+    )
