@@ -110,6 +110,21 @@ def wait_ready(since: float = typer.Option(0.0), timeout: float = 120.0) -> None
 
 
 @app.command()
+def bench(
+    rates: str = typer.Option("10,25,50,100,200", help="Offered orders/s, one step each"),
+    seconds: float = typer.Option(30.0, help="Length of each step"),
+    communities: int = typer.Option(4, help="Communities of Datong's shape"),
+    cadres: int = typer.Option(40, help="On-duty cadres per community (capacity 10 each)"),
+    out: Path = typer.Option(Path("bench-results.json"), help="Where the figures go (JSON)"),
+) -> None:
+    """Open-loop load against the real stack, started as `make run` starts it; prints the
+    figures and, last, one `bench:` line."""
+    from doorstep_cli import bench as load
+
+    load.run([float(r) for r in rates.split(",")], seconds, communities, cadres, out)
+
+
+@app.command()
 def topics(
     names: list[str] = typer.Argument(None, help="Topics to create; default: all of them"),
     bootstrap: str = typer.Option(..., envvar="DOORSTEP_KAFKA_BOOTSTRAP"),

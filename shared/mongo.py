@@ -6,9 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+DB_COMMANDS = Counter(
+    "doorstep_db_commands_total", "Database commands sent (PyMongo command monitoring)", ["command"]
+)
+
+
+class CommandCounter(monitoring.CommandListener):  # type: ignore[misc]
+    """Counts every command the driver sends: the benchmark divides them by orders."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        DB_COMMANDS.labels(event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
 
 
 def connect(url: str, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
@@ -20,6 +36,7 @@ def connect(url: str, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=2000,
         tz_aware=True,
+        event_listeners=[CommandCounter()],
     )
 
 

@@ -98,7 +98,7 @@ async def list_volunteers(
     if on_duty is not None:
         query["shift"] = {"$ne": None} if on_duty else None
     now = datetime.now(UTC)
-    docs = await database["volunteers"].find(query, {"outbox": 0}).limit(limit).to_list()
+    docs = await database["volunteers"].find(query).limit(limit).to_list()
     return {"volunteers": [volunteer_view(d, now) for d in docs]}
 
 
