@@ -554,7 +554,7 @@ def report(results: dict[str, Any]) -> str:
             and row["achieved_rate"] >= 0.95 * row["offered_rate"]
         ):
             sustained = max(sustained, row["offered_rate"])
-    Console().print(table)
+    Console(width=200).print(table)
     floor = results["floor"]
     floor_ms = 3 * floor["kafka_round_trip_ms_p50"] + floor["db_insert_ms_p50"] * 2
     best = next(
