@@ -148,7 +148,9 @@ def token(
     community: str | None = typer.Option(None, help="community id (all roles but ops)"),
     household: str | None = typer.Option(None, help="household id (resident)"),
     volunteer: str | None = typer.Option(None, help="volunteer id (volunteer)"),
-    subject: str | None = typer.Option(None, help="who; defaults to the role"),
+    subject: str | None = typer.Option(
+        None, help="who; defaults to the role and what it is scoped to (distinct per household)"
+    ),
     hours: int = typer.Option(12, min=1, max=24 * 30),
 ) -> None:
     """Mint a development bearer token (signed with DOORSTEP_JWT_SECRET or the dev secret)."""
@@ -163,7 +165,8 @@ def token(
         mint(
             secret,
             role=the_role,
-            subject=subject or role,
+            # Distinct per scope: two development residents are two people.
+            subject=subject or ":".join(filter(None, (role, community, household, volunteer))),
             community_id=community,
             household_id=household,
             volunteer_id=volunteer,

@@ -297,12 +297,16 @@ class CommunityLog(PartitionListener, Generic[S]):
             )
         # Load the communities now ours, so their timers re-arm and their last entries'
         # events go out even if no input arrives for them.
-        async for head in self.heads.find({}, {"_id": 1}):
-            if self.owns(head["_id"]):
-                try:
-                    await self.load(head["_id"])
-                except Exception as exc:  # loaded again on its next input
-                    log.warning("log.load_failed", community=head["_id"], error=repr(exc))
+        try:
+            communities = [h["_id"] async for h in self.heads.find({}, {"_id": 1})]
+        except Exception as exc:  # the database is away: each loads on its next input
+            log.warning("log.heads_unreadable", error=repr(exc))
+            communities = []
+        for community_id in filter(self.owns, communities):
+            try:
+                await self.load(community_id)
+            except Exception as exc:  # loaded again on its next input
+                log.warning("log.load_failed", community=community_id, error=repr(exc))
         log.info(f"{self.rules.service}.assigned", partitions=sorted(self.owned))
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -32,6 +32,18 @@ def inbox_of(principal: Principal, recipient: str | None) -> str:
     ):
         return recipient
     raise Problem(403, "Forbidden", "not your inbox")
+
+
+def requested_inbox(
+    principal: CurrentPrincipal,
+    recipient: Annotated[str | None, Query(max_length=200)] = None,
+) -> str:
+    """The inbox asked for, authorised before any answer starts (a live stream's refusal
+    raised inside the stream would come after its 200)."""
+    return inbox_of(principal, recipient)
+
+
+Inbox = Annotated[str, Depends(requested_inbox)]
 
 
 def view(doc: dict[str, Any], read: set[str]) -> dict[str, Any]:
@@ -118,12 +130,10 @@ async def mark_read(
 )
 async def stream(
     request: Request,
-    principal: CurrentPrincipal,
+    who: Inbox,
     database: Db,
-    recipient: Annotated[str | None, Query(max_length=200)] = None,
     last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{20}$")] = None,
 ) -> AsyncIterable[ServerSentEvent]:
-    who = inbox_of(principal, recipient)
     after = last_event_id or "0" * 20
     poll = request.app.state.stream_poll_seconds
     while not await request.is_disconnected():

@@ -3,7 +3,9 @@ for staff, cancelling, failure and re-opening."""
 
 from __future__ import annotations
 
+from shared.auth import Role, mint
 from tests.e2e.client import Community, eventually
+from tests.e2e.conftest import JWT_SECRET
 
 
 def test_a_retried_request_returns_the_first_order_and_never_makes_a_second(
@@ -176,3 +178,32 @@ def test_a_cancel_right_after_pickup_is_refused_and_the_order_is_delivered(
     )
     delivered = community.order_status(oid, "delivered")
     assert "cancelled" not in [h["status"] for h in delivered["history"]]
+
+
+def test_an_idempotency_key_belongs_to_the_household_whatever_the_token_subject(
+    community: Community,
+) -> None:
+    """Two households whose tokens share a subject (as development tokens once did) and
+    send the README's own example key each get their own order."""
+    community.define()
+    homes = [community.household("g1")["household_id"], community.household("g2")["household_id"]]
+    body = {"category": "groceries", "items": "rice"}
+    orders = [
+        community.ok(
+            "POST",
+            "orders",
+            "/v1/orders",
+            mint(
+                JWT_SECRET,
+                role=Role.resident,
+                subject="resident",
+                community_id=community.community_id,
+                household_id=home,
+            ),
+            json=body,
+            headers={"Idempotency-Key": "walk-1"},
+        )
+        for home in homes
+    ]
+    assert [o["household_id"] for o in orders] == homes
+    assert orders[0]["order_id"] != orders[1]["order_id"]
