@@ -3,8 +3,9 @@
 FerretDB v1 has no transactions and no atomic read-modify-write, so every service keeps
 one writer per community: the consumer instance that owns the community's partition. An
 HTTP route validates and authorises, then ``send``s a command keyed by community to its
-service's command topic and waits for the owner's outcome, which the owner stores in the
-``command_results`` collection (keyed by command id, insert-only).
+service's command topic and waits for the owner's outcome: handed over in-process when
+the owner is this instance, through ``commands.outcomes`` when it is another, and kept in
+``command_results`` (insert-once, by command id) for a request that answered 202.
 """
 
 from __future__ import annotations

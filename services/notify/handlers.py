@@ -38,6 +38,7 @@ class NotifyOwner:
         self.db = db
         self.notifications = db["notifications"]
         self.households = db["households"]
+        self._directory: dict[str, dict[str, Any]] = {}
         self.call_list = db["call_list"]
         self.deliveries = db["deliveries"]
         self.gateway = gateway
@@ -52,27 +53,37 @@ class NotifyOwner:
         payload = event.data
         if isinstance(payload, o.HouseholdRegistered):
             # A household's directory entry is written once: registration is its only fact.
+            entry = {
+                "_id": payload.household_id,
+                "community_id": event.community_id,
+                "phone": payload.phone,
+                "address": payload.address,
+                "card_code": payload.card_code,
+                "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
+            }
             with contextlib.suppress(DuplicateKeyError):
-                await self.households.insert_one(
-                    {
-                        "_id": payload.household_id,
-                        "community_id": event.community_id,
-                        "phone": payload.phone,
-                        "address": payload.address,
-                        "card_code": payload.card_code,
-                        "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
-                    }
-                )
+                await self.households.insert_one(entry)
+            self._directory[payload.household_id] = entry
             return
         for message in messages_for(payload, event.community_id):
             await self._notify(event, message)
+
+    async def household(self, household_id: str) -> dict[str, Any] | None:
+        """The directory entry, read once: it never changes after registration (and a
+        read by ``_id`` costs more than anything else notify does per message)."""
+        entry = self._directory.get(household_id)
+        if entry is None:
+            entry = await self.households.find_one({"_id": household_id})
+            if entry is not None:
+                self._directory[household_id] = entry
+        return entry
 
     async def _notify(self, event: Event, message: Message) -> None:
         notification_id = f"{event.id}:{message.recipient}"
         channel = "push"
         household = None
         if message.recipient.startswith("household:"):
-            household = await self.households.find_one({"_id": message.recipient.split(":", 1)[1]})
+            household = await self.household(message.recipient.split(":", 1)[1])
             if household and household.get("no_smartphone"):
                 channel = "call_list"
         elif not message.recipient.startswith("volunteer:"):
