@@ -38,7 +38,10 @@ from rich.table import Table
 
 from doorstep_cli import localstack
 from doorstep_cli.seed import households_csv
+from services.dispatch.board import Board, Task, Volunteer
 from shared.auth import Role, mint
+from shared.contracts.orders import Category, Grid, OrderFacts
+from shared.contracts.volunteers import Skill
 from shared.kafka import ensure_topics
 from shared.topics import ALL, DISPATCH_EVENTS
 
@@ -341,9 +344,6 @@ def matcher_per_second(
 ) -> float:
     """Decisions per second of one community's board with this many on-duty cadres (all
     full, so nothing is offered and the waiting queue stays) and waiting orders."""
-    from services.dispatch.board import Board
-    from shared.contracts.orders import Category, Grid, OrderFacts
-
     now = datetime.now(UTC)
     board = Board(community_id="bench")
     board.define(
@@ -379,10 +379,7 @@ def matcher_per_second(
     return decided / (time.monotonic() - started)
 
 
-def _volunteer(v: int, now: datetime) -> Any:
-    from services.dispatch.board import Volunteer
-    from shared.contracts.volunteers import Skill
-
+def _volunteer(v: int, now: datetime) -> Volunteer:
     return Volunteer(
         volunteer_id=f"v{v}",
         name="",
@@ -394,9 +391,7 @@ def _volunteer(v: int, now: datetime) -> Any:
     )
 
 
-def _task(facts: Any) -> Any:
-    from services.dispatch.board import Task
-
+def _task(facts: OrderFacts) -> Task:
     return Task(order=facts, escalated=True)
 
 

@@ -137,25 +137,29 @@ FAULTS: dict[str, Callable[[Running, TcpProxy], None]] = {
 }
 
 
+def through(name: str, running: Running, fault: Callable[[], None]) -> None:
+    """Orders before the fault, the fault, orders through its aftermath (clients retrying
+    as real ones do); then every check, and the recovery time printed."""
+    stream = Stream(running)
+    try:
+        stream.place(4)
+        started = time.monotonic()
+        fault()
+        stream.place(4)
+        stream.wait_delivered()
+        recovered = time.monotonic() - started
+        ready = wait_ready(running)
+    finally:
+        stream.stop()
+    stream.assert_exactly_once()
+    print(f"\n[fault] {name}: all delivered {recovered:.1f} s after it began; ready +{ready:.1f} s")
+
+
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_after_the_fault_every_order_is_delivered_exactly_once(
     fault: str, through_proxy: Running, database: TcpProxy
 ) -> None:
-    stream = Stream(through_proxy)
-    try:
-        stream.place(4)
-        started = time.monotonic()
-        FAULTS[fault](through_proxy, database)
-        stream.place(4)  # through the fault's aftermath, retrying as clients do
-        stream.wait_delivered()
-        recovered = time.monotonic() - started
-        ready = wait_ready(through_proxy)
-    finally:
-        stream.stop()
-    stream.assert_exactly_once()
-    print(
-        f"\n[fault] {fault}: all delivered {recovered:.1f} s after it began; ready +{ready:.1f} s"
-    )
+    through(fault, through_proxy, lambda: FAULTS[fault](through_proxy, database))
 
 
 @pytest.fixture()
@@ -176,22 +180,12 @@ def test_after_the_broker_is_killed_and_back_every_order_is_delivered_exactly_on
     seconds: float, own_stack: tuple[KafkaNode, Running]
 ) -> None:
     node, running = own_stack
-    stream = Stream(running)
-    try:
-        stream.place(4)
-        started = time.monotonic()
+
+    def broker_down() -> None:
         assert node.proc is not None
         node.proc.kill()  # kill -9
         node.proc.wait()
         time.sleep(seconds)
         node.start()
-        stream.place(4)
-        stream.wait_delivered()
-        recovered = time.monotonic() - started
-        ready = wait_ready(running)
-    finally:
-        stream.stop()
-    stream.assert_exactly_once()
-    print(
-        f"\n[fault] broker down {seconds} s: all delivered {recovered:.1f} s; ready +{ready:.1f} s"
-    )
+
+    through(f"broker down {seconds} s", running, broker_down)
