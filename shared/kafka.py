@@ -19,7 +19,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 from prometheus_client import Counter, Histogram
 from pymongo.errors import ConnectionFailure
 
@@ -72,17 +79,35 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
 
 
 class EventPublisher:
-    """Idempotent producer: acks from all in-sync replicas, no duplicates on retry."""
+    """Idempotent producer: acks from all in-sync replicas, no duplicates on retry.
+
+    aiokafka's idempotent producer never expires a batch; but when the broker answers a
+    sequence error (after it lost its producer state, e.g. restarted mid-batch) its sender
+    task dies and every later send fails with that same error, for good (aio-libs/aiokafka
+    #1017). Such a producer is replaced by a fresh one (a new producer id, sequences from
+    zero) and the send tried once more; a copy that reached the broker before is dropped by
+    consumers by its event id, as every re-publish is.
+    """
+
+    # Errors that leave the producer unusable, as opposed to a broker that is away.
+    FATAL = (OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId, InvalidProducerEpoch)
 
     def __init__(self, bootstrap: str, client_id: str) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=client_id,
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._producer = self._new_producer()
+        self._started = asyncio.Event()
+        self._renewing = asyncio.Lock()
+        self.renewals = 0
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
             acks="all",  # aiokafka's default is acks=1
             enable_idempotence=True,  # aiokafka's default is False
             linger_ms=2,
         )
-        self._started = asyncio.Event()
 
     async def start(self) -> None:
         await retry_forever("producer start", self._producer.start)
@@ -92,40 +117,61 @@ class EventPublisher:
         if self._started.is_set():
             await self._producer.stop()
 
-    async def publish(self, topic: str, event: Event) -> None:
+    async def _sending(self, send: Callable[[AIOKafkaProducer], Awaitable[T]]) -> T:
         await self._started.wait()
+        producer = self._producer
+        try:
+            return await send(producer)
+        except self.FATAL as exc:
+            await self._renew(producer, exc)
+            return await send(self._producer)
+
+    async def _renew(self, broken: AIOKafkaProducer, error: Exception) -> None:
+        async with self._renewing:
+            if self._producer is not broken:
+                return  # another sender renewed it already
+            log.warning("kafka.producer_renewed", error=repr(error))
+            fresh = self._new_producer()
+            await retry_forever("producer restart", fresh.start)
+            self._producer = fresh
+            self.renewals += 1
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broken.stop(), 5)
+
+    async def publish(self, topic: str, event: Event) -> None:
         record = to_record(event)
-        await self._producer.send_and_wait(
-            topic, record.value, key=record.key, headers=record.headers
+        await self._sending(
+            lambda p: p.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
         )
         EVENTS_PUBLISHED.labels(topic, event.type).inc()
 
     async def publish_many(self, topic: str, events: list[Event]) -> None:
         """Publish in order, waiting once for all acknowledgements."""
-        await self._started.wait()
-        pending = []
-        for event in events:
-            record = to_record(event)
-            pending.append(
-                await self._producer.send(
-                    topic, record.value, key=record.key, headers=record.headers
-                )
-            )
-        await asyncio.gather(*pending)
+        records = [to_record(event) for event in events]
+
+        async def send(producer: AIOKafkaProducer) -> None:
+            pending = [
+                await producer.send(topic, r.value, key=r.key, headers=r.headers) for r in records
+            ]
+            await asyncio.gather(*pending)
+
+        await self._sending(send)
         for event in events:
             EVENTS_PUBLISHED.labels(topic, event.type).inc()
 
     async def publish_raw_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
         """(key, value) records in order, waiting once for all acknowledgements."""
-        await self._started.wait()
-        pending = [await self._producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*pending)
+
+        async def send(producer: AIOKafkaProducer) -> None:
+            pending = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*pending)
+
+        await self._sending(send)
 
     async def publish_raw(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
-        await self._started.wait()
-        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        await self._sending(lambda p: p.send_and_wait(topic, value, key=key, headers=headers))
 
 
 class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]

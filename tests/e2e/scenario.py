@@ -118,7 +118,33 @@ class Stream:
 
     def wait_delivered(self, timeout: float = 300) -> None:
         total = sum(len(o) for o in self.orders.values())
-        eventually(lambda: self.delivered() == total, timeout=timeout, what="every order delivered")
+        try:
+            eventually(
+                lambda: self.delivered() == total, timeout=timeout, what="every order delivered"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not delivered: {self.stuck()}") from None
+
+    def stuck(self) -> dict[str, Any]:
+        """Where each undelivered order is, as orders and dispatch see it: what a failure
+        must say, since the fault that caused it is gone by then."""
+        found: dict[str, Any] = {}
+        for c in self.communities:
+            orders = c.ok("GET", "orders", "/v1/orders", c.staff, params={"limit": 500})["orders"]
+            tasks = {
+                t["order_id"]: t
+                for t in c.ok("GET", "dispatch", "/v1/tasks", c.staff).get("tasks", [])
+            }
+            for order in orders:
+                if order["status"] != "delivered":
+                    task = tasks.get(order["order_id"], {})
+                    found[order["order_id"]] = (
+                        c.community_id,
+                        order["status"],
+                        task.get("state"),
+                        task.get("volunteer_id"),
+                    )
+        return found
 
     def stop(self) -> None:
         self.done.set()

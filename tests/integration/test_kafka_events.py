@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.contracts.volunteers import ShiftStarted
 from shared.events import Event, to_record
@@ -110,6 +111,32 @@ async def test_event_round_trips_through_the_broker_with_every_attribute(
     for r in raw:
         partitions[r.key].add(r.partition)
     assert all(len(p) == 1 for p in partitions.values())
+
+
+async def test_a_producer_whose_sender_died_of_a_sequence_error_is_replaced_and_publishes(
+    stack: Stack, unique: str
+) -> None:
+    """aiokafka's idempotent producer dies for good on a sequence error from a restarted
+    broker (every send then raises it again): the publisher must not be wedged by it."""
+    topic = f"t.renewed.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    try:
+        await publisher.publish(topic, shift_event("datong", 1))
+        # What the sender's death leaves behind: the accumulator fails every later send.
+        publisher._producer._message_accumulator.fail_all(OutOfOrderSequenceNumber())
+        await publisher.publish(topic, shift_event("datong", 2))
+        await publisher.publish_many(topic, [shift_event("datong", 3)])
+    finally:
+        await publisher.stop()
+    assert publisher.renewals == 1
+    raw = await read_all(stack.kafka_bootstrap, topic, 3)
+    assert sorted(dict(r.headers)["ce_subject"] for r in raw) == [
+        b"volunteer/v1",
+        b"volunteer/v2",
+        b"volunteer/v3",
+    ]
 
 
 async def test_poison_records_go_to_the_dlq_and_the_next_good_record_is_handled(
