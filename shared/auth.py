@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from shared.http import Problem
+from shared.problem import Problem
 
 ISSUER = "doorstep"
 ALGORITHM = "HS256"
@@ -117,8 +117,17 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # the gate (shared.edge) checked it before the body was read
+        return known
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem(401, "Unauthorized", "a bearer token is required", kind="unauthorized")
+        raise Problem(
+            401,
+            "Unauthorized",
+            "a bearer token is required",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="doorstep"'},
+        )
     secret: str = request.app.state.jwt_secret
     return decode(secret, credentials.credentials)
 

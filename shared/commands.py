@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -23,16 +24,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
-from shared.http import Problem
 from shared.kafka import EventPublisher
+from shared.problem import Problem
 from shared.topics import OUTCOMES
 
 RESULTS = "command_results"
+QUEUED = "commands_queued"  # commands answered 202, and who sent them
 
 # Requests waiting in this process, by command id: the owner hands an outcome over
 # directly when it is this process, through ``commands.outcomes`` when it is another.
@@ -77,6 +79,7 @@ class CommandSender:
         wait_seconds: float = 15.0,
     ) -> None:
         self._results = db[RESULTS]
+        self._queued = db[QUEUED]
         self._publisher = publisher
         self._topic = topic
         self._source = source
@@ -103,7 +106,21 @@ class CommandSender:
         except TimeoutError as exc:
             _waiting.pop(command_id, None)
             raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
-        return await self.outcome(command_id, local, wait_seconds)
+        outcome = await self.outcome(command_id, local, wait_seconds)
+        if outcome.status == 202:
+            # Whose it is, for GET /v1/commands/{id}: only its sender may look it up.
+            with contextlib.suppress(DuplicateKeyError):
+                await self._queued.insert_one(
+                    {
+                        "_id": command_id,
+                        # Staff and residents act as themselves; a volunteer's answers
+                        # name the volunteer.
+                        "actor": getattr(command, "actor", None)
+                        or getattr(command, "volunteer_id", None),
+                        "at": datetime.now(UTC),
+                    }
+                )
+        return outcome
 
     async def outcome(
         self,
@@ -199,15 +216,20 @@ async def stored_outcome_of(
 
 def commands_router() -> APIRouter:
     """GET /v1/commands/{id}: the outcome of a command that was still queued when its
-    request answered 202. Ids are random 128-bit values known only to the caller."""
+    request answered 202, for the one who sent it (404 to anyone else, and for ids that
+    never answered 202)."""
     router = APIRouter(prefix="/v1", tags=["commands"])
 
     @router.get("/commands/{command_id}", summary="The outcome of a queued request")
     async def command_outcome(
         command_id: str, request: Request, principal: CurrentPrincipal
     ) -> JSONResponse:
-        del principal  # any authenticated caller; the id itself is the capability
-        outcome = await stored_outcome(request.app.state.runtime.db, command_id)
+        db = request.app.state.runtime.db
+        queued = await db[QUEUED].find_one({"_id": command_id})
+        mine = {principal.subject, principal.volunteer_id} - {None}
+        if queued is None or queued["actor"] not in mine:
+            raise Problem(404, "Not found", "no queued request of yours with this id")
+        outcome = await stored_outcome(db, command_id)
         if outcome is None:
             return JSONResponse({"command_id": command_id, "status": "queued"}, status_code=202)
         return JSONResponse(outcome.unwrap(), status_code=outcome.status)

@@ -4,8 +4,9 @@ metrics, RFC 9457 problem details for every error, and a correlation id per requ
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -17,7 +18,9 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
+from shared.problem import Problem
 
 log = get_logger(__name__)
 
@@ -25,26 +28,6 @@ PROBLEM_JSON = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-ID"
 
 ReadinessCheck = Callable[[], Awaitable[None]]
-
-
-class Problem(Exception):
-    """An error the client can act on, rendered as RFC 9457 problem details."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        *,
-        kind: str | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.kind = kind or title.lower().replace(" ", "-")
-        self.extra = extra
 
 
 def problem_response(
@@ -70,7 +53,11 @@ def problem_response(
 def _install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail, exc.kind, **exc.extra)
+        response = problem_response(
+            request, exc.status, exc.title, exc.detail, exc.kind, **exc.extra
+        )
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -93,7 +80,13 @@ def _install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Too large",
+        }
         response = problem_response(
             request, exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail)
         )
@@ -112,11 +105,19 @@ def _install_problem_handlers(app: FastAPI) -> None:
             response.headers["Retry-After"] = "5"
             return response
         log.exception("http.unhandled", path=request.url.path)
-        return problem_response(request, 500, "Internal error", "see the service log")
+        response = problem_response(request, 500, "Internal error", "see the service log")
+        # Raised past the correlation middleware: the id the log line carries, for support.
+        response.headers[CORRELATION_HEADER] = getattr(request.state, "correlation_id", "")
+        return response
 
 
 # Errors that mean a backing service is away rather than a bug.
 UNAVAILABLE = (ConnectionFailure, KafkaConnectionError, KafkaTimeoutError, TimeoutError)
+
+
+# A caller's correlation id is kept only if it is short and plain: it goes into every log
+# line and back out in a header.
+CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def service_app(
@@ -124,18 +125,24 @@ def service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     *,
     description: str = "",
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """A FastAPI app with /healthz, /readyz, /metrics and problem+json errors.
+    """A FastAPI app with /healthz, /readyz, /metrics, problem+json errors, and the gate
+    (``shared.edge``: credentials and body size, before any route reads the body).
 
-    The lifespan must put a ``dict[str, ReadinessCheck]`` on ``app.state.readiness``.
+    The lifespan must put a ``dict[str, ReadinessCheck]`` on ``app.state.readiness`` and
+    the JWT secret on ``app.state.jwt_secret``. ``body_limits``: path pattern -> bytes,
+    for routes that take more (or less) than the default.
     """
     app = FastAPI(title=f"Doorstep {name}", description=description, lifespan=lifespan)
     app.state.readiness = {}
     _install_problem_handlers(app)
+    app.add_middleware(Gate, body_limits=body_limits)
 
-    @app.middleware("http")
+    @app.middleware("http")  # added last, so outermost: the gate's refusals carry the id too
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        cid = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+        given = request.headers.get(CORRELATION_HEADER, "")
+        cid = given if CORRELATION_ID.match(given) else uuid.uuid4().hex
         clear_contextvars()
         bind_contextvars(service=name, correlation_id=cid)
         request.state.correlation_id = cid
@@ -161,7 +168,9 @@ def service_app(
                 await check()
                 checks[check_name] = "ok"
             except Exception as exc:
-                checks[check_name] = f"unavailable: {type(exc).__name__}: {exc}"[:300]
+                # The reason goes to the log, not to whoever asks (it names hosts and ports).
+                log.warning("ready.check_failed", check=check_name, error=repr(exc)[:300])
+                checks[check_name] = "unavailable"
         ready = bool(checks) and all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},

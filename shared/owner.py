@@ -125,13 +125,21 @@ def entry_sized(items: list[Input]) -> list[list[Input]]:
 
 
 class Rejection(Exception):
-    """A command the rules refuse, decided before anything changed."""
+    """A command the rules refuse. What the rules changed before refusing is kept, with
+    ``events`` (a refused attempt may still count: a wrong handoff code)."""
 
-    def __init__(self, status: int, reason: str, title: str = "Rejected") -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        title: str = "Rejected",
+        events: list[Payload] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.title = title
+        self.events = events or []
 
 
 @dataclass
@@ -151,6 +159,7 @@ class Change:
     collection: str
     doc_id: str
     doc: dict[str, Any] | None
+    new: bool = False  # not stored before: inserted, not replaced (see CommunityLog._derive)
 
 
 Decide = Callable[[S, Event, datetime], Decision]
@@ -219,6 +228,7 @@ class Documents:
             kind: {d["_id"]: d for d in found} for kind, found in docs.items()
         }
         self._changed: dict[tuple[str, str], dict[str, Any]] = {}
+        self._new: set[tuple[str, str]] = set()
 
     def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
         return self._docs.get(kind, {}).get(doc_id)
@@ -228,13 +238,19 @@ class Documents:
 
     def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         doc = {**doc, "community_id": self.community_id}
-        self._docs.setdefault(kind, {})[doc["_id"]] = doc
+        known = self._docs.setdefault(kind, {})
+        if doc["_id"] not in known:
+            self._new.add((kind, doc["_id"]))
+        known[doc["_id"]] = doc
         self._changed[(kind, doc["_id"])] = doc
         return doc
 
     def take_changes(self) -> list[Change]:
-        changes = [Change(kind, doc_id, doc) for (kind, doc_id), doc in self._changed.items()]
-        self._changed = {}
+        changes = [
+            Change(kind, doc_id, doc, (kind, doc_id) in self._new)
+            for (kind, doc_id), doc in self._changed.items()
+        ]
+        self._changed, self._new = {}, set()
         return changes
 
 
@@ -450,7 +466,8 @@ class CommunityLog(PartitionListener, Generic[S]):
                 decision = decide(loaded.state, event, now())
             except Rejection as refusal:
                 decision = Decision(
-                    outcome=Outcome.rejected(refusal.status, refusal.title, refusal.reason)
+                    refusal.events,
+                    Outcome.rejected(refusal.status, refusal.title, refusal.reason),
                 )
             except Exception as exc:
                 raise Poisoned(item, repr(exc)) from exc
@@ -485,7 +502,8 @@ class CommunityLog(PartitionListener, Generic[S]):
             "offsets": stored_offsets(offsets),
             "seen": seen,
             "changes": [
-                {"collection": c.collection, "_id": c.doc_id, "doc": c.doc} for c in changes
+                {"collection": c.collection, "_id": c.doc_id, "doc": c.doc, "new": c.new}
+                for c in changes
             ],
             "events": [e.model_dump(mode="json") for e in events],
             "outcomes": outcomes,
@@ -510,15 +528,21 @@ class CommunityLog(PartitionListener, Generic[S]):
 
     async def _derive(self, entry: dict[str, Any]) -> None:
         """Everything that follows from a stored entry; each step idempotent."""
-        by_collection: dict[str, list[Any]] = {}
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        updates: dict[str, list[Any]] = {}
         for change in entry["changes"]:
-            op = (
-                DeleteOne({"_id": change["_id"]})
-                if change["doc"] is None
-                else ReplaceOne({"_id": change["_id"]}, change["doc"], upsert=True)
-            )
-            by_collection.setdefault(change["collection"], []).append(op)
-        for kind, ops in by_collection.items():
+            kind = change["collection"]
+            if change["doc"] is None:
+                updates.setdefault(kind, []).append(DeleteOne({"_id": change["_id"]}))
+            elif change.get("new"):
+                fresh.setdefault(kind, []).append(change["doc"])
+            else:
+                updates.setdefault(kind, []).append(
+                    ReplaceOne({"_id": change["_id"]}, change["doc"], upsert=True)
+                )
+        for kind, docs in fresh.items():
+            await self._insert_fresh(kind, docs)
+        for kind, ops in updates.items():
             try:
                 await self.db[kind].bulk_write(ops, ordered=True)
             except BulkWriteError as exc:
@@ -534,6 +558,26 @@ class CommunityLog(PartitionListener, Generic[S]):
             if self.outcomes is not None:
                 await self.outcomes.record(entry["community_id"], outcomes)
 
+    async def _insert_fresh(self, kind: str, docs: list[dict[str, Any]]) -> None:
+        """New documents are inserted: an insert is cheap where a replace is not (FerretDB
+        on SQLite scans for every update). Those already there (an entry derived again
+        after a crash) are replaced instead, and end the same."""
+        try:
+            await self.db[kind].insert_many([dict(d) for d in docs], ordered=False)
+        except BulkWriteError as exc:
+            there = {
+                docs[e["index"]]["_id"]
+                for e in exc.details.get("writeErrors", [])
+                if e.get("code") == DUPLICATE_KEY
+            }
+            if len(there) < len(exc.details.get("writeErrors", [])):
+                log.error("log.read_model_refused", collection=kind, error=repr(exc))
+            again = [
+                ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs if d["_id"] in there
+            ]
+            if again:
+                await self.db[kind].bulk_write(again, ordered=False)
+
     async def _write_head(self, community_id: str, loaded: Loaded[S]) -> None:
         await self.heads.replace_one(
             {"_id": community_id},
@@ -546,6 +590,9 @@ class CommunityLog(PartitionListener, Generic[S]):
             upsert=True,
         )
         loaded.head = loaded.n
+
+
+DUPLICATE_KEY = 11000
 
 
 class Poisoned(Exception):

@@ -13,18 +13,32 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from services.dispatch import matching
 from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
-from shared.contracts.orders import Category, Grid, OrderFacts
+from shared.contracts.orders import Category, Grid, HouseholdFlag, OrderFacts
 from shared.contracts.volunteers import Skill
 from shared.owner import Rejection
 
 __all__ = ["Board", "Rejection", "Task", "TaskState", "Volunteer"]
+
+MAX_CODE_ATTEMPTS = 5
+LOCKED = (
+    f"{MAX_CODE_ATTEMPTS} wrong handoff codes: delivery is locked and the grid worker was "
+    "told; report the delivery as failed, or wait for the grid worker"
+)
+
+
+def photo_proves(order: OrderFacts) -> bool:
+    """A photo shows something left at a door, not who took it in: enough where nothing
+    is handed over (garbage) or the household cannot read a code off a screen."""
+    return order.category == Category.garbage or HouseholdFlag.no_smartphone in (
+        order.household_flags
+    )
 
 
 class TaskState(StrEnum):
@@ -43,6 +57,8 @@ class Task(BaseModel):
     tried: list[str] = Field(default_factory=list)
     escalated: bool = False  # nobody suitable is free (cleared when someone is offered it)
     late: bool = False  # not taken in time; the grid worker was told (once)
+    wrong_codes: int = 0  # handoff codes given that did not match
+    locked: bool = False  # too many wrong codes: only a failure report closes it now
 
     def ref(self) -> d.OrderRef:
         return d.OrderRef(
@@ -234,11 +250,19 @@ class Board(BaseModel):
         now: datetime,
     ) -> list[Payload]:
         task = self._task_of(order_id, volunteer_id, TaskState.assigned, TaskState.picked_up)
+        if task.locked:
+            raise Rejection(423, LOCKED, "Locked")
         if handoff_code is not None:
             if handoff_code.strip() != task.order.handoff_code:
-                raise Rejection(422, "the handoff code does not match this household's")
+                self._wrong_code(task)
             proof = "handoff_code"
         elif photo_url:
+            if not photo_proves(task.order):
+                raise Rejection(
+                    422,
+                    "a photo is proof only for garbage pickup and for households without a "
+                    "smartphone; give the household's handoff code",
+                )
             proof = "photo"
         else:
             raise Rejection(422, "proof is required: the household's handoff code or a photo URL")
@@ -252,6 +276,19 @@ class Board(BaseModel):
             photo_url=photo_url if proof == "photo" else None,
         )
         return [delivered, *self.match(now)]
+
+    def _wrong_code(self, task: Task) -> NoReturn:
+        """Four digits are guessed in minutes without a limit: a few tries, then the task
+        locks and its grid worker is told (the attempt count is kept, so it refuses)."""
+        task.wrong_codes += 1
+        left = MAX_CODE_ATTEMPTS - task.wrong_codes
+        if left > 0:
+            raise Rejection(
+                422, f"the handoff code does not match this household's ({left} tries left)"
+            )
+        task.locked = True
+        reason = f"{MAX_CODE_ATTEMPTS} wrong handoff codes: delivery locked"
+        raise Rejection(423, LOCKED, "Locked", events=[self._escalation(task, reason)])
 
     def fail(
         self,

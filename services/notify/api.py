@@ -164,18 +164,29 @@ async def call_list(
     done = {
         d["_id"] async for d in database["call_done"].find({"community_id": community}, {"_id": 1})
     }
+    latest = await database["grid_workers"].find_one(
+        {"community_id": community}, sort=[("defined_at", -1)]
+    )
+    grid_workers: dict[str, dict[str, str]] = latest["grids"] if latest else {}
     entries = []
     async for doc in database["call_list"].find({"community_id": community}).sort("created_at", 1):
         if doc["_id"] in done and not include_done:
             continue
-        entries.append(
-            {
-                **{k: v for k, v in doc.items() if k != "_id"},
-                "id": doc["_id"],
-                "created_at": doc["created_at"].isoformat(),
-                "done": doc["_id"] in done,
-            }
-        )
+        entry = {
+            **{k: v for k, v in doc.items() if k != "_id"},
+            "id": doc["_id"],
+            "created_at": doc["created_at"].isoformat(),
+            "done": doc["_id"] in done,
+        }
+        if not doc.get("phone"):
+            # No phone at all: the grid worker takes the message to the door.
+            worker = grid_workers.get(doc.get("grid_id") or "", {})
+            entry["reach"] = "grid_worker"
+            entry["grid_worker"] = worker.get("name")
+            entry["grid_worker_phone"] = worker.get("phone")
+        else:
+            entry["reach"] = "phone"
+        entries.append(entry)
     return {"entries": entries}
 
 

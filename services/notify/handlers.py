@@ -48,18 +48,38 @@ class NotifyOwner:
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("recipient", 1), ("seq", 1)])
         await self.call_list.create_index([("community_id", 1), ("created_at", 1)])
+        await self.db["grid_workers"].create_index([("community_id", 1), ("defined_at", -1)])
 
     async def handle(self, event: Event) -> None:
         payload = event.data
+        if isinstance(payload, o.CommunityDefined):
+            # Who reaches a household without a phone: each definition kept (insert-once),
+            # the latest one read.
+            with contextlib.suppress(DuplicateKeyError):
+                await self.db["grid_workers"].insert_one(
+                    {
+                        "_id": event.id,
+                        "community_id": event.community_id,
+                        "defined_at": event.time,
+                        "grids": {
+                            g.grid_id: {"name": g.grid_worker, "phone": g.grid_worker_phone}
+                            for g in payload.grids
+                        },
+                    }
+                )
+            return
         if isinstance(payload, o.HouseholdRegistered):
             # A household's directory entry is written once: registration is its only fact.
             entry = {
                 "_id": payload.household_id,
                 "community_id": event.community_id,
                 "phone": payload.phone,
+                "grid_id": payload.grid_id,
                 "address": payload.address,
                 "card_code": payload.card_code,
-                "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags,
+                # Without a smartphone, or without any phone: a person calls or knocks.
+                "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags
+                or payload.phone is None,
             }
             with contextlib.suppress(DuplicateKeyError):
                 await self.households.insert_one(entry)
@@ -112,7 +132,8 @@ class NotifyOwner:
                 "_id": notification_id,
                 "community_id": event.community_id,
                 "household_id": household["_id"],
-                "phone": household["phone"],
+                "phone": household.get("phone"),
+                "grid_id": household.get("grid_id"),
                 "address": household["address"],
                 "card_code": household["card_code"],
                 "order_id": message.order_id,

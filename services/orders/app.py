@@ -44,7 +44,12 @@ def create_app(settings: OrdersSettings) -> FastAPI:
             )
             yield
 
-    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app = service_app(
+        SERVICE,
+        lifespan,
+        description=DESCRIPTION,
+        body_limits={r"/households/import$": api.MAX_CSV_BYTES},
+    )
     app.include_router(api.router)
     app.include_router(commands_router())
     return app

@@ -142,7 +142,7 @@ class _Row(BaseModel):
     unit: str = Field(min_length=1, max_length=MAX_FIELD)
     room: str = Field(min_length=1, max_length=MAX_FIELD)
     grid: str = Field(min_length=1, max_length=MAX_FIELD)
-    phone: str = Field(min_length=1, max_length=MAX_FIELD)
+    phone: str = Field(default="", max_length=MAX_FIELD)
     flags: list[HouseholdFlag] = Field(default_factory=list)
 
 
@@ -153,7 +153,7 @@ class ParsedCsv:
 
 
 class CsvHeaderError(ValueError):
-    pass
+    """The CSV as a whole cannot be read (its header, or its quoting): nothing is imported."""
 
 
 def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
@@ -166,7 +166,14 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
     reader.fieldnames = header
     result = ParsedCsv()
     seen: dict[tuple[str, ...], int] = {}
-    for record in reader:
+    records = iter(reader)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field beyond the parser's 131,072 characters
+            raise CsvHeaderError(f"after line {reader.line_num}: {exc}") from exc
         line = reader.line_num
         if None in record:
             result.rejected.append({"line": line, "reason": "too many fields"})
@@ -181,8 +188,9 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
             reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             result.rejected.append({"line": line, "reason": reason})
             continue
-        phone = normalise_phone(row.phone)
-        if not PHONE.match(phone):
+        # No phone at all is allowed: exactly the households cards and door-knocks are for.
+        phone = normalise_phone(row.phone) or None
+        if phone is not None and not PHONE.match(phone):
             result.rejected.append({"line": line, "reason": f"phone: malformed {row.phone!r}"})
             continue
         if row.grid not in known_grids:

@@ -59,7 +59,7 @@ class HouseholdRegistered(Payload):
     household_id: str
     grid_id: str
     address: str
-    phone: str
+    phone: str | None = None  # none: reached through the grid worker and the call list
     card_code: str
     flags: list[HouseholdFlag] = Field(default_factory=list)
 
@@ -177,7 +177,7 @@ class HouseholdInput(BaseModel):
     line: int  # CSV line (or 0 for a single registration), to report rejections by line
     address: Address
     grid_id: str
-    phone: str
+    phone: str | None = None
     flags: list[HouseholdFlag] = Field(default_factory=list)
 
 

@@ -67,3 +67,39 @@ def test_staff_order_by_card_code_ends_on_the_call_list(community: Community) ->
     # Nothing was pushed to a phone the household does not have.
     inbox = community.inbox(community.resident(home["household_id"]))
     assert inbox["items"] and {n["channel"] for n in inbox["items"]} == {"call_list"}
+
+
+def test_a_household_without_any_phone_is_registered_and_reached_through_its_grid_worker(
+    community: Community,
+) -> None:
+    community.define()
+    imported = community.import_households(["Datong Garden,9,1,101,g4,,elderly_alone"])
+    assert imported["rejected"] == []
+    home = imported["imported"][0]
+    staff = community.staff
+    found = community.ok("GET", "orders", f"/v1/households/{home['household_id']}", staff)
+    assert found["phone"] is None
+
+    order = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        staff,
+        json={"household_id": home["household_id"], "category": "groceries", "items": "rice"},
+    )
+    entry = eventually(
+        lambda: next(
+            (
+                e
+                for e in community.ok("GET", "notify", "/v1/call-list", staff)["entries"]
+                if e["order_id"] == order["order_id"]
+            ),
+            None,
+        ),
+        what="a call-list entry for the household without a phone",
+    )
+    assert entry["reach"] == "grid_worker" and entry["phone"] is None
+    assert (entry["grid_worker"], entry["grid_worker_phone"]) == ("Grid worker 4", "13800000004")
+    # Nothing pushed: it has no phone to push to.
+    inbox = community.inbox(community.resident(home["household_id"]))
+    assert {n["channel"] for n in inbox["items"]} == {"call_list"}

@@ -168,6 +168,10 @@ async def test_a_crash_in_the_write_path_loses_nothing_the_next_owner_publishes_
     # twice, and sends and answers what the first could not.
     await owner(db, publisher).handle(batch)
     assert await db[LOG].count_documents({"community_id": community}) == 1
+    # Its new documents were inserted the first time, and are replaced, not doubled or
+    # refused, when the entry is derived again.
+    volunteers = await db["volunteers"].find({"community_id": community}).to_list()
+    assert [d["_id"] for d in volunteers] == ["v1"]
     answer = await db["command_results"].find_one({"_id": "cmd-v1"})
     assert answer is not None and answer["outcome"]["status"] == 201
     events = await published(stack, community)

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from services.dispatch.board import Board, Rejection, TaskState
 from shared.contracts import dispatch as d
-from shared.contracts.orders import Category, Grid, OrderFacts
+from shared.contracts.orders import Category, Grid, HouseholdFlag, OrderFacts
 from shared.contracts.volunteers import Skill
 
 T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
@@ -65,6 +65,43 @@ def test_an_order_is_offered_accepted_picked_up_and_delivered_with_the_code() ->
         board.deliver("o1", "li", "9999", None, T0)
     assert kinds(board.deliver("o1", "li", "1234", None, T0)) == ["task.delivered"]
     assert board.tasks == {} and board.load("li") == 0
+
+
+def picked_up(order: OrderFacts) -> Board:
+    board = board_with(("li", "g3", 2))
+    board.order_open(order, T0)
+    board.accept(order.order_id, "li", T0)
+    board.pick_up(order.order_id, "li", T0)
+    return board
+
+
+def test_five_wrong_handoff_codes_lock_the_delivery_and_tell_the_grid_worker() -> None:
+    board = picked_up(facts("o1"))
+    for left in (4, 3, 2, 1):
+        with pytest.raises(Rejection) as refused:
+            board.deliver("o1", "li", "0000", None, T0)
+        assert refused.value.status == 422 and f"{left} tries left" in refused.value.reason
+        assert refused.value.events == []
+    with pytest.raises(Rejection) as locked:
+        board.deliver("o1", "li", "0000", None, T0)
+    assert locked.value.status == 423 and kinds(locked.value.events) == ["order.escalated"]
+    assert locked.value.events[0].grid_worker == "W3"  # type: ignore[attr-defined]
+    # Locked: not even the right code (or a photo) delivers it now; a failure report does.
+    for code, photo in (("1234", None), (None, "https://p.example/door.jpg")):
+        with pytest.raises(Rejection) as again:
+            board.deliver("o1", "li", code, photo, T0)
+        assert again.value.status == 423 and again.value.events == []
+    assert kinds(board.fail("o1", "li", d.FailureReason.other, "code", T0)) == ["task.failed"]
+
+
+def test_a_photo_proves_delivery_only_of_garbage_or_to_a_household_without_a_smartphone() -> None:
+    photo = "https://p.example/door.jpg"
+    with pytest.raises(Rejection):
+        picked_up(facts("o1")).deliver("o1", "li", None, photo, T0)
+    garbage = picked_up(facts("o2", category=Category.garbage))
+    assert kinds(garbage.deliver("o2", "li", None, photo, T0)) == ["task.delivered"]
+    elderly = facts("o3").model_copy(update={"household_flags": [HouseholdFlag.no_smartphone]})
+    assert kinds(picked_up(elderly).deliver("o3", "li", None, photo, T0)) == ["task.delivered"]
 
 
 def test_a_lapsed_offer_goes_to_the_next_and_nobody_left_escalates_once() -> None:

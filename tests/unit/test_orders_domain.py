@@ -93,3 +93,20 @@ def test_a_csv_without_the_needed_columns_is_refused_whole() -> None:
         assert "compound" in str(exc)
     else:
         raise AssertionError("expected a header error")
+
+
+def test_a_household_without_any_phone_is_imported_with_none() -> None:
+    text = "compound,building,unit,room,grid,phone,flags\nDatong Garden,3,2,401,g3,,no_smartphone\n"
+    parsed = domain.parse_households_csv(text, {"g3"})
+    assert parsed.rejected == []
+    assert parsed.rows[0].phone is None
+
+
+def test_a_csv_field_beyond_the_parsers_limit_is_refused_as_bad_csv() -> None:
+    text = f'compound,building,unit,room,grid,phone,flags\n"{"x" * 200_000}",3,2,401,g3,,\n'
+    try:
+        domain.parse_households_csv(text, {"g3"})
+    except domain.CsvHeaderError as exc:
+        assert "after line 1: field larger than field limit" in str(exc)
+    else:
+        raise AssertionError("expected the CSV to be refused")
