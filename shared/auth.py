@@ -10,6 +10,7 @@ Roles and their scope claims:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -143,3 +144,23 @@ def require(principal: Principal, *roles: Role) -> None:
 def require_community(principal: Principal, community_id: str) -> None:
     if not principal.may_see_community(community_id):
         raise Problem(403, "Forbidden", "outside your community", kind="forbidden")
+
+
+def acting_as(*roles: Role) -> Callable[[Principal], Principal]:
+    """The principal, if of one of these roles. As a dependency it refuses a wrong role (403)
+    before the body is validated: a caller who may not act learns nothing of the body's
+    shape (a check inside the route would come after a 422)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        require(principal, *roles)
+        return principal
+
+    return check
+
+
+Ops = Annotated[Principal, Depends(acting_as(Role.ops))]
+Staff = Annotated[Principal, Depends(acting_as(Role.staff))]
+StaffOrOps = Annotated[Principal, Depends(acting_as(Role.staff, Role.ops))]
+ResidentOrStaff = Annotated[Principal, Depends(acting_as(Role.resident, Role.staff))]
+VolunteerOrStaff = Annotated[Principal, Depends(acting_as(Role.volunteer, Role.staff))]
+Volunteer = Annotated[Principal, Depends(acting_as(Role.volunteer))]

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
+from shared.openapi import describe_errors
 from shared.problem import Problem
 
 log = get_logger(__name__)
@@ -180,4 +181,5 @@ def service_app(
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
+    describe_errors(app)
     return app

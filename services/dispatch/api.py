@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import CurrentPrincipal, Principal, Role, require
+from shared.auth import CurrentPrincipal, Principal, Role, Volunteer, require
 from shared.commands import CommandSender, new_command_id
 from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
@@ -138,7 +138,7 @@ class DeliveryIn(StrictBody):
 
 @router.post("/tasks/{order_id}/deliver", summary="Delivered to the door, with proof")
 async def deliver(
-    order_id: str, body: DeliveryIn, principal: CurrentPrincipal, commands: Commands
+    order_id: str, body: DeliveryIn, principal: Volunteer, commands: Commands
 ) -> JSONResponse:
     vid, community = volunteer(principal)
     command = d.Deliver(
@@ -158,7 +158,7 @@ class FailureIn(StrictBody):
 
 @router.post("/tasks/{order_id}/fail", summary="Could not deliver; staff decide to retry or close")
 async def fail(
-    order_id: str, body: FailureIn, principal: CurrentPrincipal, commands: Commands
+    order_id: str, body: FailureIn, principal: Volunteer, commands: Commands
 ) -> JSONResponse:
     vid, community = volunteer(principal)
     command = d.ReportFailure(

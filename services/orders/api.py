@@ -9,14 +9,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
 from services.orders import domain
 from services.orders.views import household_view, order_view
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import CurrentPrincipal, Principal, Role, require, require_community
+from shared.auth import (
+    CurrentPrincipal,
+    Ops,
+    Principal,
+    ResidentOrStaff,
+    Role,
+    Staff,
+    StaffOrOps,
+    require,
+    require_community,
+)
 from shared.commands import new_command_id
 from shared.contracts import orders as o
 from shared.http import Problem
@@ -67,10 +84,7 @@ class CommunityIn(StrictBody):
     tags=["communities"],
     summary="Create or redefine a community (ops)",
 )
-async def define_community(
-    body: CommunityIn, principal: CurrentPrincipal, commands: Commands
-) -> JSONResponse:
-    require(principal, Role.ops)
+async def define_community(body: CommunityIn, principal: Ops, commands: Commands) -> JSONResponse:
     command = o.DefineCommunity(
         command_id=new_command_id(),
         actor=principal.subject,
@@ -151,7 +165,7 @@ def staff_of(principal: Principal, community_id: str) -> None:
 async def register_household(
     community_id: str,
     body: HouseholdIn,
-    principal: CurrentPrincipal,
+    principal: StaffOrOps,
     commands: Commands,
     database: Db,
 ) -> JSONResponse:
@@ -314,7 +328,7 @@ class OrderIn(StrictBody):
     category: o.Category = Field(examples=["medicine"])
     items: str = Field(min_length=1, max_length=500, examples=["insulin, 2 boxes"])
     channel: str | None = Field(default=None, pattern=r"^(app|staff_proxy|group_chat)$")
-    priority: int | None = Field(default=None, ge=0, le=100, description="Staff override")
+    priority: StrictInt | None = Field(default=None, ge=0, le=100, description="Staff override")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -341,14 +355,13 @@ def request_hash(body: BaseModel) -> str:
 )
 async def place_order(
     body: OrderIn,
-    principal: CurrentPrincipal,
+    principal: ResidentOrStaff,
     commands: Commands,
     database: Db,
     idempotency_key: Annotated[
         str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")
     ] = None,
 ) -> JSONResponse:
-    require(principal, Role.resident, Role.staff)
     if principal.role is Role.resident:
         if body.household_id not in (None, principal.household_id):
             raise Problem(403, "Forbidden", "residents order for their own household")
@@ -464,7 +477,7 @@ class CancelIn(StrictBody):
 )
 async def cancel_order(
     order_id: str,
-    principal: CurrentPrincipal,
+    principal: ResidentOrStaff,
     commands: Commands,
     database: Db,
     body: CancelIn | None = None,
@@ -516,12 +529,12 @@ async def review_order(
 
 
 class PriorityIn(StrictBody):
-    priority: int = Field(ge=0, le=100)
+    priority: StrictInt = Field(ge=0, le=100)
 
 
 @router.put("/orders/{order_id}/priority", tags=["orders"], summary="Override the priority (staff)")
 async def set_priority(
-    order_id: str, body: PriorityIn, principal: CurrentPrincipal, commands: Commands, database: Db
+    order_id: str, body: PriorityIn, principal: Staff, commands: Commands, database: Db
 ) -> JSONResponse:
     doc = await staff_order(database, principal, order_id)
     command = o.SetPriority(

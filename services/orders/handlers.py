@@ -6,6 +6,7 @@ orders, idempotency keys) are the read models HTTP reads."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -110,6 +111,16 @@ def facts(order: dict[str, Any]) -> o.OrderFacts:
 def define_community(book: Orderbook, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, o.DefineCommunity)
+    # A grid that still has households cannot go: they would keep a grid nobody works.
+    kept = {g.grid_id for g in cmd.grids}
+    in_use = Counter(h["grid_id"] for h in book.values(HOUSEHOLDS) if h["grid_id"] not in kept)
+    if in_use:
+        dropped = ", ".join(f"{g} ({n} households)" for g, n in sorted(in_use.items()))
+        raise Rejection(
+            409,
+            f"grids still in use cannot be removed: {dropped}; keep them in the definition",
+            "Grid in use",
+        )
     doc = book.put(
         COMMUNITIES,
         {

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, StrictInt, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.volunteers.views import volunteer_view
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import CurrentPrincipal, Principal, Role, require
+from shared.auth import CurrentPrincipal, Principal, Role, VolunteerOrStaff, require
 from shared.commands import new_command_id
 from shared.contracts import volunteers as v
 from shared.contracts.base import PHONE, normalise_phone
@@ -29,7 +29,7 @@ class RegistrationIn(StrictBody):
     home_grid_id: str = Field(min_length=1, max_length=64, examples=["g3"])
     work_unit: str = Field(min_length=1, max_length=100, examples=["city ecology bureau"])
     skills: list[v.Skill] = Field(min_length=1, max_length=6, examples=[["delivery", "driving"]])
-    capacity: int = Field(default=2, ge=1, le=10, description="Most tasks at once")
+    capacity: StrictInt = Field(default=2, ge=1, le=10, description="Most tasks at once")
 
     @field_validator("phone")
     @classmethod
@@ -42,9 +42,8 @@ class RegistrationIn(StrictBody):
 
 @router.post("/volunteers", status_code=201, summary="Register (报到) with your home community")
 async def register(
-    body: RegistrationIn, principal: CurrentPrincipal, commands: Commands
+    body: RegistrationIn, principal: VolunteerOrStaff, commands: Commands
 ) -> JSONResponse:
-    require(principal, Role.volunteer, Role.staff)
     volunteer_id = (
         principal.volunteer_id
         if principal.role is Role.volunteer
@@ -135,7 +134,7 @@ def self_or_staff(principal: Principal, volunteer_id: str) -> None:
 async def check_in(
     volunteer_id: str,
     body: CheckInIn,
-    principal: CurrentPrincipal,
+    principal: VolunteerOrStaff,
     commands: Commands,
     database: Db,
 ) -> JSONResponse:

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from shared.contracts.base import Payload
 
@@ -39,9 +39,10 @@ class Grid(BaseModel):
 
 
 class CommunityPolicy(BaseModel):
-    auto_accept_orders: bool = True
-    auto_approve_volunteers: bool = False
-    duplicate_window_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    # Strict: "50" or true is not a number, nor "yes" a choice (pydantic would coerce them).
+    auto_accept_orders: StrictBool = True
+    auto_approve_volunteers: StrictBool = False
+    duplicate_window_minutes: StrictInt = Field(default=30, ge=0, le=24 * 60)
 
 
 class CommunityDefined(Payload):

@@ -173,3 +173,19 @@ def test_wrong_scope_on_reads_of_named_things_is_404_not_403(community: Communit
         response = community.call("GET", "orders", path, stranger)
         assert response.status_code == 404  # its existence is private
         assert "handoff_code" not in response.text
+
+
+def test_a_wrong_role_is_refused_403_whatever_the_body_holds(community: Community) -> None:
+    community.define()
+    resident = community.resident(community.household("g1")["household_id"])
+    staff = community.staff
+    tries = [
+        ("orders", "/v1/communities", staff, {"grids": "not a list"}),
+        ("orders", "/v1/orders/o-1/priority", resident, {"priority": "high"}),
+        ("volunteers", "/v1/volunteers", resident, {"capacity": -1}),
+        ("dispatch", "/v1/tasks/o-1/deliver", staff, {"handoff_code": "not a code"}),
+    ]
+    for service, path, who, body in tries:
+        method = "PUT" if path.endswith("/priority") else "POST"
+        response = community.call(method, service, path, who, json=body)
+        assert response.status_code == 403, (path, response.status_code, response.text)

@@ -245,6 +245,27 @@ def test_bad_input_on_every_write_endpoint_is_refused_and_changes_nothing(
             {"json": {"priority": 101}},
         ),
         (
+            "priority as a string",
+            "orders",
+            f"PUT /v1/orders/{o}/priority",
+            staff,
+            {"json": {"priority": "50"}},
+        ),
+        (
+            "priority as a boolean",
+            "orders",
+            f"PUT /v1/orders/{o}/priority",
+            staff,
+            {"json": {"priority": True}},
+        ),
+        (
+            "volunteer: capacity as a string",
+            "volunteers",
+            "POST /v1/volunteers",
+            vtoken,
+            {"json": {**volunteer_ok, "capacity": "2"}},
+        ),
+        (
             "volunteer: malformed phone",
             "volunteers",
             "POST /v1/volunteers",

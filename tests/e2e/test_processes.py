@@ -8,7 +8,9 @@ import time
 
 import httpx
 
+from shared.auth import Role
 from tests.conftest import Stack
+from tests.e2e.client import auth, token
 from tests.e2e.conftest import REPO, Running, service_env
 
 
@@ -27,7 +29,10 @@ def test_every_service_is_ready_and_serves_health_and_metrics(services: Running)
                 "http_requests_total",
             ):
                 assert f"# TYPE {metric}" in metrics, (name, metric)
-            missing = client.get(f"{url}/v1/no-such-thing")
+            # Which paths exist is not told to strangers: 401 first, then 404.
+            stranger = client.get(f"{url}/v1/no-such-thing")
+            assert stranger.status_code == 401
+            missing = client.get(f"{url}/v1/no-such-thing", headers=auth(token(Role.ops)))
             assert missing.status_code == 404
             assert missing.headers["content-type"] == "application/problem+json"
 

@@ -172,3 +172,23 @@ def test_a_cancel_dispatch_refuses_is_answered_409_and_the_order_goes_on() -> No
     assert refused.answers["x1"].status == 409
     assert book.order(order_id)["status"] == "accepted"
     assert book.order(order_id)["cancel_requested"] is None
+
+
+def test_a_redefinition_that_drops_a_grid_with_households_is_refused_and_changes_nothing() -> None:
+    book = community()
+    other = o.Grid(grid_id="g2", name="G2", grid_worker="Li", grid_worker_phone="13800000002")
+    redefine = o.DefineCommunity(
+        command_id="def2",
+        actor="ops",
+        community_id="datong",
+        name="Datong",
+        grids=[other],
+        policy=o.CommunityPolicy(),
+    )
+    with pytest.raises(Rejection) as refused:
+        decide(book, redefine)
+    assert refused.value.status == 409 and "g1 (1 households)" in refused.value.reason
+    assert book.take_changes() == []
+    # Adding a grid beside the ones in use is fine.
+    both = redefine.model_copy(update={"grids": [GRID, other]})
+    assert [type(e).__name__ for e in decide(book, both).events] == ["CommunityDefined"]
