@@ -246,6 +246,69 @@ class Bench:
             self.community_of[order["order_id"]] = cid
             step.placed[order["order_id"]] = sent
 
+    # --- the live stream -----------------------------------------------------------------
+
+    async def streams(self, count: int, orders: int) -> dict[str, float]:
+        """``count`` residents of distinct households follow their inbox live; then staff
+        place ``orders`` orders for some of them, and each resident's stream is timed from
+        the order's POST answer to the first notification of it on the stream. Notify's CPU
+        is measured while the streams are open and idle."""
+        homes = [(cid, h) for cid in self.communities for h in self.homes[cid]][:count]
+        seen: dict[str, float] = {}
+        opened = 0
+        limits = httpx.Limits(max_connections=count + 50, max_keepalive_connections=count + 50)
+
+        async def follow(client: httpx.AsyncClient, cid: str, home: str) -> None:
+            nonlocal opened
+            tok = mint(
+                SECRET, role=Role.resident, subject=home, community_id=cid, household_id=home
+            )
+            url = f"{self.urls['notify']}/v1/inbox/stream"
+            async with client.stream("GET", url, headers=auth(tok)) as response:
+                opened += 1
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        order_id = json.loads(line[5:]).get("order_id")
+                        if order_id:
+                            seen.setdefault(order_id, time.monotonic())
+
+        async with httpx.AsyncClient(timeout=None, limits=limits) as client:
+            tasks = [asyncio.create_task(follow(client, cid, h)) for cid, h in homes]
+            for _ in range(120):
+                if opened >= len(homes):
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(2)  # each stream's backlog read
+            idle0 = cpu_seconds(self.pids["notify"])
+            await asyncio.sleep(10)
+            idle_cpu = (cpu_seconds(self.pids["notify"]) - idle0) / 10
+            placed: dict[str, float] = {}
+            async with httpx.AsyncClient(timeout=60) as http:
+                for i in range(orders):
+                    cid, home = homes[(i * 7) % len(homes)]
+                    staff = mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
+                    r = await http.post(
+                        f"{self.urls['orders']}/v1/orders",
+                        json={"household_id": home, "category": "garbage", "items": "1 bag"},
+                        headers=auth(staff),
+                    )
+                    if r.status_code == 201:
+                        placed[r.json()["order_id"]] = time.monotonic()
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(5)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        latency = [(seen[o] - t) * 1000 for o, t in placed.items() if o in seen]
+        return {
+            "streams": opened,
+            "orders": len(placed),
+            "reached": len(latency),
+            "p50_ms": pct(latency, 50),
+            "p99_ms": pct(latency, 99),
+            "idle_cpu_fraction": idle_cpu,
+        }
+
     # --- what the system spent ----------------------------------------------------------
 
     def cpu(self) -> dict[str, float]:
@@ -436,7 +499,12 @@ def start_services(
 
 
 async def measure(
-    bench: Bench, rates: list[float], seconds: float, communities: int, cadres: int
+    bench: Bench,
+    rates: list[float],
+    seconds: float,
+    communities: int,
+    cadres: int,
+    sse_streams: int = 1000,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"steps": []}
     kafka_ms = await kafka_round_trip(bench.kafka)
@@ -495,6 +563,13 @@ async def measure(
             await asyncio.sleep(5)
         cadres_task.cancel()
         await asyncio.gather(cadres_task, return_exceptions=True)
+    results["sse"] = await bench.streams(sse_streams, orders=100)
+    sse = results["sse"]
+    console.print(
+        f"live streams: {sse['streams']:.0f} open, notify idle CPU {sse['idle_cpu_fraction']:.1%}; "
+        f"order -> the resident's stream p50 {sse['p50_ms']:.0f} p99 {sse['p99_ms']:.0f} ms "
+        f"({sse['reached']:.0f}/{sse['orders']:.0f} reached)"
+    )
     results["matcher_per_s"] = matcher_in_a_process()
     return results
 
@@ -565,7 +640,8 @@ def report(results: dict[str, Any]) -> str:
     return (
         f"bench: sustained={sustained:.0f} p99_offer_ms={best['offer_ms'][99]:.0f} "
         f"p50_offer_ms={p50:.0f} floor_ratio={p50 / floor_ms:.1f} "
-        f"matcher_per_s={results['matcher_per_s']:.0f} sse_p99_ms=-1"
+        f"matcher_per_s={results['matcher_per_s']:.0f} "
+        f"sse_p99_ms={results['sse']['p99_ms']:.0f}"
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notify.live import LiveFeed, TooManyStreams
 from shared import mongo
 from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, require
@@ -44,6 +44,30 @@ def requested_inbox(
 
 
 Inbox = Annotated[str, Depends(requested_inbox)]
+BACKLOG_PAGE = 100
+
+
+def live_feed(request: Request) -> LiveFeed:
+    return request.app.state.feed  # type: ignore[no-any-return]
+
+
+Feed = Annotated[LiveFeed, Depends(live_feed)]
+
+
+def streamed_inbox(who: Inbox, feed: Feed) -> str:
+    """The inbox, if it has room for one more live stream: refused before the stream
+    starts (429), as every refusal of a stream must be."""
+    if feed.open_streams(who) >= feed.per_recipient:
+        raise Problem(
+            429,
+            "Too many streams",
+            f"at most {feed.per_recipient} live streams per inbox; close one",
+            headers={"Retry-After": "10"},
+        )
+    return who
+
+
+StreamedInbox = Annotated[str, Depends(streamed_inbox)]
 
 
 def view(doc: dict[str, Any], read: set[str]) -> dict[str, Any]:
@@ -129,25 +153,34 @@ async def mark_read(
     summary="Live notifications (server-sent events); resume with Last-Event-ID",
 )
 async def stream(
-    request: Request,
-    who: Inbox,
+    who: StreamedInbox,
+    feed: Feed,
     database: Db,
     last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{20}$")] = None,
 ) -> AsyncIterable[ServerSentEvent]:
+    """What was stored since Last-Event-ID (or all of the inbox), read once; then each new
+    notification as the feed pushes it (services.notify.live) — no polling."""
     after = last_event_id or "0" * 20
-    poll = request.app.state.stream_poll_seconds
-    while not await request.is_disconnected():
-        docs = (
-            await database["notifications"]
-            .find({"recipient": who, "seq": {"$gt": after}})
-            .sort("seq", 1)
-            .to_list(100)
-        )
-        for doc in docs:
-            after = doc["seq"]
-            yield ServerSentEvent(id=doc["seq"], event=doc["kind"], data=view(doc, set()))
-        if not docs:
-            await asyncio.sleep(poll)
+    with contextlib.suppress(TooManyStreams):  # lost a race for the last place: just end
+        async with feed.subscribe(who) as pushed:
+            while True:  # subscribed first, so nothing stored meanwhile is missed
+                docs = (
+                    await database["notifications"]
+                    .find({"recipient": who, "seq": {"$gt": after}})
+                    .sort("seq", 1)
+                    .to_list(BACKLOG_PAGE)
+                )
+                for doc in docs:
+                    after = doc["seq"]
+                    yield ServerSentEvent(id=doc["seq"], event=doc["kind"], data=view(doc, set()))
+                if len(docs) < BACKLOG_PAGE:
+                    break
+            while (news := await pushed.get()) is not None:  # None: too far behind, end
+                if news["seq"] > after:
+                    after = news["seq"]
+                    yield ServerSentEvent(
+                        id=news["seq"], event=news["kind"], data=view(news, set())
+                    )
 
 
 def staff(principal: Principal) -> str:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.notify import api
 from services.notify.gateway import WebhookGateway
 from services.notify.handlers import NotifyOwner
+from services.notify.live import LiveFeed
 from services.notify.settings import NotifySettings
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
@@ -24,8 +25,12 @@ def create_app(settings: NotifySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
         gateway = WebhookGateway(settings.gateway_url) if settings.gateway_url else None
-        owner = NotifyOwner(runtime.db, gateway)
+        feed = LiveFeed(per_recipient=settings.streams_per_inbox)
+        owner = NotifyOwner(runtime.db, gateway, feed)
         runtime.loop("indexes", owner.ensure_indexes)
+        runtime.loop(
+            "live-tail", lambda: feed.tail(owner.notifications, settings.stream_poll_seconds)
+        )
         runtime.consume(SERVICE, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS], owner.handle)
         if gateway is not None:
             runtime.loop("requeue", owner.requeue_unsent)
@@ -34,7 +39,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
             app.state.jwt_secret = settings.jwt_secret
-            app.state.stream_poll_seconds = settings.stream_poll_seconds
+            app.state.feed = feed
             yield
         if gateway is not None:
             await gateway.close()

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notify.gateway import DeliveryFailed, Gateway
+from services.notify.live import LiveFeed
 from services.notify.messages import Message, messages_for
 from shared.contracts import orders as o
 from shared.events import Event
@@ -34,8 +35,14 @@ class Sequence:
 
 
 class NotifyOwner:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], gateway: Gateway | None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        gateway: Gateway | None,
+        feed: LiveFeed | None = None,
+    ) -> None:
         self.db = db
+        self.feed = feed
         self.notifications = db["notifications"]
         self.households = db["households"]
         self._directory: dict[str, dict[str, Any]] = {}
@@ -47,6 +54,8 @@ class NotifyOwner:
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("recipient", 1), ("seq", 1)])
+        await self.notifications.create_index([("seq", 1)])  # the live feed's tail
+        await self.db["reads"].create_index([("recipient", 1)])
         await self.call_list.create_index([("community_id", 1), ("created_at", 1)])
         await self.db["grid_workers"].create_index([("community_id", 1), ("defined_at", -1)])
 
@@ -127,6 +136,8 @@ class NotifyOwner:
             fresh = True
         except DuplicateKeyError:
             fresh = False  # a re-delivery: keep the first; still make sure of the call list
+        if fresh and self.feed is not None:
+            self.feed.publish(doc)
         if channel == "call_list" and household is not None:
             entry = {
                 "_id": notification_id,

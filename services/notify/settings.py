@@ -14,5 +14,12 @@ class NotifySettings(ServiceSettings):
         description="SMS/push gateway webhook; unset: push notifications stay in the inbox",
     )
     stream_poll_seconds: float = Field(
-        default=0.5, gt=0, le=10, description="How often the live stream looks for news"
+        default=1.0,
+        gt=0,
+        le=10,
+        description="How often an instance with live streams open looks for notifications "
+        "other notify instances stored (its own are pushed at once)",
+    )
+    streams_per_inbox: int = Field(
+        default=5, ge=1, le=100, description="Live streams one inbox may hold open at once"
     )
