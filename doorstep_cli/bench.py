@@ -265,9 +265,10 @@ class Bench:
             )
             url = f"{self.urls['notify']}/v1/inbox/stream"
             async with client.stream("GET", url, headers=auth(tok)) as response:
-                opened += 1
                 async for line in response.aiter_lines():
-                    if line.startswith("data:"):
+                    if line.startswith(": live"):
+                        opened += 1
+                    elif line.startswith("data:"):
                         order_id = json.loads(line[5:]).get("order_id")
                         if order_id:
                             seen.setdefault(order_id, time.monotonic())
@@ -278,7 +279,6 @@ class Bench:
                 if opened >= len(homes):
                     break
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(2)  # each stream's backlog read
             idle0 = cpu_seconds(self.pids["notify"])
             await asyncio.sleep(10)
             idle_cpu = (cpu_seconds(self.pids["notify"]) - idle0) / 10
@@ -473,6 +473,7 @@ def start_services(
             "DOORSTEP_KAFKA_BOOTSTRAP": kafka,
             "DOORSTEP_MONGO_URL": mongo,
             "DOORSTEP_JWT_SECRET": SECRET,
+            "DOORSTEP_STREAM_POLL_SECONDS": "0",  # one notify instance, as make run
             "DOORSTEP_PORT": str(port),
         }
         with open(stack_dir / f"{name}.log", "wb") as out:

@@ -57,6 +57,8 @@ def run(
         "DOORSTEP_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "DOORSTEP_MONGO_URL": ferret.url,
         "DOORSTEP_JWT_SECRET": os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET),
+        # One notify instance here: nothing another stored to tail (a scan on SQLite).
+        "DOORSTEP_STREAM_POLL_SECONDS": os.environ.get("DOORSTEP_STREAM_POLL_SECONDS", "0"),
     }
     manager = Manager(Printer(sys.stdout))
     manager.add_process("kafka", _shell(kafka_cmd), env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -158,12 +159,14 @@ async def stream(
     database: Db,
     last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{20}$")] = None,
 ) -> AsyncIterable[ServerSentEvent]:
-    """What was stored since Last-Event-ID (or all of the inbox), read once; then each new
-    notification as the feed pushes it (services.notify.live) — no polling."""
-    after = last_event_id or "0" * 20
+    """Each new notification as the feed pushes it (services.notify.live) — no polling.
+    A stream starts from now (the inbox page is the history), announced by a ``live``
+    comment; one resumed with Last-Event-ID first gets what was stored since that id."""
+    after = last_event_id or f"{time.time_ns():020d}"
     with contextlib.suppress(TooManyStreams):  # lost a race for the last place: just end
         async with feed.subscribe(who) as pushed:
-            while True:  # subscribed first, so nothing stored meanwhile is missed
+            yield ServerSentEvent(comment="live")
+            while last_event_id:  # subscribed first, so nothing stored meanwhile is missed
                 docs = (
                     await database["notifications"]
                     .find({"recipient": who, "seq": {"$gt": after}})

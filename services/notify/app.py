@@ -28,9 +28,10 @@ def create_app(settings: NotifySettings) -> FastAPI:
         feed = LiveFeed(per_recipient=settings.streams_per_inbox)
         owner = NotifyOwner(runtime.db, gateway, feed)
         runtime.loop("indexes", owner.ensure_indexes)
-        runtime.loop(
-            "live-tail", lambda: feed.tail(owner.notifications, settings.stream_poll_seconds)
-        )
+        if settings.stream_poll_seconds > 0:  # 0: the only notify instance, nobody to tail
+            runtime.loop(
+                "live-tail", lambda: feed.tail(owner.notifications, settings.stream_poll_seconds)
+            )
         runtime.consume(SERVICE, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS], owner.handle)
         if gateway is not None:
             runtime.loop("requeue", owner.requeue_unsent)

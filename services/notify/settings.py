@@ -15,10 +15,10 @@ class NotifySettings(ServiceSettings):
     )
     stream_poll_seconds: float = Field(
         default=1.0,
-        gt=0,
+        ge=0,
         le=10,
         description="How often an instance with live streams open looks for notifications "
-        "other notify instances stored (its own are pushed at once)",
+        "other notify instances stored (its own are pushed at once); 0 when it is the only one",
     )
     streams_per_inbox: int = Field(
         default=5, ge=1, le=100, description="Live streams one inbox may hold open at once"

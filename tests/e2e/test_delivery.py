@@ -15,10 +15,19 @@ from tests.gateway import GatewayServer
 RESIDENT_STEPS = ["order.accepted", "task.assigned", "task.picked_up", "task.delivered"]
 
 
-def read_stream(url: str, headers: dict[str, str], want: int, into: list[dict[str, str]]) -> None:
+def read_stream(
+    url: str,
+    headers: dict[str, str],
+    want: int,
+    into: list[dict[str, str]],
+    live: threading.Event,
+) -> None:
     with httpx.Client(timeout=60) as client, client.stream("GET", url, headers=headers) as response:
         event: dict[str, str] = {}
         for line in response.iter_lines():
+            if line.startswith(": live"):  # subscribed: from now on nothing is missed
+                live.set()
+                continue
             if not line:
                 if "id" in event:
                     into.append(event)
@@ -38,6 +47,7 @@ def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: C
     elsewhere = community.volunteer("g6")  # on duty, but not the nearest
 
     streamed: list[dict[str, str]] = []
+    live = threading.Event()
     listener = threading.Thread(
         target=read_stream,
         args=(
@@ -45,10 +55,12 @@ def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: C
             auth(resident),
             len(RESIDENT_STEPS),
             streamed,
+            live,
         ),
         daemon=True,
     )
     listener.start()
+    assert live.wait(30), "the stream never said it was live"
 
     placed = community.ok(
         "POST",
@@ -120,6 +132,7 @@ def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: C
         {**auth(resident), "Last-Event-ID": ids[1]},
         2,
         resumed,
+        threading.Event(),
     )
     assert [e["id"] for e in resumed] == ids[2:]
 
