@@ -262,8 +262,11 @@ class EventConsumer:
         policy: RetryPolicy | None = None,
         listener: PartitionListener | None = None,
         client_id: str | None = None,
+        stall_seconds: float = 30.0,
     ) -> None:
         assert (handler is None) != (batch_handler is None), "one handler or a batch handler"
+        self.stall_seconds = stall_seconds
+        self.client: AIOKafkaConsumer | None = None  # the running client (diagnostics, tests)
         self.group_id = group_id
         self.topics = list(topics)
         self._bootstrap = bootstrap
@@ -298,9 +301,16 @@ class EventConsumer:
 
         try:
             await retry_forever(f"consumer {self.group_id} start", start)
+            self.client = consumer
             self.running.set()
+            progress = time.monotonic()
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
+                if any(batches.values()):
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > self.stall_seconds:
+                    await self._check_stalled(consumer)
+                    progress = time.monotonic()
                 inputs: list[Input] = []
                 for records in batches.values():
                     for record in records:
@@ -332,8 +342,30 @@ class EventConsumer:
                 )
         finally:
             self.running.clear()
+            self.client = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)
+
+    async def _check_stalled(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetching nothing for a while is normal; fetching nothing while the broker holds
+        records past our position is not: after a long broker outage an aiokafka consumer
+        can keep its old assignment and fetch nothing, for good (seen in the broker-down
+        fault test). Then this client is given up; the supervisor starts a fresh one."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(assigned), 10)
+            behind = {
+                f"{tp.topic}/{tp.partition}": ends[tp] - position
+                for tp in assigned
+                if ends[tp] > (position := await asyncio.wait_for(consumer.position(tp), 10))
+            }
+        except (KafkaError, TimeoutError):
+            return  # the broker is away: nothing to conclude
+        if behind:
+            log.warning("kafka.consumer_stalled", group=self.group_id, behind=behind)
+            raise ConsumerStalled(self.group_id)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
@@ -392,6 +424,10 @@ class EventConsumer:
                 log.warning("handler.failed", attempt=attempt, error=repr(exc), retry_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, policy.max_backoff)
+
+
+class ConsumerStalled(Exception):
+    """A consumer that fetches nothing while records wait for it (see _check_stalled)."""
 
 
 class _Told(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -21,6 +21,7 @@ from shared import mongo
 from shared.commands import OutcomeBoard, listen_for_outcomes
 from shared.http import UNAVAILABLE, ReadinessCheck
 from shared.kafka import (
+    ConsumerStalled,
     EventConsumer,
     EventPublisher,
     Handler,
@@ -170,6 +171,8 @@ class ServiceRuntime:
                 raise
             except UNAVAILABLE as exc:  # waited out, not a crash
                 log.warning("background.unavailable", task=name, error=repr(exc), restart_in=1.0)
+                await asyncio.sleep(1.0)
+            except ConsumerStalled:  # logged where it was found; a fresh client now
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("background.crashed", task=name, restart_in=1.0)

@@ -7,13 +7,20 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.contracts.volunteers import ShiftStarted
 from shared.events import Event, to_record
-from shared.kafka import EventConsumer, EventPublisher, RetryPolicy, ensure_topics
+from shared.kafka import (
+    ConsumerStalled,
+    EventConsumer,
+    EventPublisher,
+    RetryPolicy,
+    ensure_topics,
+)
 from shared.topics import dlq
 from tests.conftest import Stack
 
@@ -306,3 +313,49 @@ async def test_a_consumer_that_stopped_is_run_again_with_a_fresh_client_and_cons
     finally:
         await stop(second, publisher)
     assert len(set(seen)) == 2
+
+
+async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_client(
+    stack: Stack, unique: str
+) -> None:
+    """After a long broker outage an aiokafka consumer can keep its assignment and fetch
+    nothing, for good. Stood in for by pausing its partitions: the run must end (stalled),
+    and a fresh run (what the supervisor does) consumes what waited."""
+    topic = f"t.stall.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    seen: list[str] = []
+
+    async def handler(received: Event) -> None:
+        seen.append(received.id)
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
+        stall_seconds=2,
+    )
+    first = await run_consumer(consumer)
+    second: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(30):
+            while consumer.client is None or not consumer.client.assignment():
+                await asyncio.sleep(0.1)
+        consumer.client.pause(*consumer.client.assignment())
+        await publisher.publish(topic, shift_event("datong", 1))
+        with pytest.raises(ConsumerStalled):
+            await asyncio.wait_for(first, 30)
+        assert seen == []
+        second = await run_consumer(consumer)
+        async with asyncio.timeout(30):
+            while not seen:
+                await asyncio.sleep(0.1)
+    finally:
+        for task in (first, second):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
