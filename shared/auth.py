@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from shared.problem import Problem
 
 ISSUER = "doorstep"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="doorstep"'}  # on every 401
 ALGORITHM = "HS256"
 
 
@@ -127,7 +128,7 @@ def current_principal(
             "Unauthorized",
             "a bearer token is required",
             kind="unauthorized",
-            headers={"WWW-Authenticate": 'Bearer realm="doorstep"'},
+            headers=CHALLENGE,
         )
     secret: str = request.app.state.jwt_secret
     return decode(secret, credentials.credentials)

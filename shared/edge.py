@@ -12,20 +12,18 @@ first. Here, before routing:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import decode
-from shared.problem import Problem
+from shared.auth import CHALLENGE, decode
+from shared.problem import PROBLEM_JSON, Problem, problem_body
 
 DEFAULT_BODY_LIMIT = 64 * 1024  # every JSON body of the API fits many times over
 PROTECTED = "/v1/"
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="doorstep"'}
 
 
 class Gate:
@@ -53,26 +51,28 @@ class Gate:
         if path.startswith(PROTECTED):
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                await refuse(send, path, 401, "Unauthorized", "a bearer token is required")
+                await refuse(
+                    scope, receive, send, 401, "Unauthorized", "a bearer token is required"
+                )
                 return
             secret = getattr(scope["app"].state, "jwt_secret", None)
             if secret is None:  # still starting
-                await refuse(send, path, 503, "Service unavailable", "starting up")
+                await refuse(scope, receive, send, 503, "Service unavailable", "starting up")
                 return
             try:
                 principal = decode(secret, token.strip())
             except Problem as exc:
-                await refuse(send, path, 401, "Unauthorized", exc.detail or exc.title)
+                await refuse(scope, receive, send, 401, "Unauthorized", exc.detail or exc.title)
                 return
             scope.setdefault("state", {})["principal"] = principal
         limit = self.limit_for(path)
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await refuse(send, path, 400, "Bad request", "malformed Content-Length")
+                await refuse(scope, receive, send, 400, "Bad request", "malformed Content-Length")
                 return
             if int(declared) > limit:
-                await refuse(send, path, 413, "Too large", f"at most {limit} bytes here")
+                await refuse(scope, receive, send, 413, "Too large", f"at most {limit} bytes here")
                 return
         await self.app(scope, _counting(receive, limit), send)
 
@@ -93,22 +93,15 @@ def _counting(receive: Receive, limit: int) -> Receive:
     return counted
 
 
-async def refuse(send: Send, path: str, status: int, title: str, detail: str) -> None:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": path,
-    }
-    raw = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(raw)).encode()),
-    ]
-    if status == 401:
-        headers += [(k.lower().encode(), v.encode()) for k, v in CHALLENGE.items()]
-    # The body is left unread; the connection closes rather than draining it.
-    headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": raw})
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, title: str, detail: str
+) -> None:
+    # The body is left unread: the connection closes rather than draining it.
+    headers = {"Connection": "close", **(CHALLENGE if status == 401 else {})}
+    response = JSONResponse(
+        problem_body(scope["path"], status, title, detail),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+    await response(scope, receive, send)

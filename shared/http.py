@@ -21,11 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
 from shared.openapi import describe_errors
-from shared.problem import Problem
+from shared.problem import PROBLEM_JSON, Problem, problem_body
 
 log = get_logger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-ID"
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -39,15 +38,7 @@ def problem_response(
     kind: str = "about:blank",
     **extra: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": kind if kind == "about:blank" else f"https://doorstep.dev/problems/{kind}",
-        "title": title,
-        "status": status,
-        "instance": request.url.path,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
+    body = problem_body(request.url.path, status, title, detail, kind, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 

@@ -25,3 +25,27 @@ class Problem(Exception):
         self.kind = kind or title.lower().replace(" ", "-")
         self.headers = headers or {}
         self.extra = extra
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_body(
+    path: str,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    kind: str = "about:blank",
+    **extra: Any,
+) -> dict[str, Any]:
+    """RFC 9457 problem details, as every error of every service is rendered."""
+    body: dict[str, Any] = {
+        "type": kind if kind == "about:blank" else f"https://doorstep.dev/problems/{kind}",
+        "title": title,
+        "status": status,
+        "instance": path,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return body
