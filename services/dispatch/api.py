@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
-from pymongo.asynchronous.database import AsyncDatabase
 
+from services.dispatch.views import open_tasks
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Principal, Role, Volunteer, require
 from shared.commands import CommandSender, new_command_id
@@ -18,39 +18,6 @@ from shared.contracts.base import Payload
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
-
-
-def task_view(task: dict[str, Any], volunteers: dict[str, Any]) -> dict[str, Any]:
-    order = task["order"]
-    view = {
-        "order_id": order["order_id"],
-        "state": task["state"],
-        "volunteer_id": task.get("volunteer_id"),
-        "offer_expires_at": task.get("offer_expires_at"),
-        "attempt": task.get("attempt", 0),
-        "escalated": task.get("escalated", False),
-        "category": order["category"],
-        "items": order["items"],
-        "priority": order["priority"],
-        "grid_id": order["grid_id"],
-        "address": order["address"],
-        "placed_at": order["placed_at"],
-    }
-    if view["volunteer_id"] in volunteers:
-        view["volunteer_name"] = volunteers[view["volunteer_id"]]["name"]
-    return view
-
-
-async def board_of(
-    request: Request, database: AsyncDatabase[dict[str, Any]], community: str
-) -> dict[str, Any]:
-    """The owner's live board when this instance owns the community (no database read on
-    the volunteers' polling path); otherwise the last stored board."""
-    owned = request.app.state.owner.state(community)
-    if owned is not None:
-        return owned.model_dump(mode="json", include={"tasks", "volunteers"})  # type: ignore[no-any-return]
-    doc = await database["boards"].find_one({"_id": community}, {"board": 1})
-    return (doc or {}).get("board", {"tasks": {}, "volunteers": {}})  # type: ignore[no-any-return]
 
 
 @router.get(
@@ -66,26 +33,9 @@ async def list_tasks(
     community = principal.community_id if principal.role is not Role.ops else community_id
     if community is None:
         raise Problem(422, "Invalid request", "community_id is required", kind="validation")
-    board = await board_of(request, database, community)
-    tasks = [task_view(t, board["volunteers"]) for t in board["tasks"].values()]
-    if principal.role is Role.volunteer:
-        tasks = [t for t in tasks if t["volunteer_id"] == principal.volunteer_id]
-    tasks.sort(key=lambda t: (-t["priority"], t["placed_at"]))
-    on_duty = [
-        {
-            "volunteer_id": vid,
-            "name": vol["name"],
-            "grid_id": vol["shift_grid_id"],
-            "load": sum(1 for t in tasks if t["volunteer_id"] == vid),
-            "capacity": vol["capacity"],
-        }
-        for vid, vol in board["volunteers"].items()
-        if vol.get("shift_grid_id")
-    ]
-    result: dict[str, Any] = {"tasks": tasks}
-    if principal.role is not Role.volunteer:
-        result["on_duty"] = on_duty
-    return result
+    board = request.app.state.owner.state(community)
+    mine = principal.volunteer_id if principal.role is Role.volunteer else None
+    return await open_tasks(board, database, community, mine)
 
 
 def volunteer(principal: Principal) -> tuple[str, str]:

@@ -7,12 +7,21 @@ Invariants the board keeps by construction:
 - a volunteer's load is derived from the tasks, and an offer is only made below capacity;
 - every task is waiting (visibly, and escalated once nobody fits), offered, assigned or
   picked up; delivered, failed and cancelled tasks leave the board.
+
+The board keeps indexes beside its tasks and volunteers (who is free, by grid and skill;
+who waits, by skill and urgency; who holds and who let pass what), so a decision costs
+what it changes, not the size of the community. Every change to a task ends in
+``_sync(order_id)`` and every change to a volunteer in ``_refile(volunteer_id)``: they
+bring the indexes, and the list of documents to store, up to date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from heapq import merge
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -39,6 +48,40 @@ def photo_proves(order: OrderFacts) -> bool:
     return order.category == Category.garbage or HouseholdFlag.no_smartphone in (
         order.household_flags
     )
+
+
+@dataclass
+class Index:
+    """What the board keeps beside its tasks and volunteers (see the module docstring)."""
+
+    free: matching.FreeVolunteers = field(default_factory=matching.FreeVolunteers)
+    waiting: matching.WaitingQueue = field(default_factory=matching.WaitingQueue)
+    unescalated: set[str] = field(default_factory=set)  # waiting, grid worker not told
+    holder: dict[str, str] = field(default_factory=dict)  # order -> volunteer
+    held: dict[str, set[str]] = field(default_factory=dict)  # volunteer -> orders
+    tried_of: dict[str, set[str]] = field(default_factory=dict)  # order -> volunteers
+    tried_by: dict[str, set[str]] = field(default_factory=dict)  # volunteer -> orders
+    dirty_tasks: set[str] = field(default_factory=set)
+    dirty_volunteers: set[str] = field(default_factory=set)
+    grids_dirty: bool = False
+    stored_tasks: set[str] = field(default_factory=set)
+    stored_volunteers: set[str] = field(default_factory=set)
+    volunteer_docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # as last stored
+
+    def agreement(self) -> dict[str, Any]:
+        """What the indexes say, comparable with those of a board built anew (tests)."""
+        return {
+            "free": self.free.filed(),
+            "waiting": self.waiting.queued(),
+            "unescalated": self.unescalated,
+            "held": {k: v for k, v in self.held.items() if v},
+            "tried_by": {k: v for k, v in self.tried_by.items() if v},
+        }
+
+    def take_changes(self) -> tuple[list[str], list[str], bool]:
+        changed = (sorted(self.dirty_tasks), sorted(self.dirty_volunteers), self.grids_dirty)
+        self.dirty_tasks, self.dirty_volunteers, self.grids_dirty = set(), set(), False
+        return changed
 
 
 class TaskState(StrEnum):
@@ -85,21 +128,82 @@ class Board(BaseModel):
     volunteers: dict[str, Volunteer] = Field(default_factory=dict)
     offer_timeout_seconds: float = 120.0
     escalate_after_seconds: float = 600.0
-    # What the owner last stored of this board (not part of it): see DispatchRules.changes.
-    _stored: dict[str, Any] | None = PrivateAttr(default=None)
-
-    @property
-    def stored(self) -> dict[str, Any] | None:
-        return self._stored
-
-    @stored.setter
-    def stored(self, dump: dict[str, Any]) -> None:
-        self._stored = dump
+    _index: Index | None = PrivateAttr(default=None)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
+    def model_post_init(self, context: object) -> None:
+        """The indexes, built from the tasks and volunteers a board starts with (restored
+        from its documents: all of them stored already); every decision keeps them."""
+        self._index = Index(stored_tasks=set(self.tasks), stored_volunteers=set(self.volunteers))
+        for order_id in self.tasks:
+            self._sync(order_id)
+        for volunteer_id in self.volunteers:
+            self._refile(volunteer_id)
+        self._index.take_changes()
+
+    @property
+    def ix(self) -> Index:
+        # Read from pydantic's private store directly: its attribute hook costs more than
+        # the matching itself on this path.
+        index: Index = self.__pydantic_private__["_index"]  # type: ignore[index]
+        return index
+
     def load(self, volunteer_id: str) -> int:
-        return sum(1 for t in self.tasks.values() if t.volunteer_id == volunteer_id)
+        return len(self.ix.held.get(volunteer_id, ()))
+
+    def held_by(self, volunteer_id: str) -> list[Task]:
+        return [self.tasks[o] for o in sorted(self.ix.held.get(volunteer_id, ()))]
+
+    def _sync(self, order_id: str) -> None:
+        """Bring the indexes in line with the task as it is now (or gone)."""
+        ix = self.ix
+        task = self.tasks.get(order_id)
+        before = ix.holder.pop(order_id, None)
+        if before is not None:
+            ix.held[before].discard(order_id)
+        ix.waiting.remove(order_id)
+        ix.unescalated.discard(order_id)
+        for volunteer_id in ix.tried_of.pop(order_id, ()):
+            ix.tried_by[volunteer_id].discard(order_id)
+        after = task.volunteer_id if task is not None else None
+        if task is not None:
+            if after is not None:
+                ix.holder[order_id] = after
+                ix.held.setdefault(after, set()).add(order_id)
+            if task.state is TaskState.waiting:
+                ix.waiting.add(need_of(task))
+                if not task.escalated:
+                    ix.unescalated.add(order_id)
+            ix.tried_of[order_id] = set(task.tried)
+            for volunteer_id in task.tried:
+                ix.tried_by.setdefault(volunteer_id, set()).add(order_id)
+        ix.dirty_tasks.add(order_id)
+        for holder in {before, after}:
+            if holder is not None:
+                self._refile(holder)
+
+    def _refile(self, volunteer_id: str) -> None:
+        ix = self.ix
+        volunteer = self.volunteers.get(volunteer_id)
+        ix.dirty_volunteers.add(volunteer_id)
+        if volunteer is None or volunteer.shift_grid_id is None:
+            ix.free.withdraw(volunteer_id)
+            return
+        ix.free.file(
+            matching.Candidate(
+                volunteer_id=volunteer_id,
+                grid_id=volunteer.shift_grid_id,
+                skills=frozenset(volunteer.skills),
+                capacity=volunteer.capacity,
+                load=len(ix.held.get(volunteer_id, ())),
+                idle_since=volunteer.idle_since,
+            )
+        )
+
+    def take_changes(self) -> tuple[list[str], list[str], bool]:
+        """Tasks, volunteers (ids) and whether the grids changed since the last call."""
+        return self.ix.take_changes()
 
     def neighbours(self) -> dict[str, list[str]]:
         return {g.grid_id: g.neighbours for g in self.grids.values()}
@@ -108,12 +212,14 @@ class Board(BaseModel):
 
     def define(self, grids: list[Grid], now: datetime) -> list[Payload]:
         self.grids = {g.grid_id: g for g in grids}
+        self.ix.grids_dirty = True
         return self.match(now)
 
     def order_open(self, facts: OrderFacts, now: datetime) -> list[Payload]:
         """An accepted or re-opened order joins the queue (unless it is already on it)."""
         if facts.order_id not in self.tasks:
             self.tasks[facts.order_id] = Task(order=facts)
+            self._sync(facts.order_id)
         return self.match(now)
 
     def cancel(self, order_id: str, by_role: str, now: datetime) -> list[Payload]:
@@ -130,7 +236,7 @@ class Board(BaseModel):
                     reason="a volunteer has already picked it up; call the community to cancel",
                 )
             ]
-        del self.tasks[order_id]
+        self._drop(order_id)
         events: list[Payload] = [d.TaskCancelled(order=task.ref(), by_role=by_role)]
         if task.volunteer_id is not None:
             events.append(
@@ -146,6 +252,7 @@ class Board(BaseModel):
         task = self.tasks.get(order_id)
         if task is not None:
             task.order = task.order.model_copy(update={"priority": priority})
+            self._sync(order_id)
         return self.match(now)
 
     def volunteer_approved(
@@ -161,9 +268,10 @@ class Board(BaseModel):
             shift_id=known.shift_id if known else None,
             idle_since=known.idle_since if known else now,
         )
+        self._refile(volunteer_id)
         # A lower capacity withdraws live offers above it; accepted tasks stay.
         events: list[Payload] = []
-        for task in list(self.tasks.values()):
+        for task in self.held_by(volunteer_id):
             if self.load(volunteer_id) <= capacity:
                 break
             if task.volunteer_id == volunteer_id and task.state is TaskState.offered:
@@ -181,6 +289,7 @@ class Board(BaseModel):
             return []  # not approved (yet): the approval brings them in
         volunteer.shift_grid_id, volunteer.shift_id = grid_id, shift_id
         volunteer.idle_since = now
+        self._refile(volunteer_id)
         self._available_again(volunteer_id)
         return self.match(now)
 
@@ -189,10 +298,11 @@ class Board(BaseModel):
         if volunteer is None or volunteer.shift_id != shift_id:
             return []
         volunteer.shift_grid_id = volunteer.shift_id = None
+        self._refile(volunteer_id)
         # Live offers go to someone else; tasks already accepted stay with the volunteer.
         events: list[Payload] = []
-        for task in self.tasks.values():
-            if task.volunteer_id == volunteer_id and task.state is TaskState.offered:
+        for task in self.held_by(volunteer_id):
+            if task.state is TaskState.offered:
                 events.append(
                     d.OfferWithdrawn(order=task.ref(), volunteer_id=volunteer_id, reason="off duty")
                 )
@@ -212,6 +322,7 @@ class Board(BaseModel):
     def accept(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
         task = self._task_of(order_id, volunteer_id, TaskState.offered)
         task.state, task.offer_expires_at = TaskState.assigned, None
+        self._sync(order_id)
         name = self.volunteers[volunteer_id].name if volunteer_id in self.volunteers else ""
         return [d.TaskAssigned(order=task.ref(), volunteer_id=volunteer_id, volunteer_name=name)]
 
@@ -239,6 +350,7 @@ class Board(BaseModel):
     def pick_up(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
         task = self._task_of(order_id, volunteer_id, TaskState.assigned)
         task.state = TaskState.picked_up
+        self._sync(order_id)
         return [d.TaskPickedUp(order=task.ref(), volunteer_id=volunteer_id)]
 
     def deliver(
@@ -266,7 +378,7 @@ class Board(BaseModel):
             proof = "photo"
         else:
             raise Rejection(422, "proof is required: the household's handoff code or a photo URL")
-        del self.tasks[order_id]
+        self._drop(order_id)
         self._freed(volunteer_id, now)
         self._available_again(volunteer_id)
         delivered = d.TaskDelivered(
@@ -281,12 +393,14 @@ class Board(BaseModel):
         """Four digits are guessed in minutes without a limit: a few tries, then the task
         locks and its grid worker is told (the attempt count is kept, so it refuses)."""
         task.wrong_codes += 1
+        self._sync(task.order.order_id)
         left = MAX_CODE_ATTEMPTS - task.wrong_codes
         if left > 0:
             raise Rejection(
                 422, f"the handoff code does not match this household's ({left} tries left)"
             )
         task.locked = True
+        self._sync(task.order.order_id)
         reason = f"{MAX_CODE_ATTEMPTS} wrong handoff codes: delivery locked"
         raise Rejection(423, LOCKED, "Locked", events=[self._escalation(task, reason)])
 
@@ -299,7 +413,7 @@ class Board(BaseModel):
         now: datetime,
     ) -> list[Payload]:
         task = self._task_of(order_id, volunteer_id, TaskState.assigned, TaskState.picked_up)
-        del self.tasks[order_id]  # staff decide: re-open (it comes back) or close
+        self._drop(order_id)  # staff decide: re-open (it comes back) or close
         self._freed(volunteer_id, now)
         self._available_again(volunteer_id)
         failed = d.TaskFailed(order=task.ref(), volunteer_id=volunteer_id, reason=reason, note=note)
@@ -323,6 +437,7 @@ class Board(BaseModel):
         if task is None or task.late or task.state not in (TaskState.waiting, TaskState.offered):
             return []
         task.late = True
+        self._sync(order_id)
         minutes = int((now - task.order.placed_at).total_seconds() // 60)
         return [self._escalation(task, f"not taken after {minutes} minutes")]
 
@@ -348,73 +463,98 @@ class Board(BaseModel):
         if task.volunteer_id and task.volunteer_id not in task.tried:
             task.tried.append(task.volunteer_id)
         task.state, task.volunteer_id, task.offer_expires_at = TaskState.waiting, None, None
+        self._sync(task.order.order_id)
+
+    def _drop(self, order_id: str) -> None:
+        del self.tasks[order_id]
+        self._sync(order_id)
 
     def _freed(self, volunteer_id: str, now: datetime) -> None:
         volunteer = self.volunteers.get(volunteer_id)
         if volunteer is not None:
             volunteer.idle_since = now
+            self._refile(volunteer_id)
 
     def _available_again(self, volunteer_id: str) -> None:
         """A volunteer who finished a task or came on duty may be asked again about an
         escalated order they once let pass: nobody else could take it."""
-        for task in self.tasks.values():
-            if task.escalated and volunteer_id in task.tried:
+        for order_id in sorted(self.ix.tried_by.get(volunteer_id, ())):
+            task = self.tasks[order_id]
+            if task.escalated:
                 task.tried.remove(volunteer_id)
+                self._sync(order_id)
 
     def match(self, now: datetime) -> list[Payload]:
         """Offer every waiting task, most urgent first, to its best candidate; escalate the
-        ones nobody can take (once, until someone suitable appears)."""
-        events: list[Payload] = []
-        waiting = [
-            matching.Need(
-                order_id=t.order.order_id,
-                grid_id=t.order.grid_id,
-                category=Category(t.order.category),
-                priority=t.order.priority,
-                placed_at=t.order.placed_at,
-                tried=frozenset(t.tried),
-            )
-            for t in self.tasks.values()
-            if t.state is TaskState.waiting
-        ]
-        for need in matching.queue(waiting):
-            task = self.tasks[need.order_id]
-            candidates = [
-                matching.Candidate(
-                    volunteer_id=v.volunteer_id,
-                    grid_id=v.shift_grid_id,
-                    skills=frozenset(v.skills),
-                    capacity=v.capacity,
-                    load=self.load(v.volunteer_id),
-                    idle_since=v.idle_since,
-                )
-                for v in self.volunteers.values()
-                if v.shift_grid_id is not None
-            ]
-            best = matching.rank(need, candidates, self.neighbours())
-            if best:
-                chosen = best[0].volunteer_id
-                task.state, task.volunteer_id = TaskState.offered, chosen
-                task.attempt += 1
-                task.offer_expires_at = now + timedelta(seconds=self.offer_timeout_seconds)
-                task.escalated = False
-                events.append(
-                    d.OfferMade(
-                        order=task.ref(),
-                        volunteer_id=chosen,
-                        expires_at=task.offer_expires_at,
-                        category=task.order.category,
-                        address=task.order.address,
-                        items=task.order.items,
-                        attempt=task.attempt,
-                    )
-                )
+        ones nobody can take (once, until someone suitable appears).
+
+        Only the lines of skills someone free has are walked, and each only while someone
+        with that skill is free (an offer only ever takes capacity away): with everyone
+        busy a new order costs its own escalation, not a walk of the queue."""
+        ix = self.ix
+        lines_free = [skill for skill in ix.waiting.skills() if ix.free.anyone_with(skill)]
+        if not lines_free and not ix.unescalated:
+            return []  # the common case on a busy day: nobody free for anyone waiting
+        neighbours = self.neighbours()
+        decided: dict[str, Payload] = {}
+        lines = [self._while_free(skill) for skill in lines_free]
+        for (_, _, order_id), skill in merge(*lines):
+            if not ix.free.anyone_with(skill):
+                continue  # taken since it was drawn: the line ends with its next draw
+            task = self.tasks[order_id]
+            chosen = ix.free.best(need_of(task), neighbours)
+            if chosen is not None:
+                decided[order_id] = self._offer(task, chosen, now)
             elif not task.escalated:
-                task.escalated = True
-                reason = (
-                    "every suitable volunteer declined or did not answer"
-                    if task.tried
-                    else "no suitable volunteer on duty"
-                )
-                events.append(self._escalation(task, reason))
-        return events
+                decided[order_id] = self._escalate_waiting(task)
+        # Whoever is left unescalated has nobody free with their skill at all.
+        for order_id in list(ix.unescalated):
+            decided[order_id] = self._escalate_waiting(self.tasks[order_id])
+        return [decided[o] for o in sorted(decided, key=lambda o: urgency_of(self.tasks[o]))]
+
+    def _while_free(self, skill: Skill | None) -> Iterator[tuple[matching.Urgency, Skill | None]]:
+        for urgency in self.ix.waiting.walk(skill):
+            if not self.ix.free.anyone_with(skill):
+                return
+            yield urgency, skill
+
+    def _offer(self, task: Task, volunteer_id: str, now: datetime) -> Payload:
+        task.state, task.volunteer_id = TaskState.offered, volunteer_id
+        task.attempt += 1
+        task.offer_expires_at = now + timedelta(seconds=self.offer_timeout_seconds)
+        task.escalated = False
+        self._sync(task.order.order_id)
+        return d.OfferMade(
+            order=task.ref(),
+            volunteer_id=volunteer_id,
+            expires_at=task.offer_expires_at,
+            category=task.order.category,
+            address=task.order.address,
+            items=task.order.items,
+            attempt=task.attempt,
+        )
+
+    def _escalate_waiting(self, task: Task) -> Payload:
+        task.escalated = True
+        self._sync(task.order.order_id)
+        reason = (
+            "every suitable volunteer declined or did not answer"
+            if task.tried
+            else "no suitable volunteer on duty"
+        )
+        return self._escalation(task, reason)
+
+
+def need_of(task: Task) -> matching.Need:
+    return matching.Need(
+        order_id=task.order.order_id,
+        grid_id=task.order.grid_id,
+        category=Category(task.order.category),
+        priority=task.order.priority,
+        placed_at=task.order.placed_at,
+        tried=frozenset(task.tried),
+    )
+
+
+def urgency_of(task: Task) -> matching.Urgency:
+    return (-task.order.priority, task.order.placed_at, task.order.order_id)

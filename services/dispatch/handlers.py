@@ -1,8 +1,10 @@
 """Dispatch's rules: one explicit table from input type to a board decision, one line each.
 
 Pure: the shared owner (``shared.owner.CommunityLog``) feeds a community's inputs to its
-board and stores what they decide as one log entry; the board document it derives is the
-read model (and the snapshot a new owner restores from).
+board and stores what they decide as one log entry; the documents it derives (one per open
+task, one per volunteer, one for the community's grids) are the read model and the
+snapshot a new owner restores from. A decision's entry holds only the documents it
+changed: a community with 5,000 open tasks does not rewrite them all per input.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from shared.events import Event
 from shared.owner import Change, Decide, Decision
 from shared.topics import DISPATCH_EVENTS
 
-BOARDS = "boards"
+BOARDS = "boards"  # one per community: its grids
+TASKS = "tasks"  # one per open task: "{community}:{order}"
+CADRES = "volunteers"  # one per volunteer the community's board knows: "{community}:{vid}"
 Apply = Callable[[Board, Any, datetime], list[Payload]]
 
 
@@ -48,7 +52,7 @@ def command(apply: Apply) -> Decide[Board]:
 class DispatchRules:
     service: str = "dispatch"
     events_topic: str = DISPATCH_EVENTS
-    collections: tuple[str, ...] = (BOARDS,)
+    collections: tuple[str, ...] = (BOARDS, TASKS, CADRES)
 
     def __init__(self, offer_timeout_seconds: float, escalate_after_seconds: float) -> None:
         self.offer_timeout = offer_timeout_seconds
@@ -88,22 +92,64 @@ class DispatchRules:
         }
 
     def restore(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> Board:
-        stored = docs.get(BOARDS) or []
-        board = (
-            Board.model_validate(stored[0]["board"]) if stored else Board(community_id=community_id)
-        )
+        boards = docs.get(BOARDS) or [{}]
+        if "board" in boards[0]:
+            # Stored before boards were split into documents: all of it is written anew.
+            board = Board.model_validate(boards[0]["board"])
+            board.ix.stored_tasks, board.ix.stored_volunteers = set(), set()
+            board.ix.dirty_tasks, board.ix.dirty_volunteers = (
+                set(board.tasks),
+                set(board.volunteers),
+            )
+            board.ix.grids_dirty = True
+        else:
+            board = Board(
+                community_id=community_id,
+                grids=boards[0].get("grids", {}),
+                tasks={t["task"]["order"]["order_id"]: t["task"] for t in docs.get(TASKS, [])},
+                volunteers={
+                    v["volunteer"]["volunteer_id"]: v["volunteer"] for v in docs.get(CADRES, [])
+                },
+            )
         board.offer_timeout_seconds = self.offer_timeout
         board.escalate_after_seconds = self.escalate_after
-        board.stored = board.model_dump(mode="json")
         return board
 
     def changes(self, board: Board) -> list[Change]:
-        """The whole board when it changed (it holds only open tasks and the community's
-        volunteers), compared with what this board object last stored or was restored
-        from (a reloaded board is a new object, with its own baseline)."""
-        dump = board.model_dump(mode="json")
-        if board.stored == dump:
-            return []
-        board.stored = dump
-        doc = {"_id": board.community_id, "community_id": board.community_id, "board": dump}
-        return [Change(BOARDS, board.community_id, doc)]
+        """The documents of the tasks and volunteers the decisions touched (a task that
+        left the board is removed), and the grids if they were defined again."""
+        tasks, volunteers, grids = board.take_changes()
+        community = board.community_id
+        stored_tasks, stored_volunteers = board.ix.stored_tasks, board.ix.stored_volunteers
+        changes: list[Change] = []
+        if grids:
+            grid_docs = {g: grid.model_dump(mode="json") for g, grid in board.grids.items()}
+            doc = {"_id": community, "community_id": community, "grids": grid_docs}
+            changes.append(Change(BOARDS, community, doc))
+        for order_id in tasks:
+            task = board.tasks.get(order_id)
+            doc_id = f"{community}:{order_id}"
+            if task is not None:
+                doc = {
+                    "_id": doc_id,
+                    "community_id": community,
+                    "task": task.model_dump(mode="json"),
+                }
+                changes.append(Change(TASKS, doc_id, doc, new=order_id not in stored_tasks))
+                stored_tasks.add(order_id)
+            elif order_id in stored_tasks:
+                changes.append(Change(TASKS, doc_id, None))
+                stored_tasks.discard(order_id)
+        for volunteer_id in volunteers:
+            volunteer = board.volunteers.get(volunteer_id)
+            if volunteer is None:
+                continue  # volunteers are never removed from a board
+            doc_id = f"{community}:{volunteer_id}"
+            dump = volunteer.model_dump(mode="json")
+            if board.ix.volunteer_docs.get(volunteer_id) == dump:
+                continue  # only their load changed: that is the tasks' to say
+            board.ix.volunteer_docs[volunteer_id] = dump
+            doc = {"_id": doc_id, "community_id": community, "volunteer": dump}
+            changes.append(Change(CADRES, doc_id, doc, new=volunteer_id not in stored_volunteers))
+            stored_volunteers.add(volunteer_id)
+        return changes

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+
+from sortedcontainers import SortedList
 
 from shared.contracts.orders import Category
 from shared.contracts.volunteers import Skill
@@ -86,3 +88,149 @@ def rank(
 def queue(needs: Iterable[Need]) -> list[Need]:
     """Urgent first, then first come."""
     return sorted(needs, key=lambda n: (-n.priority, n.placed_at, n.order_id))
+
+
+# --- the indexes a board decides with -------------------------------------------------------
+# ``rank`` and ``queue`` above say what is chosen; these find the same answer without
+# walking every volunteer and order: a decision touches only what it changes (10,000
+# cadres and 5,000 waiting orders in one community must not cost a scan per input).
+
+Fairness = tuple[int, datetime, str]  # load, idle since, volunteer id: best first
+Urgency = tuple[int, datetime, str]  # -priority, placed at, order id: first first
+ANY_SKILL: None = None
+
+
+class FreeVolunteers:
+    """On-duty volunteers with free capacity, per (grid, skill), fairest first. A volunteer
+    is filed under each of their skills and under ``ANY_SKILL``."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, Skill | None], SortedList] = {}
+        self._grids: set[str] = set()
+        self._filed: dict[str, tuple[Fairness, str, tuple[Skill | None, ...]]] = {}
+        self._free_with: dict[Skill | None, int] = {}
+
+    def file(self, candidate: Candidate) -> None:
+        """(Re)file a volunteer as they are now: free only below capacity."""
+        fairness = (candidate.load, candidate.idle_since, candidate.volunteer_id)
+        filed = self._filed.get(candidate.volunteer_id)
+        if (
+            filed is not None
+            and filed[0] == fairness
+            and filed[1] == candidate.grid_id
+            and len(filed[2]) == len(candidate.skills) + 1
+            and candidate.skills.issuperset(filed[2][1:])
+            and candidate.load < candidate.capacity
+        ):
+            return  # filed as they are
+        self.withdraw(candidate.volunteer_id)
+        if candidate.load >= candidate.capacity:
+            return
+        skills = (ANY_SKILL, *sorted(candidate.skills))
+        for skill in skills:
+            filed_under = self._files.get((candidate.grid_id, skill))
+            if filed_under is None:
+                filed_under = self._files[(candidate.grid_id, skill)] = SortedList()
+            filed_under.add(fairness)
+            self._free_with[skill] = self._free_with.get(skill, 0) + 1
+        self._grids.add(candidate.grid_id)
+        self._filed[candidate.volunteer_id] = (fairness, candidate.grid_id, skills)
+
+    def withdraw(self, volunteer_id: str) -> None:
+        filed = self._filed.pop(volunteer_id, None)
+        if filed is None:
+            return
+        fairness, grid_id, skills = filed
+        for skill in skills:
+            self._files[(grid_id, skill)].remove(fairness)
+            self._free_with[skill] -= 1
+
+    def filed(self) -> dict[str, tuple[Fairness, str]]:
+        """Who is filed where (to check the index against one built anew)."""
+        return {vid: (fairness, grid) for vid, (fairness, grid, _) in self._filed.items()}
+
+    def anyone_with(self, skill: Skill | None) -> bool:
+        return self._free_with.get(skill, 0) > 0
+
+    def best(self, need: Need, neighbours: Mapping[str, Iterable[str]]) -> str | None:
+        """``rank(need, ...)[0]``: the order's grid, then its neighbours, then the rest;
+        within a tier the fairest volunteer not yet tried."""
+        skill = REQUIRED_SKILL[need.category]
+        chosen = self._first(need.grid_id, skill, need.tried)
+        if chosen is not None:
+            return chosen[2]
+        near = set(neighbours.get(need.grid_id, ()))
+        near.discard(need.grid_id)
+        for tier in (near, self._grids - near - {need.grid_id}):
+            for grid_id in tier:
+                first = self._first(grid_id, skill, need.tried)
+                if first is not None and (chosen is None or first < chosen):
+                    chosen = first
+            if chosen is not None:
+                return chosen[2]
+        return None
+
+    def _first(self, grid_id: str, skill: Skill | None, tried: frozenset[str]) -> Fairness | None:
+        filed = self._files.get((grid_id, skill))
+        if not filed:
+            return None
+        if not tried:
+            return filed[0]  # type: ignore[no-any-return]
+        for fairness in filed:
+            if fairness[2] not in tried:
+                return fairness  # type: ignore[no-any-return]
+        return None
+
+
+class WaitingQueue:
+    """Waiting orders per required skill, most urgent first, then first come."""
+
+    def __init__(self) -> None:
+        self._lines: dict[Skill | None, SortedList] = {}
+        self._queued: dict[str, tuple[Urgency, Skill | None]] = {}
+
+    def add(self, need: Need) -> None:
+        self.remove(need.order_id)
+        urgency = (-need.priority, need.placed_at, need.order_id)
+        skill = REQUIRED_SKILL[need.category]
+        line = self._lines.get(skill)
+        if line is None:
+            line = self._lines[skill] = SortedList()
+        line.add(urgency)
+        self._queued[need.order_id] = (urgency, skill)
+
+    def remove(self, order_id: str) -> None:
+        queued = self._queued.pop(order_id, None)
+        if queued is not None:
+            self._lines[queued[1]].remove(queued[0])
+
+    def urgency(self, order_id: str) -> Urgency | None:
+        queued = self._queued.get(order_id)
+        return queued[0] if queued else None
+
+    def skills(self) -> list[Skill | None]:
+        return [skill for skill, line in self._lines.items() if line]
+
+    def line(self, skill: Skill | None) -> list[Urgency]:
+        return list(self._lines.get(skill, ()))
+
+    def walk(self, skill: Skill | None) -> Iterator[Urgency]:
+        """One skill's line in order, lazily, while the walker takes orders off it: each
+        step finds the first order after the last one seen."""
+        line = self._lines.get(skill)
+        if not line:
+            return
+        last = line[0]
+        yield last
+        while True:
+            after = line.bisect_right(last)
+            if after >= len(line):
+                return
+            last = line[after]
+            yield last
+
+    def queued(self) -> dict[str, Urgency]:
+        return {order_id: urgency for order_id, (urgency, _) in self._queued.items()}
+
+    def __len__(self) -> int:
+        return len(self._queued)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from services.dispatch.board import Board, Rejection, TaskState
+from services.dispatch.handlers import DispatchRules
 from shared.contracts import dispatch as d
 from shared.contracts.orders import Category, Grid, HouseholdFlag, OrderFacts
 from shared.contracts.volunteers import Skill
@@ -124,7 +126,7 @@ def test_an_escalated_order_goes_back_to_a_volunteer_who_let_it_pass_once_they_a
     board = board_with(("li", "g3", 1))
     board.order_open(facts("busy"), T0)
     board.accept("busy", "li", T0)
-    board.volunteers["li"].capacity = 2
+    board.volunteer_approved("li", "Li", [Skill.delivery], 2, T0)
     board.order_open(facts("o1"), T0)
     assert kinds(board.decline("o1", "li", T0)) == ["offer.declined", "order.escalated"]
     assert board.match(T0) == []  # not asked again at once
@@ -198,6 +200,8 @@ class BoardMachine(RuleBasedStateMachine):
         super().__init__()
         self.board = Board(community_id="c", offer_timeout_seconds=60)
         self.board.define(GRIDS, T0)
+        self.rules = DispatchRules(offer_timeout_seconds=60, escalate_after_seconds=600)
+        self.stored: dict[str, dict[str, Any]] = {}
         self.now = T0
         self.orders = 0
 
@@ -278,6 +282,20 @@ class BoardMachine(RuleBasedStateMachine):
             if task.state is TaskState.offered:
                 assert task.offer_expires_at is not None
                 assert self.board.volunteers[task.volunteer_id].shift_grid_id is not None  # type: ignore[index]
+
+    @invariant()
+    def the_documents_stored_rebuild_the_same_board_with_the_same_indexes(self) -> None:
+        for change in self.rules.changes(self.board):
+            documents = self.stored.setdefault(change.collection, {})
+            if change.doc is None:
+                documents.pop(change.doc_id)
+            else:
+                assert not (change.new and change.doc_id in documents)  # inserted only once
+                documents[change.doc_id] = change.doc
+        docs = {kind: list(found.values()) for kind, found in self.stored.items()}
+        rebuilt = self.rules.restore("c", docs)
+        assert rebuilt.model_dump() == self.board.model_dump()
+        assert rebuilt.ix.agreement() == self.board.ix.agreement()
 
     @invariant()
     def waiting_tasks_have_no_free_suitable_volunteer_or_are_escalated(self) -> None:

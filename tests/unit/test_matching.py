@@ -135,3 +135,65 @@ def test_the_ranking_never_puts_a_farther_grid_before_a_nearer_one(
             n.grid_id, b.grid_id, NEIGHBOURS
         ):
             assert a.load <= b.load
+
+
+@given(needs, candidates)
+def test_the_free_volunteers_index_chooses_whom_the_ranking_puts_first(
+    n: Need, cs: list[Candidate]
+) -> None:
+    unique = list({c.volunteer_id: c for c in cs}.values())
+    free = matching.FreeVolunteers()
+    for c in unique:
+        free.file(c)
+    ranked = matching.rank(n, unique, NEIGHBOURS)
+    assert free.best(n, NEIGHBOURS) == (ranked[0].volunteer_id if ranked else None)
+    skill = matching.REQUIRED_SKILL[n.category]
+    assert free.anyone_with(skill) == any(
+        c.load < c.capacity and (skill is None or skill in c.skills) for c in unique
+    )
+
+
+@given(candidates, st.data())
+def test_a_volunteer_refiled_or_withdrawn_is_found_as_they_are_now(
+    cs: list[Candidate], data: st.DataObject
+) -> None:
+    free = matching.FreeVolunteers()
+    now: dict[str, Candidate] = {}
+    for c in cs:  # the same id filed again: their newer load and grid count
+        free.file(c)
+        now[c.volunteer_id] = c
+    gone = data.draw(st.sets(st.sampled_from(sorted(now)))) if now else set()
+    for vid in gone:
+        free.withdraw(vid)
+        del now[vid]
+    n = data.draw(needs)
+    ranked = matching.rank(n, list(now.values()), NEIGHBOURS)
+    assert free.best(n, NEIGHBOURS) == (ranked[0].volunteer_id if ranked else None)
+
+
+queued = st.builds(
+    need,
+    order_id=st.text("opq", min_size=1, max_size=4),
+    category=st.sampled_from(list(Category)),
+    priority=st.integers(0, 3),
+    placed_at=st.sampled_from([T0, T0 + timedelta(minutes=1)]),
+)
+
+
+@given(st.lists(queued, max_size=20, unique_by=lambda n: n.order_id), st.data())
+def test_the_waiting_queue_keeps_the_queue_order_per_skill(
+    ns: list[Need], data: st.DataObject
+) -> None:
+    waiting = matching.WaitingQueue()
+    for n in ns:
+        waiting.add(n)
+    gone = data.draw(st.sets(st.sampled_from([n.order_id for n in ns]))) if ns else set()
+    for order_id in gone:
+        waiting.remove(order_id)
+    left = [n for n in ns if n.order_id not in gone]
+    assert len(waiting) == len(left)
+    for skill in waiting.skills():
+        expected = [
+            n.order_id for n in matching.queue(left) if matching.REQUIRED_SKILL[n.category] == skill
+        ]
+        assert [u[2] for u in waiting.line(skill)] == expected
