@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,7 @@ class Bench:
     community_of: dict[str, str] = field(default_factory=dict)
     offered: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, float] = field(default_factory=dict)
+    restart: Callable[[str], None] = lambda name: None
 
     # --- the stack -----------------------------------------------------------------------
 
@@ -335,6 +337,98 @@ class Bench:
             )
         return counts
 
+    async def reads(
+        self, http: httpx.AsyncClient, orders: int = 10_000, notes: int = 100_000, n: int = 200
+    ) -> dict[str, dict[str, float]]:
+        """What staff and residents read, with one community this full: its orders list
+        (newest first, and by status) and inbox pages (a household's, and staff's own, a
+        tenth of all notifications). The documents are copies of ones the run made, written
+        straight into the read models (placing 10,000 orders through the API would be a
+        load test of its own)."""
+        cid = self.communities[0]
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo)
+        try:
+            orders_db, notify_db = client["orders"], client["notify"]
+            order = await orders_db["orders"].find_one({"community_id": cid})
+            note = await notify_db["notifications"].find_one(
+                {"recipient": {"$regex": "^household:"}}
+            )
+            assert order is not None and note is not None, "the load steps made none"
+            homes = self.homes[cid]
+            start = datetime.now(UTC) - timedelta(days=2)
+            statuses = ("placed", "accepted", "assigned", "delivered", "delivered", "cancelled")
+            for first in range(0, orders, 2_000):
+                await orders_db["orders"].insert_many(
+                    {
+                        **order,
+                        "_id": f"read-{i}",
+                        "household_id": homes[i % len(homes)],
+                        "status": statuses[i % len(statuses)],
+                        "grid_id": f"g{i % 7 + 1}",
+                        "placed_at": start + timedelta(seconds=15 * i),
+                    }
+                    for i in range(first, min(orders, first + 2_000))
+                )
+            for first in range(0, notes, 5_000):
+                await notify_db["notifications"].insert_many(
+                    {
+                        **note,
+                        "_id": f"read-{i}",
+                        "community_id": cid,
+                        "recipient": f"staff:{cid}"
+                        if i % 10 == 0
+                        else f"household:{homes[i % len(homes)]}",
+                        "seq": f"{1_000_000 + i:020d}",
+                    }
+                    for i in range(first, min(notes, first + 5_000))
+                )
+        finally:
+            await client.close()
+        # The orders owner serves staff's list from its live documents: a fresh one loads
+        # the community as it now is, 10,000 orders and all.
+        await asyncio.to_thread(self.restart, "orders")
+        await asyncio.sleep(10)
+        staff = auth(mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid))
+
+        def resident(i: int) -> dict[str, str]:
+            home = homes[i % len(homes)]
+            return auth(
+                mint(SECRET, role=Role.resident, subject=home, community_id=cid, household_id=home)
+            )
+
+        reads: dict[str, Callable[[int], Awaitable[httpx.Response]]] = {
+            "orders, newest 100": lambda i: http.get(
+                f"{self.urls['orders']}/v1/orders", headers=staff
+            ),
+            "orders by status": lambda i: http.get(
+                f"{self.urls['orders']}/v1/orders",
+                params={"status": statuses[i % 4]},
+                headers=staff,
+            ),
+            "household inbox page": lambda i: http.get(
+                f"{self.urls['notify']}/v1/inbox", headers=resident(i)
+            ),
+            "staff inbox page": lambda i: http.get(
+                f"{self.urls['notify']}/v1/inbox", headers=staff
+            ),
+        }
+        figures: dict[str, dict[str, float]] = {}
+        for name, read in reads.items():
+            times: list[float] = []
+            began = time.monotonic()
+            for i in range(n):
+                sent = time.monotonic()
+                ok(await read(i))
+                times.append((time.monotonic() - sent) * 1000)
+                if sent - began > 30:
+                    break  # slow enough that a few dozen samples tell
+            figures[name] = {str(p): pct(times, p) for p in (50, 99)}
+            console.print(
+                f"{name}: p50 {figures[name]['50']:.0f} ms, p99 {figures[name]['99']:.0f} ms "
+                f"({orders:,} orders, {notes:,} notifications in the community)"
+            )
+        return figures
+
     async def lag(self) -> int:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka)
         await admin.start()
@@ -522,30 +616,27 @@ def _busy(vid: str, facts: OrderFacts) -> Task:
 # --- the run --------------------------------------------------------------------------------
 
 
-def start_services(
-    stack_dir: Path, kafka: str, mongo: str
-) -> tuple[dict[str, str], dict[str, subprocess.Popen[bytes]]]:
-    urls, procs = {}, {}
-    for name in SERVICES:
-        port = localstack.free_port()
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "DOORSTEP_KAFKA_BOOTSTRAP": kafka,
-            "DOORSTEP_MONGO_URL": mongo,
-            "DOORSTEP_JWT_SECRET": SECRET,
-            "DOORSTEP_STREAM_POLL_SECONDS": "0",  # one notify instance, as make run
-            "DOORSTEP_PORT": str(port),
-        }
-        with open(stack_dir / f"{name}.log", "wb") as out:
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        urls[name] = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+def start_service(stack_dir: Path, name: str, port: int, kafka: str, mongo: str) -> Any:
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DOORSTEP_KAFKA_BOOTSTRAP": kafka,
+        "DOORSTEP_MONGO_URL": mongo,
+        "DOORSTEP_JWT_SECRET": SECRET,
+        "DOORSTEP_STREAM_POLL_SECONDS": "0",  # one notify instance, as make run
+        "DOORSTEP_PORT": str(port),
+    }
+    with open(stack_dir / f"{name}.log", "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_ready(urls: dict[str, str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
         for name, url in urls.items():
             while True:
@@ -557,6 +648,17 @@ def start_services(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} not ready")
                 time.sleep(0.3)
+
+
+def start_services(
+    stack_dir: Path, kafka: str, mongo: str
+) -> tuple[dict[str, str], dict[str, subprocess.Popen[bytes]]]:
+    urls, procs = {}, {}
+    for name in SERVICES:
+        port = localstack.free_port()
+        procs[name] = start_service(stack_dir, name, port, kafka, mongo)
+        urls[name] = f"http://127.0.0.1:{port}"
+    wait_ready(urls)
     return urls, procs
 
 
@@ -637,15 +739,23 @@ async def measure(
         f"order -> the resident's stream p50 {sse['p50_ms']:.0f} p99 {sse['p99_ms']:.0f} ms "
         f"({sse['reached']:.0f}/{sse['orders']:.0f} reached)"
     )
-    results["matcher_per_s"] = matcher_in_a_process()
+    async with httpx.AsyncClient(timeout=60) as http:
+        results["reads"] = await bench.reads(http)
+    results["matcher_per_s"] = in_a_process("matcher_per_second")
+    results["board_decisions_per_s"] = in_a_process("board_decisions_per_second")
+    console.print(
+        f"matcher: {results['matcher_per_s']:,.0f} decisions/s; whole board decisions with "
+        f"their documents: {results['board_decisions_per_s']:,.0f}/s "
+        "(10,000 cadres on duty, 5,000 orders waiting, one community)"
+    )
     return results
 
 
-def matcher_in_a_process(timeout: float = 60.0) -> float:
-    """The matcher micro-benchmark in a process of its own, given ``timeout`` seconds: one
-    decision on a board this size may take longer than that (then the rate is below
-    1/timeout and reported as 0)."""
-    code = "from doorstep_cli.bench import matcher_per_second; print(matcher_per_second())"
+def in_a_process(benchmark: str, timeout: float = 60.0) -> float:
+    """A micro-benchmark in a process of its own, given ``timeout`` seconds: one decision
+    on a board this size may take longer than that (then the rate is below 1/timeout and
+    reported as 0)."""
+    code = f"from doorstep_cli.bench import {benchmark}; print({benchmark}())"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
@@ -703,6 +813,8 @@ def report(results: dict[str, Any]) -> str:
         f"{floor['db_insert_ms_p50']:.1f} ms, _id read p50 {floor['db_read_ms_p50']:.1f} ms; "
         f"3 hops + 2 inserts = {floor_ms:.1f} ms"
     )
+    for name, figures in results.get("reads", {}).items():
+        Console().print(f"{name}: p50 {figures['50']:.0f} ms, p99 {figures['99']:.0f} ms")
     results["sustained"] = sustained
     return (
         f"bench: sustained={sustained:.0f} p99_offer_ms={best['offer_ms'][99]:.0f} "
@@ -724,6 +836,16 @@ def run(rates: list[float], seconds: float, communities: int, cadres: int, out: 
                 "ferretdb": ferret.proc.pid,
             }
             bench = Bench(urls, kafka.bootstrap, ferret.url, pids)
+
+            def restart(name: str) -> None:
+                procs[name].terminate()
+                procs[name].wait(timeout=30)
+                port = int(urls[name].rsplit(":", 1)[1])
+                procs[name] = start_service(base, name, port, kafka.bootstrap, ferret.url)
+                bench.pids[name] = procs[name].pid
+                wait_ready({name: urls[name]})
+
+            bench.restart = restart
             try:
                 results = asyncio.run(measure(bench, rates, seconds, communities, cadres))
             finally:

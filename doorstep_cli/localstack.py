@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -88,8 +89,12 @@ def kafka_libs() -> Path:
 
 
 def ferretdb_binary() -> Path:
-    """FerretDB built from our own main module (see deploy/ferretdb/main.go for why)."""
-    sources = [FERRETDB_DIR / n for n in ("go.mod", "go.sum", "main.go")]
+    """FerretDB built from our own main module (see deploy/ferretdb/main.go for why), with
+    the source patches in deploy/ferretdb/patches.json applied to a copy of the patched
+    module that the build uses instead (``replace``; each patch says why; the module cache
+    and the repository's go.mod are left as they are)."""
+    sources = [FERRETDB_DIR / n for n in ("go.mod", "go.sum", "main.go", "patches.json")]
+    sources += sorted((FERRETDB_DIR / "patches").glob("*.go"))
     target = cache_dir() / f"ferretdb-{_digest(*sources)}"
     binary = target / "ferretdb"
     if binary.exists():
@@ -105,10 +110,52 @@ def ferretdb_binary() -> Path:
         "GOCACHE": str(gocache / "build"),
         "GOFLAGS": "-modcacherw",
     }
+    build = _patched_build_dir(go, env, target)
     tmp = target / "ferretdb.tmp"
-    subprocess.run([go, "build", "-o", str(tmp), "."], cwd=FERRETDB_DIR, env=env, check=True)
+    subprocess.run([go, "build", "-o", str(tmp), "."], cwd=build, env=env, check=True)
     tmp.rename(binary)  # atomic: a half-built binary is never taken for a cached one
     return binary
+
+
+def _patched_build_dir(go: str, env: dict[str, str], target: Path) -> Path:
+    """Our main module, built against patched copies of the modules patches.json names."""
+    build = target / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    for name in ("go.mod", "go.sum", "main.go"):
+        shutil.copy(FERRETDB_DIR / name, build / name)
+    copies: dict[str, Path] = {}
+    for patch in json.loads((FERRETDB_DIR / "patches.json").read_text()):
+        module = patch["module"]
+        if module not in copies:
+            listed = subprocess.run(
+                [go, "mod", "download", "-json", module],
+                cwd=build,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            copies[module] = target / "modules" / module.rsplit("/", 1)[-1]
+            shutil.rmtree(copies[module], ignore_errors=True)
+            shutil.copytree(json.loads(listed.stdout)["Dir"], copies[module])
+            for path in (copies[module], *copies[module].rglob("*")):
+                path.chmod(path.stat().st_mode | 0o200)  # the module cache's are read-only
+            subprocess.run(
+                [go, "mod", "edit", f"-replace={module}={copies[module]}"],
+                cwd=build,
+                env=env,
+                check=True,
+            )
+        source = copies[module] / patch["file"]
+        if "add" in patch:  # a file of ours, added to the module
+            shutil.copy(FERRETDB_DIR / patch["add"], source)
+            continue
+        text = source.read_text()
+        if patch["find"] not in text:
+            raise StackError(f"patch for {patch['file']} no longer applies: {patch['find']!r}")
+        source.write_text(text.replace(patch["find"], patch["replace"]))
+    return build
 
 
 def new_cluster_id() -> str:

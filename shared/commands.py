@@ -19,9 +19,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -56,7 +56,7 @@ class Outcome(BaseModel):
     @classmethod
     def ok(cls, body: dict[str, Any], status: int = 200) -> Outcome:
         # JSON-safe once, here: the body is stored and later sent as it is.
-        return cls(status=status, body=jsonable_encoder(body))
+        return cls(status=status, body=to_jsonable_python(body))
 
     @classmethod
     def rejected(cls, status: int, title: str, detail: str) -> Outcome:

@@ -1,5 +1,6 @@
 """HTTP API of the orders service (under /v1): validate, authorise, send one command to the
-community's owner, answer with its outcome. Reads come straight from the database."""
+community's owner, answer with its outcome. Reads come from the database, and staff's
+order list from the owner's live documents where this instance owns the community."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
 from services.orders import domain
-from services.orders.views import household_view, order_view
+from services.orders.handlers import ORDERS
+from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
     CurrentPrincipal,
@@ -443,6 +445,7 @@ async def get_order(order_id: str, principal: CurrentPrincipal, database: Db) ->
 
 @router.get("/orders", tags=["orders"], summary="Orders you may see, newest first")
 async def list_orders(
+    request: Request,
     principal: CurrentPrincipal,
     database: Db,
     status: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
@@ -462,7 +465,11 @@ async def list_orders(
         query["status"] = status
     if grid_id:
         query["grid_id"] = grid_id
-    docs = await database["orders"].find(query).sort("placed_at", -1).limit(limit).to_list()
+    book = request.app.state.owner.state(query["community_id"]) if "community_id" in query else None
+    if book is not None:
+        docs = newest_orders(book.values(ORDERS), query, limit)
+    else:
+        docs = await database["orders"].find(query).sort("placed_at", -1).limit(limit).to_list()
     return {"orders": [order_view(d) for d in docs]}
 
 

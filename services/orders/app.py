@@ -23,7 +23,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS])
+        owner = runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS])
 
         async def ensure_indexes() -> None:
             # For the read side (HTTP lookups). Not unique: uniqueness is the rules' to keep,
@@ -39,6 +39,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
             app.state.jwt_secret = settings.jwt_secret
+            app.state.owner = owner
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, ORDERS_COMMANDS, f"/{SERVICE}"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi.encoders import jsonable_encoder
+from pydantic_core import to_jsonable_python
 
 from services.volunteers import domain
 
@@ -16,4 +16,4 @@ def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     shift = doc.get("shift")
     view["on_duty"] = shift is not None
     view["hours_worked"] = domain.hours_worked(doc.get("worked_seconds", 0.0), shift, now)
-    return jsonable_encoder(view)  # type: ignore[no-any-return]
+    return to_jsonable_python(view)  # type: ignore[no-any-return]

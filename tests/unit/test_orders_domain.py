@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from services.orders import domain
 from services.orders.domain import RecentOrder, Status
+from services.orders.views import newest_orders
 from shared.contracts.orders import Category, HouseholdFlag
 
 T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
@@ -110,3 +111,18 @@ def test_a_csv_field_beyond_the_parsers_limit_is_refused_as_bad_csv() -> None:
         assert "after line 1: field larger than field limit" in str(exc)
     else:
         raise AssertionError("expected the CSV to be refused")
+
+
+def test_staffs_list_from_the_live_documents_is_newest_first_filtered_and_limited() -> None:
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    docs = [
+        {
+            "_id": f"o{i}",
+            "status": ("placed", "delivered")[i % 2],
+            "placed_at": t0 + timedelta(minutes=i),
+        }
+        for i in range(10)
+    ]
+    assert [d["_id"] for d in newest_orders(docs, {"status": "placed"}, 3)] == ["o8", "o6", "o4"]
+    assert [d["_id"] for d in newest_orders(docs, {}, 2)] == ["o9", "o8"]
+    assert newest_orders(docs, {"status": "cancelled"}, 5) == []
