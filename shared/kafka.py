@@ -277,6 +277,7 @@ class EventConsumer:
         self._policy = policy or RetryPolicy()
         self._listener = listener
         self.running = asyncio.Event()
+        self._committing: asyncio.Task[None] | None = None
 
     def _new_client(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -344,6 +345,8 @@ class EventConsumer:
             self.running.clear()
             self.client = None
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._committed(), 5)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)
 
     async def _check_stalled(self, consumer: AIOKafkaConsumer) -> None:
@@ -368,8 +371,22 @@ class EventConsumer:
             raise ConsumerStalled(self.group_id)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit in the background while the next batch is fetched and handled (a broker
+        round trip off every batch's path), one commit at a time, in order. A commit lost
+        to a crash only means records delivered again, which every handler drops."""
         if not offsets:
             return
+        await self._committed()
+        self._committing = asyncio.create_task(self._commit_now(consumer, offsets))
+
+    async def _committed(self) -> None:
+        pending, self._committing = self._committing, None
+        if pending is not None:
+            await pending
+
+    async def _commit_now(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:

@@ -379,9 +379,14 @@ class CommunityLog(PartitionListener, Generic[S]):
         by_community: dict[str, list[Input]] = {}
         for item in inputs:
             by_community.setdefault(item.event.community_id, []).append(item)
-        for community_id, items in by_community.items():
+
+        async def decide(community_id: str, items: list[Input]) -> None:
             for chunk in entry_sized(items):
                 await self._handle_community(community_id, chunk)
+
+        # Communities are independent: their entries are stored side by side, so one
+        # community's round trips do not wait behind another's.
+        await asyncio.gather(*(decide(c, items) for c, items in by_community.items()))
 
     async def _handle_community(self, community_id: str, items: list[Input]) -> None:
         poisoned: dict[tuple[str, int], str] = {}
@@ -517,7 +522,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         loaded.n = n
         loaded.offsets |= offsets
         loaded.seen |= seen
-        await self._derive(entry)
+        await self._derive(entry, events)
         if n == 1 or n - loaded.head >= HEAD_EVERY:
             await self._write_head(community_id, loaded)
 
@@ -526,8 +531,9 @@ class CommunityLog(PartitionListener, Generic[S]):
         self.loaded[community_id] = loaded
         return loaded
 
-    async def _derive(self, entry: dict[str, Any]) -> None:
-        """Everything that follows from a stored entry; each step idempotent."""
+    async def _derive(self, entry: dict[str, Any], events: list[Event] | None = None) -> None:
+        """Everything that follows from a stored entry; each step idempotent. ``events``:
+        the entry's events as decided (else read back from the entry)."""
         fresh: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, list[Any]] = {}
         for change in entry["changes"]:
@@ -540,23 +546,30 @@ class CommunityLog(PartitionListener, Generic[S]):
                 updates.setdefault(kind, []).append(
                     ReplaceOne({"_id": change["_id"]}, change["doc"], upsert=True)
                 )
-        for kind, docs in fresh.items():
-            await self._insert_fresh(kind, docs)
-        for kind, ops in updates.items():
-            try:
-                await self.db[kind].bulk_write(ops, ordered=True)
-            except BulkWriteError as exc:
-                # A read model the database refuses must not stop the community: the log
-                # holds the truth; this is a bug to fix, said loudly.
-                log.error("log.read_model_refused", collection=kind, error=repr(exc))
+        # Collections are independent, and so are the events and the outcomes: each group
+        # is written at once (a round trip each, not one after another). Read models come
+        # first: whoever hears an event or an outcome may read them at once.
+        await asyncio.gather(
+            *(self._insert_fresh(kind, docs) for kind, docs in fresh.items()),
+            *(self._update(kind, ops) for kind, ops in updates.items()),
+        )
+        announced = []
         if entry["events"]:
-            await self.publisher.publish_many(
-                self.rules.events_topic, [Event.model_validate(e) for e in entry["events"]]
-            )
-        if entry["outcomes"]:
+            if events is None:
+                events = [Event.model_validate(e) for e in entry["events"]]
+            announced.append(self.publisher.publish_many(self.rules.events_topic, events))
+        if entry["outcomes"] and self.outcomes is not None:
             outcomes = {k: Outcome.model_validate(v) for k, v in entry["outcomes"].items()}
-            if self.outcomes is not None:
-                await self.outcomes.record(entry["community_id"], outcomes)
+            announced.append(self.outcomes.record(entry["community_id"], outcomes))
+        await asyncio.gather(*announced)
+
+    async def _update(self, kind: str, ops: list[Any]) -> None:
+        try:
+            await self.db[kind].bulk_write(ops, ordered=True)
+        except BulkWriteError as exc:
+            # A read model the database refuses must not stop the community: the log
+            # holds the truth; this is a bug to fix, said loudly.
+            log.error("log.read_model_refused", collection=kind, error=repr(exc))
 
     async def _insert_fresh(self, kind: str, docs: list[dict[str, Any]]) -> None:
         """New documents are inserted: an insert is cheap where a replace is not (FerretDB
