@@ -184,6 +184,10 @@ class PartitionListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None: ...
 
+    def held_offsets(self) -> dict[str, int]:
+        """Per "topic/partition", an offset not to commit past (records still pending)."""
+        return {}
+
 
 @dataclass
 class RetryPolicy:
@@ -333,10 +337,13 @@ class EventConsumer:
                 for tp, records in batches.items():
                     if records and tp not in assigned and tp in still:
                         consumer.seek(tp, records[0].offset)
+                held = self._listener.held_offsets() if self._listener is not None else {}
                 await self._commit(
                     consumer,
                     {
-                        tp: records[-1].offset + 1
+                        tp: min(
+                            records[-1].offset + 1, held.get(f"{tp.topic}/{tp.partition}", 1 << 62)
+                        )
                         for tp, records in batches.items()
                         if records and tp in assigned and tp in still
                     },

@@ -67,6 +67,7 @@ HEADS = "heads"
 HEAD_EVERY = 20  # entries between head writes: a load redoes at most this many
 ENTRY_WEIGHT = 500  # inputs (household rows) per entry at most
 REFUSALS = 3  # times the database refuses an entry before its inputs are tried one by one
+MAX_PARKED = 5_000  # inputs waiting in lanes before the consumer stops fetching
 
 
 class StaleOwner(RuntimeError):
@@ -84,6 +85,11 @@ ENTRY_INPUTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 LOADS = Counter("doorstep_log_loads_total", "Community states loaded from the log", ["service"])
+PARKED = Counter(
+    "doorstep_log_parked_total",
+    "Communities parked in a lane of their own after a failed store",
+    ["service"],
+)
 
 S = TypeVar("S")
 
@@ -213,6 +219,15 @@ class Loaded(Generic[S]):
     seen: dict[str, list[int]]
 
 
+@dataclass
+class Lane:
+    """A community whose inputs could not be stored when their batch came: they wait
+    here, in order, retried apart from the consumer's batches (see ``handle``)."""
+
+    waiting: list[Input]
+    task: asyncio.Task[None] | None = None
+
+
 class NotOwner(RuntimeError):
     """The partition moved to another instance while deciding."""
 
@@ -280,6 +295,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         self.owned: set[int] | None = None  # None: not told yet (no rebalance listener)
         self._table = rules.table()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lanes: dict[str, Lane] = {}
 
     async def ensure_indexes(self) -> None:
         # A load reads a community's read models by community_id (served by an index on
@@ -326,9 +342,14 @@ class CommunityLog(PartitionListener, Generic[S]):
         log.info(f"{self.rules.service}.assigned", partitions=sorted(self.owned))
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # State is never trusted across owners: the next owner loads it from the log.
+        # State is never trusted across owners: the next owner loads it from the log, and
+        # reads what the lanes held from the last commit (never past them).
         self.loaded.clear()
         self.owned = set()
+        for lane in self._lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+        self._lanes.clear()
 
     # --- loading -----------------------------------------------------------------------
 
@@ -375,29 +396,72 @@ class CommunityLog(PartitionListener, Generic[S]):
     # --- deciding and storing ----------------------------------------------------------
 
     async def handle(self, inputs: list[Input]) -> None:
-        """One fetched batch: each community's inputs become (at most) one entry."""
+        """One fetched batch: each community's inputs become (at most) one entry. A
+        community whose entry cannot be stored now is parked in a lane of its own and
+        retried there, so it holds no other community back beyond this batch."""
         by_community: dict[str, list[Input]] = {}
         for item in inputs:
             by_community.setdefault(item.event.community_id, []).append(item)
 
         async def decide(community_id: str, items: list[Input]) -> None:
-            for chunk in entry_sized(items):
-                await self._handle_community(community_id, chunk)
+            lane = self._lanes.get(community_id)
+            if lane is not None:
+                lane.waiting.extend(items)  # in order, behind what already waits
+                return
+            chunks = entry_sized(items)
+            for i, chunk in enumerate(chunks):
+                if not await self._handle_community(community_id, chunk, patient=False):
+                    self._park(community_id, [item for c in chunks[i:] for item in c])
+                    return
 
         # Communities are independent: their entries are stored side by side, so one
         # community's round trips do not wait behind another's.
         await asyncio.gather(*(decide(c, items) for c, items in by_community.items()))
+        # Lanes are memory: while too much waits in them (a database outage), fetch no more.
+        while sum(len(lane.waiting) for lane in self._lanes.values()) > MAX_PARKED:
+            await asyncio.sleep(0.1)
 
-    async def _handle_community(self, community_id: str, items: list[Input]) -> None:
+    def held_offsets(self) -> dict[str, int]:
+        """Per "topic/partition", the first offset a lane still waits to store: the
+        consumer commits no further (a restart must read those records again)."""
+        held: dict[str, int] = {}
+        for lane in self._lanes.values():
+            for item in lane.waiting:
+                held[item.key] = min(held.get(item.key, item.record.offset), item.record.offset)
+        return held
+
+    def _park(self, community_id: str, items: list[Input]) -> None:
+        lane = Lane(list(items))
+        self._lanes[community_id] = lane
+        lane.task = asyncio.create_task(self._drain(community_id, lane))
+        PARKED.labels(self.rules.service).inc()
+
+    async def _drain(self, community_id: str, lane: Lane) -> None:
+        """Store a parked community's inputs, in order, for as long as it takes (or until
+        the community moves to another owner); then it rejoins the batches."""
+        try:
+            while lane.waiting:
+                chunk = entry_sized(lane.waiting)[0]
+                await self._handle_community(community_id, chunk)
+                del lane.waiting[: len(chunk)]  # whatever arrived meanwhile stays queued
+        finally:
+            if self._lanes.get(community_id) is lane:
+                del self._lanes[community_id]
+
+    async def _handle_community(
+        self, community_id: str, items: list[Input], *, patient: bool = True
+    ) -> bool:
+        """Decide and store, retrying what fails; False (impatient) when the store
+        failed for a reason that is waited out, so the caller parks the community."""
         poisoned: dict[tuple[str, int], str] = {}
         delay, refused = 0.1, 0
         while True:
             if not self.owns(community_id):
-                return  # moved away: the next owner decides from the last commit
+                return True  # moved away: the next owner decides from the last commit
             try:
                 async with self._lock(community_id):
                     await self._decide_and_store(community_id, items, poisoned)
-                return
+                return True
             except Poisoned as exc:
                 self.forget(community_id)
                 await self._poison(exc.item, exc.reason, poisoned)
@@ -408,6 +472,9 @@ class CommunityLog(PartitionListener, Generic[S]):
                 log.warning(
                     "log.store_failed", community=community_id, error=repr(exc), retry_in=delay
                 )
+                if not patient and not isinstance(exc, StaleOwner):  # a lost race: reload now
+                    self.forget(community_id)
+                    return False
             except Exception as exc:
                 # The database refuses what was decided (a field name, a size): the same
                 # inputs will be refused again. Find the input that does it, one by one.
@@ -422,7 +489,7 @@ class CommunityLog(PartitionListener, Generic[S]):
                     if len(items) > 1:
                         for item in items:
                             await self._handle_community(community_id, [item])
-                        return
+                        return True
             self.forget(community_id)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

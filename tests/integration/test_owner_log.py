@@ -16,6 +16,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 from services.dispatch.handlers import DispatchRules
 from services.volunteers.handlers import VolunteersRules
@@ -275,3 +276,50 @@ async def test_a_re_published_copy_of_an_event_is_dropped_by_its_position(
     await dispatch.handle([fact(started, 2, 3)])  # the copy, at a later offset
     board = (await dispatch.load(COMMUNITY)).state
     assert board.volunteers["v1"].shift_grid_id is None
+
+
+class AwayFor:
+    """The log collection, away (ConnectionFailure) for the communities in ``failing``."""
+
+    def __init__(self, real: Any, *failing: str) -> None:
+        self.real = real
+        self.failing = set(failing)
+
+    async def insert_one(self, doc: dict[str, Any]) -> Any:
+        if doc["community_id"] in self.failing:
+            raise ConnectionFailure("the database is away for this one")
+        return await self.real.insert_one(doc)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.real.find_one(*args, **kwargs)
+
+
+async def test_a_community_that_cannot_be_stored_waits_in_its_lane_and_holds_no_other_back(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    log = owner(db, publisher)
+    away = AwayFor(db[LOG], "stuck")
+    log.entries = away  # type: ignore[assignment]
+    await log.handle(
+        inputs(community_defined("stuck"), community="stuck")
+        + inputs(community_defined("free"), community="free", first_offset=1)
+    )
+    assert await db[LOG].find_one({"_id": "free:1"}) is not None
+    # The consumer commits nothing past the first input still waiting.
+    assert log.held_offsets() == {f"{VOLUNTEERS_COMMANDS}/0": 0}
+
+    # Later batches: the free community is decided at once, the stuck one queues in order.
+    await log.handle(
+        inputs(registration("v1"), community="stuck", first_offset=2)
+        + inputs(registration("v2"), community="free", first_offset=3)
+    )
+    assert await db[LOG].find_one({"_id": "free:2"}) is not None
+    assert await db[LOG].count_documents({"community_id": "stuck"}) == 0
+
+    away.failing.clear()  # the database is back
+    async with asyncio.timeout(20):
+        while log.held_offsets():
+            await asyncio.sleep(0.1)
+    entries = await db[LOG].find({"community_id": "stuck"}).sort("n", 1).to_list()
+    assert [i for e in entries for i in e["inputs"]] == ["in-0", "in-2"]  # in order
+    assert await db["volunteers"].find_one({"_id": "v1"}) is not None
