@@ -442,7 +442,15 @@ class CommunityLog(PartitionListener, Generic[S]):
         try:
             while lane.waiting:
                 chunk = entry_sized(lane.waiting)[0]
-                await self._handle_community(community_id, chunk)
+                try:
+                    await self._handle_community(community_id, chunk)
+                except Exception as exc:
+                    # Not even dead-lettering worked (the broker away too): the inputs stay
+                    # in the lane, held from the commit, and are tried again.
+                    self.forget(community_id)
+                    log.warning("log.lane_retry", community=community_id, error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
                 del lane.waiting[: len(chunk)]  # whatever arrived meanwhile stays queued
         finally:
             if self._lanes.get(community_id) is lane:
@@ -502,7 +510,14 @@ class CommunityLog(PartitionListener, Generic[S]):
         self, community_id: str, items: list[Input], poisoned: dict[tuple[str, int], str]
     ) -> None:
         loaded = self.loaded.get(community_id) or await self._load_unlocked(community_id)
-        fresh = [i for i in items if i.record.offset >= loaded.offsets.get(i.key, 0)]
+        fresh_next: dict[str, int] = {}
+        fresh: list[Input] = []
+        for item in items:  # not decided yet, and once each (a lane may be fed a record twice)
+            if item.record.offset >= max(
+                loaded.offsets.get(item.key, 0), fresh_next.get(item.key, 0)
+            ):
+                fresh.append(item)
+                fresh_next[item.key] = item.record.offset + 1
         if not fresh:
             return
         moment = now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable
@@ -106,9 +107,12 @@ async def inbox(
     query: dict[str, Any] = {"recipient": who}
     if before:
         query["seq"] = {"$lt": before}
-    docs = await database["notifications"].find(query).sort("seq", -1).limit(limit).to_list()
-    read = await read_ids(database, who)
-    total = await database["notifications"].count_documents({"recipient": who})
+    # Three independent reads, sent at once.
+    docs, read, total = await asyncio.gather(
+        database["notifications"].find(query).sort("seq", -1).limit(limit).to_list(),
+        read_ids(database, who),
+        database["notifications"].count_documents({"recipient": who}),
+    )
     return {
         "items": [view(d, read) for d in docs],
         "unread": total - len(read),
@@ -123,8 +127,10 @@ async def unread_count(
     recipient: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, int]:
     who = inbox_of(principal, recipient)
-    total = await database["notifications"].count_documents({"recipient": who})
-    return {"unread": total - len(await read_ids(database, who))}
+    total, read = await asyncio.gather(
+        database["notifications"].count_documents({"recipient": who}), read_ids(database, who)
+    )
+    return {"unread": total - len(read)}
 
 
 @router.post("/inbox/{notification_id}/read", tags=["inbox"], summary="Mark one notification read")

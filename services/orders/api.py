@@ -22,7 +22,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
 from services.orders import domain
-from services.orders.handlers import ORDERS
 from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
@@ -467,7 +466,7 @@ async def list_orders(
         query["grid_id"] = grid_id
     book = request.app.state.owner.state(query["community_id"]) if "community_id" in query else None
     if book is not None:
-        docs = newest_orders(book.values(ORDERS), query, limit)
+        docs = newest_orders(book.newest_first(), query, limit)
     else:
         docs = await database["orders"].find(query).sort("placed_at", -1).limit(limit).to_list()
     return {"orders": [order_view(d) for d in docs]}

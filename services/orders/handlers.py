@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ class Orderbook(Documents):
         self.addresses: set[str] = set()
         self.card_codes: set[str] = set()
         self.orders_of: dict[str, list[str]] = {}
+        self.placement: list[str] = []  # every order id, in the order they were placed
         for household in self.values(HOUSEHOLDS):
             self._index_household(household)
         for order in sorted(self.values(ORDERS), key=lambda doc: doc["placed_at"]):
@@ -60,9 +61,16 @@ class Orderbook(Documents):
         self.card_codes.add(doc["card_code"])
 
     def _index_order(self, doc: dict[str, Any]) -> None:
+        self.placement.append(doc["_id"])
         mine = self.orders_of.setdefault(doc["household_id"], [])
         mine.append(doc["_id"])
         del mine[:-RECENT_ORDERS]
+
+    def newest_first(self) -> Iterator[dict[str, Any]]:
+        for order_id in reversed(self.placement):
+            doc = self.get(ORDERS, order_id)
+            if doc is not None:
+                yield doc
 
     def recent_orders(self, household_id: str) -> list[domain.RecentOrder]:
         return [

@@ -123,6 +123,7 @@ def test_staffs_list_from_the_live_documents_is_newest_first_filtered_and_limite
         }
         for i in range(10)
     ]
-    assert [d["_id"] for d in newest_orders(docs, {"status": "placed"}, 3)] == ["o8", "o6", "o4"]
-    assert [d["_id"] for d in newest_orders(docs, {}, 2)] == ["o9", "o8"]
-    assert newest_orders(docs, {"status": "cancelled"}, 5) == []
+    newest = docs[::-1]
+    assert [d["_id"] for d in newest_orders(newest, {"status": "placed"}, 3)] == ["o8", "o6", "o4"]
+    assert [d["_id"] for d in newest_orders(newest, {}, 2)] == ["o9", "o8"]
+    assert newest_orders(newest, {"status": "cancelled"}, 5) == []

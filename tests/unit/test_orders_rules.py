@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -192,3 +192,16 @@ def test_a_redefinition_that_drops_a_grid_with_households_is_refused_and_changes
     # Adding a grid beside the ones in use is fine.
     both = redefine.model_copy(update={"grids": [GRID, other]})
     assert [type(e).__name__ for e in decide(book, both).events] == ["CommunityDefined"]
+
+
+def test_the_book_gives_its_orders_newest_first_as_placed_and_as_restored() -> None:
+    book = community(duplicate_window_minutes=0)
+    ids = [place(book, f"c{i}", items=f"item {i}").outcome.body["order_id"] for i in range(3)]  # type: ignore[union-attr]
+    assert [d["_id"] for d in book.newest_first()] == ids[::-1]
+    # Restored from documents in any order: by when they were placed.
+    stored = [
+        {**book.order(order_id), "placed_at": T0 + timedelta(minutes=i)}
+        for i, order_id in enumerate(ids)
+    ]
+    restored = Orderbook("datong", {ORDERS: stored[::-1]})
+    assert [d["_id"] for d in restored.newest_first()] == ids[::-1]
