@@ -26,7 +26,10 @@ scan), redo what follows from them (read models, events, outcomes), then restore
 state from the read models. Inputs at or below the stored offsets are skipped: exact
 de-duplication of re-delivered records, with no window. Events re-published by a
 producer's load carry their position in their id; a copy at or below the last position
-applied from that producer is dropped: exact again.
+applied from that producer is dropped: exact again. A command answered lately (its id
+among the last ``RECENT_COMMANDS`` of the community; the head keeps the newest
+``HEAD_COMMANDS`` for the next load) is not decided again when a second copy of it comes
+as a new record (a producer that died after the broker took it sends it again).
 
 Error policy, per community batch:
 - a command the rules refuse → its refusal is the outcome, stored in the entry;
@@ -68,6 +71,8 @@ HEAD_EVERY = 20  # entries between head writes: a load redoes at most this many
 ENTRY_WEIGHT = 500  # inputs (household rows) per entry at most
 REFUSALS = 3  # times the database refuses an entry before its inputs are tried one by one
 MAX_PARKED = 5_000  # inputs waiting in lanes before the consumer stops fetching
+RECENT_COMMANDS = 5_000  # command ids per community kept to refuse a second copy
+HEAD_COMMANDS = 1_000  # of which the head keeps the newest, for the next load
 
 
 class StaleOwner(RuntimeError):
@@ -296,6 +301,11 @@ class CommunityLog(PartitionListener, Generic[S]):
         self._table = rules.table()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lanes: dict[str, Lane] = {}
+        # Per community, the commands decided lately (oldest first). A command sent twice
+        # (a producer that died after the broker took it sends it again, as a new record,
+        # past the offsets) is decided once. Kept across reloads; entries after the head
+        # add theirs on load.
+        self._decided: dict[str, dict[str, None]] = {}
 
     async def ensure_indexes(self) -> None:
         # A load reads a community's read models by community_id (served by an index on
@@ -370,6 +380,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         loaded_head = n
         offsets = offsets_of(head.get("offsets", []))
         seen: dict[str, list[int]] = dict(head.get("seen", {}))
+        decided: list[str] = list(head.get("decided", []))
         while (
             entry := await self.entries.find_one({"_id": f"{community_id}:{n + 1}"})
         ) is not None:
@@ -378,17 +389,26 @@ class CommunityLog(PartitionListener, Generic[S]):
             await self._derive(entry)
             offsets |= offsets_of(entry["offsets"])
             seen |= entry["seen"]
+            decided.extend(entry["outcomes"])
             n += 1
         docs = {
             kind: await self.db[kind].find({"community_id": community_id}).to_list()
             for kind in self.rules.collections
         }
         loaded = Loaded(self.rules.restore(community_id, docs), n, loaded_head, offsets, seen)
+        self._remember(community_id, decided)
         self.rules.changes(loaded.state)  # restored, not changed
         if n > loaded_head:
             await self._write_head(community_id, loaded)
         LOADS.labels(self.rules.service).inc()
         return loaded
+
+    def _remember(self, community_id: str, command_ids: Iterable[str]) -> None:
+        decided = self._decided.setdefault(community_id, {})
+        for command_id in command_ids:
+            decided[command_id] = None
+        while len(decided) > RECENT_COMMANDS:
+            del decided[next(iter(decided))]
 
     def forget(self, community_id: str) -> None:
         self.loaded.pop(community_id, None)
@@ -510,6 +530,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         self, community_id: str, items: list[Input], poisoned: dict[tuple[str, int], str]
     ) -> None:
         loaded = self.loaded.get(community_id) or await self._load_unlocked(community_id)
+        decided = self._decided.get(community_id, {})
         fresh_next: dict[str, int] = {}
         fresh: list[Input] = []
         for item in items:  # not decided yet, and once each (a lane may be fed a record twice)
@@ -537,6 +558,8 @@ class CommunityLog(PartitionListener, Generic[S]):
                         422, "Not applied", f"the command could not be applied: {reason}"
                     ).model_dump()
                 continue
+            if command_id and (command_id in outcomes or command_id in decided):
+                continue  # a second copy of a command already decided and answered
             pos = position(event.id)
             if pos is not None:
                 producer, at = pos
@@ -601,6 +624,7 @@ class CommunityLog(PartitionListener, Generic[S]):
             raise StaleOwner(f"entry {n} of {community_id} was stored by another owner") from exc
         ENTRIES.labels(self.rules.service).inc()
         ENTRY_INPUTS.labels(self.rules.service).observe(len(fresh))
+        self._remember(community_id, outcomes)
         loaded.n = n
         loaded.offsets |= offsets
         loaded.seen |= seen
@@ -680,6 +704,7 @@ class CommunityLog(PartitionListener, Generic[S]):
                 "n": loaded.n,
                 "offsets": stored_offsets(loaded.offsets),
                 "seen": loaded.seen,
+                "decided": list(self._decided.get(community_id, {}))[-HEAD_COMMANDS:],
                 "at": now(),
             },
             upsert=True,

@@ -71,10 +71,14 @@ def registration(vid: str) -> v.RegisterVolunteer:
     )
 
 
-def check_in(vid: str) -> v.CheckIn:
+def check_in(vid: str, command_id: str | None = None) -> v.CheckIn:
     until = datetime.now(UTC) + timedelta(hours=2)
     return v.CheckIn(
-        command_id=f"in-{vid}", actor="tests", volunteer_id=vid, grid_id="g1", until=until
+        command_id=command_id or f"in-{vid}",
+        actor="tests",
+        volunteer_id=vid,
+        grid_id="g1",
+        until=until,
     )
 
 
@@ -190,7 +194,7 @@ async def test_a_stale_owner_loses_the_race_for_the_next_entry_and_decides_on_th
 
     # The stale owner's second check-in fails the fence, reloads, and is refused: v1 is on
     # duty in the stored state, whatever its memory said.
-    await stale.handle(inputs(check_in("v1"), first_offset=3))
+    await stale.handle(inputs(check_in("v1", "in-v1-again"), first_offset=3))
     assert await db[LOG].count_documents({}) == 3
     refusal = (await db["command_results"].find_one({"_id": "in-v1"}))["outcome"]
     assert refusal["status"] == 200  # the first check-in's answer is kept
@@ -323,3 +327,17 @@ async def test_a_community_that_cannot_be_stored_waits_in_its_lane_and_holds_no_
     entries = await db[LOG].find({"community_id": "stuck"}).sort("n", 1).to_list()
     assert [i for e in entries for i in e["inputs"]] == ["in-0", "in-2"]  # in order
     assert await db["volunteers"].find_one({"_id": "v1"}) is not None
+
+
+async def test_a_second_copy_of_an_answered_command_is_not_decided_again(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    # A producer that died after the broker took a command sends it again: a new record,
+    # past the stored offsets, with the same command id.
+    log = owner(db, publisher)
+    await log.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    await log.handle(inputs(registration("v1"), first_offset=2))
+    await owner(db, publisher).handle(inputs(registration("v1"), first_offset=3))  # reloaded
+    assert await db[LOG].count_documents({}) == 1
+    outcome = (await db["command_results"].find_one({"_id": "cmd-v1"}))["outcome"]
+    assert outcome["status"] == 201
