@@ -3,6 +3,7 @@
 package sqlite
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/FerretDB/FerretDB/internal/backends/sqlite/metadata"
 	"github.com/FerretDB/FerretDB/internal/handler/sjson"
 	"github.com/FerretDB/FerretDB/internal/types"
+	"github.com/FerretDB/FerretDB/internal/util/fsql"
 	"github.com/FerretDB/FerretDB/internal/util/must"
 )
 
@@ -131,4 +133,21 @@ func doorstepOrderBy(sort *types.Document, exact bool) (string, bool) {
 	}
 
 	return fmt.Sprintf(` ORDER BY %s->>'%s'%s`, metadata.DefaultColumn, k, order), true
+}
+
+// doorstepCount counts in SQLite what the filter selects, when doorstepWhere pushes it
+// down exactly (else counted is false and the handler counts the documents it reads).
+func doorstepCount(ctx context.Context, db *fsql.DB, meta *metadata.Collection, filter *types.Document) (int64, bool, error) {
+	where, args, exact := doorstepWhere(meta, filter)
+	if !exact || meta.Capped() {
+		return 0, false, nil
+	}
+
+	var n int64
+	q := fmt.Sprintf(`SELECT COUNT(*) FROM %q`, meta.TableName) + where
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, false, err
+	}
+
+	return n, true, nil
 }
