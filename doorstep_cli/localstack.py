@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -167,8 +168,26 @@ def new_cluster_id() -> str:
             return raw
 
 
+LISTEN_PORTS = range(20_000, 32_000)  # below Linux's ephemeral range (32768-60999)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a process about to listen on it. Chosen below the
+    ephemeral range: a port the kernel hands out (bind to 0) may be taken by some client's
+    outgoing connection before the process binds it (seen: "address already in use")."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed_out:
+            continue  # given to a process that may not listen yet
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # a crowded range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
