@@ -68,6 +68,30 @@ async def stop(task: asyncio.Task[None], *publishers: EventPublisher) -> None:
         await p.stop()
 
 
+async def recording_consumer(
+    stack: Stack, topic: str, group: str, stall_seconds: float = 30.0
+) -> tuple[EventConsumer, EventPublisher, list[str]]:
+    """A one-partition topic, a started publisher, and a consumer that records the ids of
+    the events it handles (not yet running)."""
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    seen: list[str] = []
+
+    async def handler(received: Event) -> None:
+        seen.append(received.id)
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=handler,
+        publisher=publisher,
+        stall_seconds=stall_seconds,
+    )
+    return consumer, publisher, seen
+
+
 async def test_event_round_trips_through_the_broker_with_every_attribute(
     stack: Stack, unique: str
 ) -> None:
@@ -280,21 +304,7 @@ async def test_a_consumer_that_stopped_is_run_again_with_a_fresh_client_and_cons
     """The runtime's supervisor calls ``run`` again after any failure; aiokafka refuses to
     start a stopped client, so each run must make its own."""
     topic = f"t.again.{unique}"
-    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
-    publisher = EventPublisher(stack.kafka_bootstrap, "test")
-    await publisher.start()
-    seen: list[str] = []
-
-    async def handler(received: Event) -> None:
-        seen.append(received.id)
-
-    consumer = EventConsumer(
-        bootstrap=stack.kafka_bootstrap,
-        group_id=f"g-{unique}",
-        topics=[topic],
-        handler=handler,
-        publisher=publisher,
-    )
+    consumer, publisher, seen = await recording_consumer(stack, topic, f"g-{unique}")
     first = await run_consumer(consumer)
     await publisher.publish(topic, shift_event("datong", 1))
     async with asyncio.timeout(20):
@@ -322,21 +332,8 @@ async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_c
     nothing, for good. Stood in for by pausing its partitions: the run must end (stalled),
     and a fresh run (what the supervisor does) consumes what waited."""
     topic = f"t.stall.{unique}"
-    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
-    publisher = EventPublisher(stack.kafka_bootstrap, "test")
-    await publisher.start()
-    seen: list[str] = []
-
-    async def handler(received: Event) -> None:
-        seen.append(received.id)
-
-    consumer = EventConsumer(
-        bootstrap=stack.kafka_bootstrap,
-        group_id=f"g-{unique}",
-        topics=[topic],
-        handler=handler,
-        publisher=publisher,
-        stall_seconds=2,
+    consumer, publisher, seen = await recording_consumer(
+        stack, topic, f"g-{unique}", stall_seconds=2
     )
     first = await run_consumer(consumer)
     second: asyncio.Task[None] | None = None
