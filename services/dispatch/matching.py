@@ -211,9 +211,6 @@ class WaitingQueue:
     def skills(self) -> list[Skill | None]:
         return [skill for skill, line in self._lines.items() if line]
 
-    def line(self, skill: Skill | None) -> list[Urgency]:
-        return list(self._lines.get(skill, ()))
-
     def walk(self, skill: Skill | None) -> Iterator[Urgency]:
         """One skill's line in order, lazily, while the walker takes orders off it: each
         step finds the first order after the last one seen."""

@@ -196,4 +196,4 @@ def test_the_waiting_queue_keeps_the_queue_order_per_skill(
         expected = [
             n.order_id for n in matching.queue(left) if matching.REQUIRED_SKILL[n.category] == skill
         ]
-        assert [u[2] for u in waiting.line(skill)] == expected
+        assert [u[2] for u in waiting.walk(skill)] == expected  # the walk the board takes
