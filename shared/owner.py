@@ -13,6 +13,7 @@ the community's next log entry::
     changes   the documents the decision changed (full new versions): the state delta
     events    the CloudEvents to publish, ids "{service}:{community}:{n}:{i}"
     outcomes  {command id: outcome or refusal}
+    commands  per command decided: its type, subject, sender and answer (the audit trail)
 
 Everything else is derived from the entry, after it: the read models (the documents HTTP
 reads, which are also the snapshot the state is restored from), the published events,
@@ -57,6 +58,7 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
+from shared.audit import AUDIT, command_step, subject_of, trail_of
 from shared.commands import Outcome, OutcomeBoard
 from shared.contracts.base import Payload
 from shared.events import Event
@@ -204,17 +206,6 @@ def position(event_id: str) -> tuple[str, tuple[int, int]] | None:
     return parts[0], (int(parts[2]), int(parts[3]))
 
 
-def subject_of(payload: Payload) -> str | None:
-    order = getattr(payload, "order", None)
-    if order is not None:
-        return f"order/{order.order_id}"
-    for name, prefix in (("order_id", "order"), ("volunteer_id", "volunteer")):
-        value = getattr(payload, name, None)
-        if isinstance(value, str):
-            return f"{prefix}/{value}"
-    return None
-
-
 @dataclass
 class Loaded(Generic[S]):
     state: S
@@ -312,6 +303,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         # MongoDB and FerretDB's PostgreSQL backend; scanned on SQLite, once per load).
         for kind in self.rules.collections:
             await self.db[kind].create_index([("community_id", 1)])
+        await self.db[AUDIT].create_index([("subject", 1)])
 
     # --- ownership ---------------------------------------------------------------------
 
@@ -547,6 +539,7 @@ class CommunityLog(PartitionListener, Generic[S]):
         seen: dict[str, list[int]] = {}
         events: list[Event] = []
         outcomes: dict[str, Any] = {}
+        commands: list[dict[str, Any]] = []
         for item in fresh:
             offsets[item.key] = item.record.offset + 1
             event = item.event
@@ -593,6 +586,8 @@ class CommunityLog(PartitionListener, Generic[S]):
                         data=payload,
                     )
                 )
+            if command_id:
+                commands.append(command_step(event.data, decision.outcome))
             if command_id and decision.outcome is not None:
                 outcomes[command_id] = decision.outcome.model_dump()
             outcomes |= {cid: answer.model_dump() for cid, answer in decision.answers.items()}
@@ -617,6 +612,7 @@ class CommunityLog(PartitionListener, Generic[S]):
             ],
             "events": [e.model_dump(mode="json") for e in events],
             "outcomes": outcomes,
+            "commands": commands,
         }
         try:
             await self.entries.insert_one(entry)
@@ -655,8 +651,10 @@ class CommunityLog(PartitionListener, Generic[S]):
         # Collections are independent, and so are the events and the outcomes: each group
         # is written at once (a round trip each, not one after another). Read models come
         # first: whoever hears an event or an outcome may read them at once.
+        trail = trail_of(entry)
         await asyncio.gather(
             *(self._insert_fresh(kind, docs) for kind, docs in fresh.items()),
+            *([self._insert_fresh(AUDIT, trail, keep=True)] if trail else []),
             *(self._update(kind, ops) for kind, ops in updates.items()),
         )
         announced = []
@@ -677,10 +675,13 @@ class CommunityLog(PartitionListener, Generic[S]):
             # holds the truth; this is a bug to fix, said loudly.
             log.error("log.read_model_refused", collection=kind, error=repr(exc))
 
-    async def _insert_fresh(self, kind: str, docs: list[dict[str, Any]]) -> None:
+    async def _insert_fresh(
+        self, kind: str, docs: list[dict[str, Any]], keep: bool = False
+    ) -> None:
         """New documents are inserted: an insert is cheap where a replace is not (FerretDB
         on SQLite scans for every update). Those already there (an entry derived again
-        after a crash) are replaced instead, and end the same."""
+        after a crash) are replaced instead, and end the same; with ``keep`` (documents
+        that never change, like the audit trail's) they are left as they are."""
         try:
             await self.db[kind].insert_many([dict(d) for d in docs], ordered=False)
         except BulkWriteError as exc:
@@ -691,6 +692,8 @@ class CommunityLog(PartitionListener, Generic[S]):
             }
             if len(there) < len(exc.details.get("writeErrors", [])):
                 log.error("log.read_model_refused", collection=kind, error=repr(exc))
+            if keep:
+                return
             again = [
                 ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs if d["_id"] in there
             ]

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from services.dispatch.views import open_tasks
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import CurrentPrincipal, Principal, Role, Volunteer, require
+from shared.auth import CurrentPrincipal, Principal, Role, Staff, Volunteer, require
 from shared.commands import CommandSender, new_command_id
 from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
@@ -73,6 +73,36 @@ async def decline(order_id: str, principal: CurrentPrincipal, commands: Commands
 @router.post("/tasks/{order_id}/pick-up", summary="Picked up the goods")
 async def pick_up(order_id: str, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
     return await answer_offer(d.PickUp, order_id, principal, commands)
+
+
+@router.post("/tasks/{order_id}/offer-again", summary="Send a waiting order round again (staff)")
+async def offer_again(order_id: str, principal: Staff, commands: Commands) -> JSONResponse:
+    command = d.OfferAgain(command_id=new_command_id(), actor=principal.subject, order_id=order_id)
+    return await send(commands, staff_community(principal), command)
+
+
+class OfferToIn(StrictBody):
+    volunteer_id: str = Field(min_length=1, max_length=100)
+
+
+@router.post(
+    "/tasks/{order_id}/offer-to", summary="Offer a waiting order to a chosen cadre (staff)"
+)
+async def offer_to(
+    order_id: str, body: OfferToIn, principal: Staff, commands: Commands
+) -> JSONResponse:
+    command = d.OfferTo(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        volunteer_id=body.volunteer_id,
+    )
+    return await send(commands, staff_community(principal), command)
+
+
+def staff_community(principal: Principal) -> str:
+    assert principal.community_id is not None  # a staff token always names its community
+    return principal.community_id
 
 
 class DeliveryIn(StrictBody):

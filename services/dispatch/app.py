@@ -11,6 +11,7 @@ from services.dispatch import api
 from services.dispatch.handlers import DispatchRules
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.timer import run_offer_timer
+from shared.audit import audit_router
 from shared.commands import CommandSender, commands_router
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
@@ -42,4 +43,5 @@ def create_app(settings: DispatchSettings) -> FastAPI:
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
     app.include_router(commands_router())
+    app.include_router(audit_router())
     return app

@@ -309,6 +309,38 @@ class Board(BaseModel):
                 self._back_to_queue(task)
         return events + self.match(now)
 
+    # --- staff ---------------------------------------------------------------------------
+
+    def _waiting(self, order_id: str) -> Task:
+        task = self.tasks.get(order_id)
+        if task is None:
+            raise Rejection(404, "no such open order on the board")
+        if task.state is not TaskState.waiting:
+            raise Rejection(409, f"the order is {task.state}, not waiting")
+        return task
+
+    def offer_again(self, order_id: str, now: datetime) -> list[Payload]:
+        """Staff send a waiting order round again (after phoning the cadres, say): whoever
+        let it pass may be asked again, and it escalates again if nobody can take it."""
+        task = self._waiting(order_id)
+        task.tried.clear()
+        task.escalated = False
+        self._sync(order_id)
+        return self.match(now)
+
+    def offer_to(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
+        """Staff give a waiting order to the cadre they chose: on duty, with room (grid and
+        skills are staff's call); the cadre still accepts or declines."""
+        task = self._waiting(order_id)
+        volunteer = self.volunteers.get(volunteer_id)
+        if volunteer is None or volunteer.shift_grid_id is None:
+            raise Rejection(409, "the volunteer is not on duty")
+        if self.load(volunteer_id) >= volunteer.capacity:
+            raise Rejection(409, "the volunteer has no room: at capacity")
+        if volunteer_id in task.tried:
+            task.tried.remove(volunteer_id)
+        return [self._offer(task, volunteer_id, now), *self.match(now)]
+
     # --- the volunteer's answers and the owner's timer -----------------------------------
 
     def _task_of(self, order_id: str, volunteer_id: str, *states: TaskState) -> Task:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -21,7 +22,7 @@ from pydantic import (
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
-from services.orders import domain
+from services.orders import domain, report
 from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
@@ -116,6 +117,29 @@ async def get_community(
     doc["community_id"] = doc.pop("_id")
     doc.pop("updated_at", None)
     return doc
+
+
+@router.get(
+    "/communities/{community_id}/report",
+    tags=["communities"],
+    summary="The day's figures the office reports upward (staff of it, ops)",
+)
+async def daily_report(
+    community_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    database: Db,
+    day: Annotated[date | None, Query(description="UTC day, YYYY-MM-DD; today if left out")] = None,
+) -> dict[str, Any]:
+    require(principal, Role.staff, Role.ops)
+    require_community(principal, community_id)
+    await community_or_404(database, community_id)
+    book = request.app.state.owner.state(community_id)
+    if book is not None:
+        orders = list(book.values("orders"))
+    else:
+        orders = await database["orders"].find({"community_id": community_id}).to_list()
+    return report.daily(orders, day or datetime.now(UTC).date())
 
 
 # --- households --------------------------------------------------------------------------

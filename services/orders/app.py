@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.orders import api
 from services.orders.handlers import OrdersRules
 from services.orders.settings import OrdersSettings
+from shared.audit import audit_router
 from shared.commands import CommandSender, commands_router
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
@@ -53,4 +54,5 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(commands_router())
+    app.include_router(audit_router())
     return app

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from services.volunteers import api, domain
 from services.volunteers.handlers import VolunteersRules
 from services.volunteers.settings import VolunteersSettings
+from shared.audit import audit_router
 from shared.commands import CommandSender, commands_router
 from shared.contracts.volunteers import CheckOut
 from shared.events import Event
@@ -85,4 +86,5 @@ def create_app(settings: VolunteersSettings) -> FastAPI:
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
     app.include_router(commands_router())
+    app.include_router(audit_router())
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 MAX_SHIFT = timedelta(hours=24)
@@ -24,6 +24,29 @@ def check_in_refusal(status: str, on_duty: bool, until: datetime, now: datetime)
 def worked_seconds(started_at: datetime, ended_at: datetime, until: datetime) -> float:
     """Time on duty: a shift that expired counts until its planned end, not past it."""
     return max(0.0, (min(ended_at, until) - started_at).total_seconds())
+
+
+def worked_by_day(started_at: datetime, ended_at: datetime, until: datetime) -> dict[str, float]:
+    """A shift's time on duty split by (UTC) day, for attendance: a night shift counts
+    on both days it spans."""
+    end = max(started_at, min(ended_at, until))
+    days: dict[str, float] = {}
+    moment = started_at
+    while moment < end:
+        midnight = datetime.combine(moment.date() + timedelta(days=1), time(), moment.tzinfo)
+        step = min(end, midnight)
+        days[moment.date().isoformat()] = (step - moment).total_seconds()
+        moment = step
+    return days
+
+
+def add_days(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
+    return {day: total.get(day, 0.0) + more.get(day, 0.0) for day in total.keys() | more.keys()}
+
+
+def hours_by_day(done: dict[str, float], shift: dict | None, now: datetime) -> dict[str, float]:  # type: ignore[type-arg]
+    current = worked_by_day(shift["started_at"], now, shift["until"]) if shift else {}
+    return {day: round(s / 3600, 2) for day, s in sorted(add_days(done, current).items())}
 
 
 def hours_worked(done_seconds: float, shift: dict | None, now: datetime) -> float:  # type: ignore[type-arg]

@@ -128,9 +128,19 @@ def check_out(state: Documents, event: Event, now: datetime) -> Decision:
     worked = doc.get("worked_seconds", 0.0) + domain.worked_seconds(
         shift["started_at"], now, shift["until"]
     )
+    by_day = domain.add_days(
+        doc.get("worked_by_day", {}),
+        domain.worked_by_day(shift["started_at"], now, shift["until"]),
+    )
     doc = state.put(
         VOLUNTEERS,
-        {**doc, "shift": None, "worked_seconds": worked, "shifts": doc.get("shifts", 0) + 1},
+        {
+            **doc,
+            "shift": None,
+            "worked_seconds": worked,
+            "worked_by_day": by_day,
+            "shifts": doc.get("shifts", 0) + 1,
+        },
     )
     ended = v.ShiftEnded(volunteer_id=doc["_id"], shift_id=shift["shift_id"], reason=cmd.reason)
     return Decision([ended], Outcome.ok(volunteer_view(doc, now)))

@@ -16,4 +16,5 @@ def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     shift = doc.get("shift")
     view["on_duty"] = shift is not None
     view["hours_worked"] = domain.hours_worked(doc.get("worked_seconds", 0.0), shift, now)
+    view["hours_by_day"] = domain.hours_by_day(view.pop("worked_by_day", {}), shift, now)
     return to_jsonable_python(view)  # type: ignore[no-any-return]

@@ -55,6 +55,25 @@ class ReportFailure(VolunteerCommand):
     note: str | None = None
 
 
+class OfferAgain(Payload):
+    """Staff send an escalated order round again: whoever let it pass may be asked again."""
+
+    type: Literal["doorstep.task.offer_again.v1"] = "doorstep.task.offer_again.v1"
+    command_id: str
+    actor: str
+    order_id: str
+
+
+class OfferTo(Payload):
+    """Staff give a waiting order to the cadre they chose (reassign), as an offer."""
+
+    type: Literal["doorstep.task.offer_to.v1"] = "doorstep.task.offer_to.v1"
+    command_id: str
+    actor: str
+    order_id: str
+    volunteer_id: str
+
+
 # --- events ---------------------------------------------------------------------------
 
 
@@ -173,6 +192,8 @@ COMMANDS = (
     ReportFailure,
     ExpireOffer,
     EscalateLateOrder,
+    OfferAgain,
+    OfferTo,
 )
 EVENTS = (
     OfferMade,

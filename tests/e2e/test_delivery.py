@@ -8,8 +8,10 @@ import json
 import threading
 
 import httpx
+import jwt
 
-from tests.e2e.client import Community, auth, eventually
+from shared.auth import Role
+from tests.e2e.client import Community, auth, eventually, token
 from tests.gateway import GatewayServer
 
 RESIDENT_STEPS = ["order.accepted", "task.assigned", "task.picked_up", "task.delivered"]
@@ -118,6 +120,7 @@ def test_medicine_reaches_the_door_and_the_resident_sees_every_step(community: C
     )
     assert [n["kind"] for n in reversed(inbox["items"])] == RESIDENT_STEPS
     assert all(n["order_id"] == order_id for n in inbox["items"])
+    the_trail_shows_each_step(community, order_id, resident, volunteer)
 
     listener.join(timeout=30)
     assert [e["event"] for e in streamed] == RESIDENT_STEPS
@@ -184,3 +187,42 @@ def test_push_notifications_go_out_through_the_gateway(
         what="the delivery state",
     )
     assert state["channel"] == "push"
+
+
+def resident_subject(tok: str) -> str:
+    return str(jwt.decode(tok, options={"verify_signature": False})["sub"])
+
+
+def the_trail_shows_each_step(
+    community: Community, order_id: str, resident: str, volunteer: str
+) -> None:
+    # The audit trail, from the owners' logs: who did what, in order, on either side.
+    subject = {"subject": f"order/{order_id}"}
+    placed_by = community.ok("GET", "orders", "/v1/audit", community.staff, params=subject)
+    kinds = [(s["kind"], s["type"]) for s in placed_by["steps"]]
+    assert kinds[:3] == [
+        ("command", "doorstep.order.place.v1"),
+        ("event", "doorstep.order.received.v1"),
+        ("event", "doorstep.order.accepted.v1"),
+    ]
+    assert placed_by["steps"][0]["actor"] == resident_subject(resident)
+    assert placed_by["steps"][0]["status"] == 201
+    done = eventually(
+        lambda: (
+            (t := community.ok("GET", "dispatch", "/v1/audit", community.staff, params=subject))
+            and any(s["type"] == "doorstep.task.delivered.v1" for s in t["steps"])
+            and t
+        ),
+        what="the delivery in dispatch's trail",
+    )
+    by_volunteer = [s["type"] for s in done["steps"] if s["actor"] == volunteer]
+    assert by_volunteer == [
+        "doorstep.offer.accept.v1",
+        "doorstep.task.pick_up.v1",
+        "doorstep.task.deliver.v1",  # the wrong code, refused
+        "doorstep.task.deliver.v1",
+    ]
+    assert [s["status"] for s in done["steps"] if s["actor"] == volunteer] == [200, 200, 422, 200]
+    # Another community's staff see none of it.
+    other = token(Role.staff, "elsewhere")
+    assert community.ok("GET", "dispatch", "/v1/audit", other, params=subject)["steps"] == []

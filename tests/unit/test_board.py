@@ -143,6 +143,39 @@ def test_a_new_check_in_takes_an_escalated_order() -> None:
     assert kinds(board.shift_started("zhao", "s1", "g5", T0)) == ["offer.made"]
 
 
+def test_staff_send_an_escalated_order_round_again_to_those_who_let_it_pass() -> None:
+    board = board_with(("li", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    assert kinds(board.decline("o1", "li", T0)) == ["offer.declined", "order.escalated"]
+    assert kinds(board.offer_again("o1", T0)) == ["offer.made"]
+    assert board.tasks["o1"].volunteer_id == "li" and not board.tasks["o1"].escalated
+    with pytest.raises(Rejection, match="offered, not waiting"):
+        board.offer_again("o1", T0)
+    with pytest.raises(Rejection, match="no such open order"):
+        board.offer_again("gone", T0)
+
+
+def test_sent_round_again_with_nobody_free_it_escalates_again() -> None:
+    board = board_with()
+    board.order_open(facts("o1"), T0)
+    assert kinds(board.offer_again("o1", T0)) == ["order.escalated"]
+
+
+def test_staff_offer_a_waiting_order_to_the_cadre_they_choose_if_on_duty_with_room() -> None:
+    board = board_with(("li", "g1", 1), ("wang", "g7", 1))
+    board.order_open(facts("busy", grid="g1"), T0)
+    board.accept("busy", "li", T0)
+    board.order_open(facts("o1", grid="g1"), T0)  # wang is far away: offered to wang or not
+    if board.tasks["o1"].state is TaskState.offered:
+        board.decline("o1", "wang", T0)
+    with pytest.raises(Rejection, match="at capacity"):
+        board.offer_to("o1", "li", T0)
+    with pytest.raises(Rejection, match="not on duty"):
+        board.offer_to("o1", "nobody", T0)
+    assert kinds(board.offer_to("o1", "wang", T0)) == ["offer.made"]
+    assert board.tasks["o1"].volunteer_id == "wang" and board.load("wang") == 1
+
+
 def test_an_order_not_taken_in_time_escalates_once_even_while_offers_go_round() -> None:
     board = board_with(("li", "g3", 1))
     board.escalate_after_seconds = 600
@@ -261,6 +294,21 @@ class BoardMachine(RuleBasedStateMachine):
                 self.board.fail(oid, vid, d.FailureReason.not_home, None, now)
             else:
                 self.board.cancel(oid, "staff", now)
+        except Rejection:
+            pass
+
+    @rule(data=st.data())
+    def staff_act(self, data: st.DataObject) -> None:
+        waiting = [t for t in self.board.tasks.values() if t.state is TaskState.waiting]
+        if not waiting:
+            return
+        oid = data.draw(st.sampled_from(waiting)).order.order_id
+        try:
+            if data.draw(st.booleans()):
+                self.board.offer_again(oid, self.tick())
+            else:
+                vid = data.draw(st.sampled_from(["a", "b", "c", "d"]))
+                self.board.offer_to(oid, vid, self.tick())
         except Rejection:
             pass
 

@@ -98,3 +98,11 @@ def test_shifts_past_their_end_are_found_in_memory() -> None:
     )
     assert domain.expired_shifts(state.values("volunteers"), T0) == []
     assert [d["_id"] for d in domain.expired_shifts(state.values("volunteers"), until)] == ["v1"]
+
+
+def test_a_night_shift_counts_on_both_days_it_spans_and_stops_at_its_planned_end() -> None:
+    start = datetime(2022, 5, 1, 22, 0, tzinfo=UTC)
+    days = domain.worked_by_day(start, start + timedelta(hours=5), start + timedelta(hours=3))
+    assert days == {"2022-05-01": 7200.0, "2022-05-02": 3600.0}
+    assert domain.worked_by_day(start, start - timedelta(hours=1), start) == {}
+    assert domain.add_days({"2022-05-01": 60.0}, days)["2022-05-01"] == 7260.0
