@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run token seed bench test test-unit test-integration test-e2e test-faults lint format up down clean-data
+.PHONY: help setup run token console-link seed bench test test-unit test-integration test-e2e test-faults lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,10 +42,14 @@ run: setup ## Run Kafka, FerretDB and the four services in the foreground
 token: $(READY) ## Mint a dev token: make token ARGS='--role staff --community datong'
 	@$(PY) -m doorstep_cli token $(ARGS)
 
+console-link: $(READY) ## Print a one-time console sign-in link: make console-link ARGS='--community datong'
+	@$(PY) -m doorstep_cli console-link $(ARGS)
+
 seed: $(READY) ## Seed the Datong demo community into a running `make run`
 	@$(PY) -m doorstep_cli seed $(ARGS)
 
-test: setup ## Run every test: unit, integration (real Kafka + FerretDB) and end-to-end
+test: $(READY) ## Run every test: unit, integration (real Kafka + FerretDB), end-to-end and the console in a real browser
+	@$(PY) -m doorstep_cli setup --browser
 	@$(PY) -m pytest tests/unit tests/integration tests/e2e
 
 test-unit: $(READY) ## Unit tests only (no I/O)
@@ -54,7 +58,8 @@ test-unit: $(READY) ## Unit tests only (no I/O)
 test-integration: setup ## Integration tests against the real broker and database
 	@$(PY) -m pytest tests/integration
 
-test-e2e: setup ## End-to-end tests: the four services as real processes
+test-e2e: $(READY) ## End-to-end tests: the services as real processes, the console in a real browser
+	@$(PY) -m doorstep_cli setup --browser
 	@$(PY) -m pytest tests/e2e
 
 test-faults: setup ## The fault tests alone, with their recovery times (kill -9, cuts, a zombie)

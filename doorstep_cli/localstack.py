@@ -159,6 +159,32 @@ def _patched_build_dir(go: str, env: dict[str, str], target: Path) -> Path:
     return build
 
 
+BROWSER = (Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"))
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
+
+
+def browser() -> tuple[Path, Path]:
+    """Chromium and its driver for the console's browser tests: Debian's packages (the
+    driver always matches the browser), installed with apt-get when missing. They are
+    system packages, so they live outside the clone and outlive it, like the cache."""
+    if all(p.exists() for p in BROWSER):
+        return BROWSER
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise StackError(
+            f"the browser tests need {' and '.join(map(str, BROWSER))}: install the "
+            f"packages {' '.join(BROWSER_PACKAGES)} (Debian) or their equivalent"
+        )
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    _log(f"installing {' '.join(BROWSER_PACKAGES)} with apt-get (once)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([apt, "update", "-q"], [apt, "install", "-y", "-q", *BROWSER_PACKAGES]):
+        done = subprocess.run([*sudo, *cmd], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StackError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return BROWSER
+
+
 def new_cluster_id() -> str:
     """A base64url UUID without padding, as `kafka-storage random-uuid` makes, that does not
     start with '-' (StorageTool's argument parser would take it for an option)."""

@@ -19,18 +19,24 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-SERVICES = {"orders": 8001, "volunteers": 8002, "dispatch": 8003, "notify": 8004}
+SERVICES = {"orders": 8001, "volunteers": 8002, "dispatch": 8003, "notify": 8004, "console": 8005}
 # Only for `make run` on a laptop; a deployment sets its own DOORSTEP_JWT_SECRET.
 DEV_JWT_SECRET = "doorstep-development-secret-do-not-deploy"
 
 
 @app.command()
-def setup() -> None:
-    """Fetch the Kafka jars and build FerretDB into the cache (once; later runs reuse them)."""
+def setup(
+    browser: bool = typer.Option(False, help="Also Chromium, for the console's browser tests"),
+) -> None:
+    """Fetch the Kafka jars and build FerretDB into the cache (once; later runs reuse them);
+    install Chromium for the console's browser tests if it is missing."""
     started = time.monotonic()
     libs = localstack.kafka_libs()
     ferretdb = localstack.ferretdb_binary()
     console.print(f"Kafka jars: {libs}\nFerretDB:   {ferretdb}")
+    if browser:
+        chromium, driver = localstack.browser()
+        console.print(f"Chromium:   {chromium} ({driver})")
     console.print(f"set-up took {time.monotonic() - started:.1f}s")
 
 
@@ -40,7 +46,8 @@ def run(
     kafka_port: int = typer.Option(9092, envvar="DOORSTEP_RUN_KAFKA_PORT"),
     mongo_port: int = typer.Option(27017, envvar="DOORSTEP_RUN_MONGO_PORT"),
 ) -> None:
-    """Run Kafka, FerretDB and the four services in the foreground; Ctrl-C stops them all."""
+    """Run Kafka, FerretDB, the four services and the console in the foreground; Ctrl-C
+    stops them all."""
     from honcho.manager import Manager
     from honcho.printer import Printer
 
@@ -72,8 +79,11 @@ def run(
     )
     console.print(f"Kafka     {kafka.bootstrap}\nFerretDB  {ferret.url}")
     for service, port in SERVICES.items():
-        console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
+        if service != "console":
+            console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
     console.print(
+        "Console:   make console-link ARGS='--community datong'   (prints a one-time sign-in "
+        "link to http://127.0.0.1:8005; --grid g3 for a grid worker)\n"
         "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "
         "--household ID, volunteer --volunteer ID, staff, ops)\n"
         "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
@@ -175,6 +185,20 @@ def token(
             ttl_seconds=hours * 3600,
         )
     )
+
+
+@app.command("console-link")
+def console_link(
+    community: str = typer.Option(..., help="the community the person works for"),
+    name: str = typer.Option("staff", help="who signs in (shown in the audit trail)"),
+    grid: str | None = typer.Option(None, help="a grid worker's grid: they see only it"),
+    url: str = typer.Option("http://127.0.0.1:8005", envvar="DOORSTEP_CONSOLE_URL"),
+) -> None:
+    """Print a one-time sign-in link to the console (good for 15 minutes)."""
+    from services.console.session import Person, sign_in_link
+
+    secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
+    print(sign_in_link(secret, url, Person(name, community, grid)))
 
 
 @app.command("seed")

@@ -127,7 +127,7 @@ class ServiceRuntime:
     async def __aenter__(self) -> ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._start_kafka(), name="kafka-start"))
         for name, body in self._loops:
-            self._tasks.append(asyncio.create_task(self._supervise(name, body), name=name))
+            self._tasks.append(asyncio.create_task(supervise(name, body), name=name))
         return self
 
     async def __aexit__(
@@ -157,23 +157,26 @@ class ServiceRuntime:
         for consumer in self.consumers:
             self._tasks.append(
                 asyncio.create_task(
-                    self._supervise(f"consumer:{consumer.group_id}", consumer.run),
+                    supervise(f"consumer:{consumer.group_id}", consumer.run),
                     name=consumer.group_id,
                 )
             )
 
-    async def _supervise(self, name: str, body: Loop) -> None:
-        while True:
-            try:
-                await body()
-                return
-            except asyncio.CancelledError:
-                raise
-            except UNAVAILABLE as exc:  # waited out, not a crash
-                log.warning("background.unavailable", task=name, error=repr(exc), restart_in=1.0)
-                await asyncio.sleep(1.0)
-            except ConsumerStalled:  # logged where it was found; a fresh client now
-                await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("background.crashed", task=name, restart_in=1.0)
-                await asyncio.sleep(1.0)
+
+async def supervise(name: str, body: Loop) -> None:
+    """Run ``body`` until it returns, starting it again a second after it fails: a relay,
+    a timer or a consumer must outlive a database blip or a broker outage."""
+    while True:
+        try:
+            await body()
+            return
+        except asyncio.CancelledError:
+            raise
+        except UNAVAILABLE as exc:  # waited out, not a crash
+            log.warning("background.unavailable", task=name, error=repr(exc), restart_in=1.0)
+            await asyncio.sleep(1.0)
+        except ConsumerStalled:  # logged where it was found; a fresh client now
+            await asyncio.sleep(1.0)
+        except Exception:
+            log.exception("background.crashed", task=name, restart_in=1.0)
+            await asyncio.sleep(1.0)

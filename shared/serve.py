@@ -1,4 +1,4 @@
-"""Process entry point shared by the four services: settings first, then uvicorn."""
+"""Process entry point shared by the services: settings first, then uvicorn."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.log import configure
-from shared.settings import ServiceSettings, load
+from shared.settings import CommonSettings, load
 
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound=CommonSettings)
 
 
 def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:

@@ -15,27 +15,34 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "DOORSTEP_"
 
 
-class ServiceSettings(BaseSettings):
+class CommonSettings(BaseSettings):
+    """What every process reads, the console included."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     kafka_bootstrap: str = Field(
         description="Kafka bootstrap servers, host:port[,host:port]", min_length=3
     )
-    mongo_url: str = Field(description="MongoDB connection URL", pattern=r"^mongodb(\+srv)?://")
     jwt_secret: str = Field(
         min_length=32, description="HS256 secret that signs and checks bearer tokens (32+ chars)"
-    )
-    topic_partitions: int = Field(
-        default=12,
-        ge=1,
-        le=1000,
-        description="Partitions per topic when a service creates it; caps dispatch instances",
     )
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level"
     )
     log_json: bool = Field(default=False, description="Log JSON lines instead of console text")
+
+
+class ServiceSettings(CommonSettings):
+    """The services that own a database."""
+
+    mongo_url: str = Field(description="MongoDB connection URL", pattern=r"^mongodb(\+srv)?://")
+    topic_partitions: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="Partitions per topic when a service creates it; caps dispatch instances",
+    )
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -21,6 +21,7 @@ def task_view(task: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "offer_expires_at": task.get("offer_expires_at"),
         "attempt": task.get("attempt", 0),
         "escalated": task.get("escalated", False),
+        "late": task.get("late", False),
         "category": order["category"],
         "items": order["items"],
         "priority": order["priority"],

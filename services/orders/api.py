@@ -352,7 +352,7 @@ class OrderIn(StrictBody):
     )
     category: o.Category = Field(examples=["medicine"])
     items: str = Field(min_length=1, max_length=500, examples=["insulin, 2 boxes"])
-    channel: str | None = Field(default=None, pattern=r"^(app|staff_proxy|group_chat)$")
+    channel: str | None = Field(default=None, pattern=r"^(app|staff_proxy|hotline|group_chat)$")
     priority: StrictInt | None = Field(default=None, ge=0, le=100, description="Staff override")
 
     model_config = ConfigDict(

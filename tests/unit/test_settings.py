@@ -19,8 +19,8 @@ def test_missing_settings_stop_the_service_with_one_line_per_variable(
     lines = capsys.readouterr().err.strip().splitlines()
     assert [line.split(":")[2].strip() for line in lines] == [
         "DOORSTEP_KAFKA_BOOTSTRAP",
-        "DOORSTEP_MONGO_URL",
         "DOORSTEP_JWT_SECRET",
+        "DOORSTEP_MONGO_URL",
         "DOORSTEP_PORT",
     ]
     assert all(line.startswith("orders: configuration error: ") for line in lines)

@@ -1,0 +1,86 @@
+"""Composition root of the console: the web page staff and grid workers keep open all day.
+It owns no business rule and no database: it reads and asks the other services over HTTP
+and hears of changes from their events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from services.console import pages
+from services.console.live import Changes
+from services.console.session import SignIns
+from services.console.settings import ConsoleSettings
+from services.console.upstream import Refused, Unavailable, Upstream
+from shared.http import service_app
+from shared.kafka import KafkaProbe
+from shared.runtime import supervise
+
+SERVICE = "console"
+DESCRIPTION = "The operations console: live board, hotline, queues, volunteers, report, audit."
+
+
+def create_app(settings: ConsoleSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstream = Upstream(settings.urls(), settings.jwt_secret)
+        changes = Changes()
+        probe = KafkaProbe(settings.kafka_bootstrap)
+        app.state.upstream = upstream
+        app.state.changes = changes
+        app.state.sign_ins = SignIns(settings.jwt_secret)
+        app.state.jwt_secret = settings.jwt_secret
+        app.state.cookie_secure = settings.cookie_secure
+        app.state.readiness = {"services": upstream.ready, "kafka": probe.check}
+        tail = asyncio.create_task(
+            supervise("live-tail", lambda: changes.tail(settings.kafka_bootstrap))
+        )
+        try:
+            yield
+        finally:
+            tail.cancel()
+            await asyncio.gather(tail, return_exceptions=True)
+            await upstream.close()
+            await probe.close()
+
+    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(pages.router)
+
+    @app.exception_handler(pages.SignInNeeded)
+    async def to_sign_in(request: Request, exc: Exception) -> Response:
+        return RedirectResponse("/signin", status_code=303)
+
+    @app.exception_handler(pages.NotYours)
+    async def not_yours(request: Request, exc: Exception) -> HTMLResponse:
+        return error_page(request, "not_yours", 404)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Exception) -> HTMLResponse:
+        assert isinstance(exc, Refused)
+        status = 404 if exc.status in (403, 404) else exc.status
+        return error_page(request, exc.detail, status)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Exception) -> HTMLResponse:
+        response = error_page(request, "unavailable", 503)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    return app
+
+
+def error_page(request: Request, said: str, status: int) -> HTMLResponse:
+    try:
+        who = pages.person(request)
+    except pages.SignInNeeded:
+        who = None
+    response = pages.page(request, "error.html", who, problem=said)
+    response.status_code = status
+    return response

@@ -1,0 +1,555 @@
+"""The console's pages and the actions on them. Thin, like every route here: who is signed
+in, what the services say (read through ``Upstream``), the page; an action is one call to
+the service that owns the decision, then back to the page with what it answered."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+import uuid
+from collections.abc import AsyncIterable, Awaitable, Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlparse
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.templating import Jinja2Templates
+
+from services.console import live
+from services.console.i18n import LANGUAGES, words
+from services.console.overview import OPEN, overview
+from services.console.session import (
+    COOKIE,
+    SESSION_SECONDS,
+    Person,
+    SignInRefused,
+    session_person,
+    session_token,
+)
+from services.console.upstream import Queued, Refused, Unavailable, Upstream
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+CATEGORIES = (
+    "groceries",
+    "medicine",
+    "garbage",
+    "home_test",
+    "app_help",
+    "visit",
+    "transfer",
+    "other",
+)
+ID = r"^[A-Za-z0-9._:-]{1,100}$"
+# Spreadsheets run a cell that starts with one of these as a formula: a household's note
+# must never become one in the office's export.
+FORMULA = re.compile(r"^[=+\-@\t\r]")
+
+
+class SignInNeeded(Exception):
+    pass
+
+
+class NotYours(Exception):
+    """A grid worker asked for something outside their grid, or staff-only."""
+
+
+def person(request: Request) -> Person:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInNeeded
+    try:
+        return session_person(request.app.state.jwt_secret, token)
+    except SignInRefused:
+        raise SignInNeeded from None
+
+
+def staff_only(who: Annotated[Person, Depends(person)]) -> Person:
+    if who.grid_id is not None:
+        raise NotYours
+    return who
+
+
+def same_origin(request: Request) -> None:
+    """Forms post only from the console's own pages (the cookie is SameSite=Lax too)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlparse(origin).netloc != request.url.netloc:
+        raise NotYours
+
+
+Who = Annotated[Person, Depends(person)]
+StaffWho = Annotated[Person, Depends(staff_only)]
+Posted = Depends(same_origin)
+
+
+def upstream(request: Request) -> Upstream:
+    return request.app.state.upstream  # type: ignore[no-any-return]
+
+
+Services = Annotated[Upstream, Depends(upstream)]
+
+
+def language(request: Request) -> str:
+    chosen = request.cookies.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    accepted = request.headers.get("accept-language", "")
+    return "zh" if accepted.lower().startswith("zh") else "en"
+
+
+def page(request: Request, name: str, who: Person | None, **context: Any) -> HTMLResponse:
+    lang = language(request)
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "who": who,
+            "t": words(lang),
+            "lang": lang,
+            "said": request.query_params.get("said"),
+            "path": request.url.path,
+            "now": datetime.now(UTC),
+            **context,
+        },
+    )
+
+
+def back(to: str, said: str) -> RedirectResponse:
+    joiner = "&" if "?" in to else "?"
+    return RedirectResponse(f"{to}{joiner}{urlencode({'said': said})}", status_code=303)
+
+
+async def act(to: str, action: Awaitable[Any], done: str = "done") -> RedirectResponse:
+    """Do one thing through the service that decides it; back to the page with its answer."""
+    try:
+        await action
+    except Refused as refused:
+        return back(to, refused.detail)
+    except Queued:
+        return back(to, "queued")
+    except Unavailable:
+        return back(to, "unavailable")
+    return back(to, done)
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+@router.get("/signin")
+async def sign_in(
+    request: Request, t: Annotated[str | None, Query(max_length=2000)] = None
+) -> Response:
+    if t is None:
+        return page(request, "signin.html", None)
+    try:
+        who = request.app.state.sign_ins.redeem(t)
+    except SignInRefused:
+        return page(request, "signin.html", None, refused=True)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session_token(request.app.state.jwt_secret, who),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.cookie_secure,
+    )
+    return response
+
+
+@router.post("/signout", dependencies=[Posted])
+async def sign_out() -> Response:
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/lang/{lang}")
+async def choose_language(lang: str, request: Request) -> Response:
+    referer = urlparse(request.headers.get("referer", "/"))
+    response = RedirectResponse(referer.path or "/", status_code=303)
+    if lang in LANGUAGES:
+        response.set_cookie("lang", lang, max_age=365 * 24 * 3600, samesite="lax")
+    return response
+
+
+# --- the board -----------------------------------------------------------------------------
+
+
+async def open_orders(services: Upstream, who: Person) -> list[dict[str, Any]]:
+    grid = {"grid_id": who.grid_id} if who.grid_id else {}
+    pages = await asyncio.gather(
+        *(
+            services.get(who, "orders", "/v1/orders", status=status, limit=500, **grid)
+            for status in OPEN
+        )
+    )
+    return [order for found in pages for order in found["orders"]]
+
+
+async def board_context(services: Upstream, who: Person) -> dict[str, Any]:
+    community, orders, board, cadres = await asyncio.gather(
+        services.get(who, "orders", f"/v1/communities/{who.community_id}"),
+        open_orders(services, who),
+        services.get(who, "dispatch", "/v1/tasks"),
+        services.get(who, "volunteers", "/v1/volunteers", on_duty=True, limit=500),
+    )
+    shifts = {
+        v["volunteer_id"]: datetime.fromisoformat(v["shift"]["started_at"])
+        for v in cadres["volunteers"]
+        if v.get("shift")
+    }
+    grids = overview(who, community, orders, board["tasks"], board["on_duty"], shifts)
+    return {"community": community, "grids": grids}
+
+
+@router.get("/")
+async def board(request: Request, who: Who, services: Services) -> HTMLResponse:
+    return page(request, "board.html", who, **await board_context(services, who))
+
+
+@router.get("/parts/board")
+async def board_part(request: Request, who: Who, services: Services) -> HTMLResponse:
+    return page(request, "_board.html", who, **await board_context(services, who))
+
+
+@router.get("/live", response_class=EventSourceResponse)
+async def changes(request: Request, who: Who) -> AsyncIterable[ServerSentEvent]:
+    feed: live.Changes = request.app.state.changes
+    async with feed.watch(who.community_id) as woken:
+        yield ServerSentEvent(comment="live")
+        while True:
+            try:
+                await asyncio.wait_for(woken.wait(), live.KEEPALIVE)
+            except TimeoutError:
+                yield ServerSentEvent(comment="keepalive")
+                continue
+            woken.clear()
+            yield ServerSentEvent(event="changed", data="")
+            await asyncio.sleep(live.EVERY)
+
+
+# --- hotline -------------------------------------------------------------------------------
+
+
+@router.get("/hotline")
+async def hotline(
+    request: Request,
+    who: Who,
+    services: Services,
+    q: Annotated[str, Query(max_length=30)] = "",
+) -> HTMLResponse:
+    found: list[dict[str, Any]] = []
+    q = q.strip()
+    if q:
+        digits = re.sub(r"[\s-]", "", q)
+        by = {"phone": digits} if digits.lstrip("+").isdigit() else {"card_code": q}
+        try:
+            result = await services.get(
+                who, "orders", f"/v1/communities/{who.community_id}/households", **by
+            )
+            found = [h for h in result["households"] if who.sees_grid(h["grid_id"])]
+        except Refused:
+            found = []
+    return page(
+        request,
+        "hotline.html",
+        who,
+        q=q,
+        found=found,
+        categories=CATEGORIES,
+        key=uuid.uuid4().hex,  # one order per form shown, however often it is submitted
+    )
+
+
+@router.post("/hotline/orders", dependencies=[Posted])
+async def hotline_order(
+    who: Who,
+    services: Services,
+    household_id: Annotated[str, Form(pattern=ID)],
+    category: Annotated[str, Form()],
+    items: Annotated[str, Form(max_length=2000)],
+    key: Annotated[str, Form(pattern=r"^[a-f0-9]{32}$")],
+    priority: Annotated[str, Form(max_length=3)] = "",
+) -> Response:
+    body: dict[str, Any] = {
+        "household_id": household_id,
+        "category": category,
+        "items": items,
+        "channel": "hotline",
+    }
+    if priority.strip():
+        if not priority.strip().isdigit():
+            return back("/hotline", "priority: a whole number from 0 to 100")
+        body["priority"] = int(priority)
+    try:
+        household = await services.get(who, "orders", f"/v1/households/{household_id}")
+        if not who.sees_grid(household["grid_id"]):
+            raise NotYours
+        order = await services.post(
+            who, "orders", "/v1/orders", json=body, headers={"Idempotency-Key": f"console-{key}"}
+        )
+    except Refused as refused:
+        return back("/hotline", refused.detail)
+    except (Queued, Unavailable) as exc:
+        return back("/hotline", "queued" if isinstance(exc, Queued) else "unavailable")
+    return back(f"/orders/{order['order_id']}", "done")
+
+
+# --- queues that need a person -------------------------------------------------------------
+
+
+@router.get("/queues")
+async def queues(request: Request, who: Who, services: Services) -> HTMLResponse:
+    grid = {"grid_id": who.grid_id} if who.grid_id else {}
+    held, failed, board, calls = await asyncio.gather(
+        services.get(who, "orders", "/v1/orders", status="held", limit=500, **grid),
+        services.get(who, "orders", "/v1/orders", status="failed", limit=500, **grid),
+        services.get(who, "dispatch", "/v1/tasks"),
+        services.get(who, "notify", "/v1/call-list"),
+    )
+    escalated = [
+        t
+        for t in board["tasks"]
+        if (t["escalated"] or t.get("late"))
+        and t["state"] == "waiting"
+        and who.sees_grid(t["grid_id"])
+    ]
+    return page(
+        request,
+        "queues.html",
+        who,
+        held=held["orders"],
+        failed=failed["orders"],
+        escalated=escalated,
+        on_duty=board["on_duty"],
+        calls=[c for c in calls["entries"] if who.sees_grid(c.get("grid_id"))],
+    )
+
+
+async def visible_order(services: Upstream, who: Person, order_id: str) -> dict[str, Any]:
+    order: dict[str, Any] = await services.get(who, "orders", f"/v1/orders/{order_id}")
+    if not who.sees_grid(order["grid_id"]):
+        raise NotYours
+    return order
+
+
+def order_action(
+    verb: str, method: str = "POST", body: Callable[[dict[str, str]], Any] | None = None
+) -> Callable[..., Awaitable[Response]]:
+    async def action(order_id: str, request: Request, who: Who, services: Services) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+
+        async def call() -> None:
+            await visible_order(services, who, order_id)
+            extra = {"json": body(form)} if body else {}
+            await services.call(who, method, "orders", f"/v1/orders/{order_id}/{verb}", **extra)
+
+        return await act(form.get("back", "/queues"), call())
+
+    return action
+
+
+def priority_body(form: dict[str, str]) -> dict[str, int]:
+    value = form.get("priority", "").strip()
+    return {"priority": int(value) if value.isdigit() else -1}  # the service says why not
+
+
+for verb, method, body in (
+    ("accept", "POST", None),
+    ("cancel", "POST", lambda form: {"reason": form.get("reason") or "cancelled by staff"}),
+    ("reopen", "POST", None),
+    ("priority", "PUT", priority_body),
+):
+    router.add_api_route(
+        f"/orders/{{order_id}}/{verb}",
+        order_action(verb, method, body),
+        methods=["POST"],
+        dependencies=[Posted],
+    )
+
+
+@router.post("/tasks/{order_id}/offer-again", dependencies=[Posted])
+async def offer_again(order_id: str, who: Who, services: Services) -> Response:
+    async def call() -> None:
+        await visible_order(services, who, order_id)
+        await services.post(who, "dispatch", f"/v1/tasks/{order_id}/offer-again")
+
+    return await act("/queues", call())
+
+
+@router.post("/tasks/{order_id}/offer-to", dependencies=[Posted])
+async def offer_to(
+    order_id: str,
+    who: Who,
+    services: Services,
+    volunteer_id: Annotated[str, Form(pattern=ID)],
+) -> Response:
+    async def call() -> None:
+        await visible_order(services, who, order_id)
+        await services.post(
+            who, "dispatch", f"/v1/tasks/{order_id}/offer-to", json={"volunteer_id": volunteer_id}
+        )
+
+    return await act("/queues", call())
+
+
+@router.post("/call-list/{entry_id}/done", dependencies=[Posted])
+async def call_done(entry_id: str, who: Who, services: Services) -> Response:
+    return await act("/queues", services.post(who, "notify", f"/v1/call-list/{entry_id}/done"))
+
+
+# --- volunteers ----------------------------------------------------------------------------
+
+
+def today(day: date | None) -> date:
+    return day or datetime.now(UTC).date()
+
+
+async def approved_cadres(services: Upstream, who: Person) -> list[dict[str, Any]]:
+    found = await services.get(who, "volunteers", "/v1/volunteers", status="approved", limit=500)
+    return sorted(found["volunteers"], key=lambda v: v["name"])
+
+
+def attendance(cadres: list[dict[str, Any]], day: date) -> list[dict[str, Any]]:
+    key = day.isoformat()
+    return [
+        {"volunteer_id": v["volunteer_id"], "name": v["name"], "hours": v["hours_by_day"][key]}
+        for v in cadres
+        if v.get("hours_by_day", {}).get(key)
+    ]
+
+
+@router.get("/volunteers")
+async def volunteers(
+    request: Request, who: StaffWho, services: Services, day: date | None = None
+) -> HTMLResponse:
+    pending, cadres = await asyncio.gather(
+        services.get(who, "volunteers", "/v1/volunteers", status="pending", limit=500),
+        approved_cadres(services, who),
+    )
+    return page(
+        request,
+        "volunteers.html",
+        who,
+        pending=pending["volunteers"],
+        on_duty=[v for v in cadres if v["on_duty"]],
+        day=today(day),
+        attendance=attendance(cadres, today(day)),
+    )
+
+
+@router.post("/volunteers/{volunteer_id}/approve", dependencies=[Posted])
+async def approve(volunteer_id: str, who: StaffWho, services: Services) -> Response:
+    return await act(
+        "/volunteers", services.post(who, "volunteers", f"/v1/volunteers/{volunteer_id}/approve")
+    )
+
+
+def csv_download(name: str, rows: list[list[Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        writer.writerow([f"'{c}" if isinstance(c, str) and FORMULA.match(c) else c for c in row])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/volunteers/hours.csv")
+async def hours_csv(who: StaffWho, services: Services, day: date | None = None) -> Response:
+    rows = attendance(await approved_cadres(services, who), today(day))
+    return csv_download(
+        f"hours-{who.community_id}-{today(day)}.csv",
+        [["day", "volunteer_id", "name", "hours"]]
+        + [[today(day).isoformat(), r["volunteer_id"], r["name"], r["hours"]] for r in rows],
+    )
+
+
+# --- the daily report ----------------------------------------------------------------------
+
+
+async def daily(services: Upstream, who: Person, day: date) -> dict[str, Any]:
+    figures, cadres = await asyncio.gather(
+        services.get(
+            who, "orders", f"/v1/communities/{who.community_id}/report", day=day.isoformat()
+        ),
+        approved_cadres(services, who),
+    )
+    figures["volunteer_hours"] = round(sum(r["hours"] for r in attendance(cadres, day)), 2)
+    return figures  # type: ignore[no-any-return]
+
+
+def report_rows(figures: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = [["figure", "value"]]
+    for key in ("orders_placed", "delivered"):
+        rows.append([key, figures[key]])
+    for key, value in figures["delivered_within"].items():
+        rows.append([f"delivered_{key}", value])
+    for key in ("escalations", "households_served", "no_smartphone_households_served"):
+        rows.append([key, figures[key]])
+    rows.append(["volunteer_hours", figures["volunteer_hours"]])
+    for status, n in figures["orders_by_status"].items():
+        rows.append([f"status:{status}", n])
+    for category, statuses in figures["orders_by_category"].items():
+        for status, n in statuses.items():
+            rows.append([f"category:{category}:{status}", n])
+    return rows
+
+
+@router.get("/report")
+async def report(
+    request: Request, who: StaffWho, services: Services, day: date | None = None
+) -> HTMLResponse:
+    return page(
+        request, "report.html", who, day=today(day), f=await daily(services, who, today(day))
+    )
+
+
+@router.get("/report.csv")
+async def report_csv(who: StaffWho, services: Services, day: date | None = None) -> Response:
+    figures = await daily(services, who, today(day))
+    return csv_download(f"report-{who.community_id}-{today(day)}.csv", report_rows(figures))
+
+
+# --- an order, and anyone's audit trail ------------------------------------------------------
+
+
+async def trail(services: Upstream, who: Person, subject: str) -> list[dict[str, Any]]:
+    parts = await asyncio.gather(
+        *(
+            services.get(who, service, "/v1/audit", subject=subject)
+            for service in ("orders", "volunteers", "dispatch")
+        )
+    )
+    steps = [
+        {**step, "service": service}
+        for service, part in zip(("orders", "volunteers", "dispatch"), parts, strict=True)
+        for step in part["steps"]
+    ]
+    return sorted(steps, key=lambda s: s["at"])
+
+
+@router.get("/orders/{order_id}")
+async def order_page(order_id: str, request: Request, who: Who, services: Services) -> HTMLResponse:
+    order = await visible_order(services, who, order_id)
+    steps = await trail(services, who, f"order/{order_id}")
+    return page(request, "order.html", who, order=order, steps=steps, subject=f"order/{order_id}")
+
+
+@router.get("/audit/{kind}/{item_id}")
+async def audit_page(
+    kind: str, item_id: str, request: Request, who: StaffWho, services: Services
+) -> HTMLResponse:
+    if kind not in ("order", "household", "volunteer") or not re.match(ID, item_id):
+        raise NotYours
+    subject = f"{kind}/{item_id}"
+    steps = await trail(services, who, subject)
+    return page(request, "order.html", who, order=None, steps=steps, subject=subject)

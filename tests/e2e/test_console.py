@@ -1,0 +1,441 @@
+"""The operations console in a real headless Chromium (Debian's, driven by Selenium through
+its chromedriver), against the services as real processes: what staff and grid workers do
+at the office desk, each test ending with a screenshot in ``test-artifacts/console/``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from doorstep_cli.localstack import browser, free_port
+from services.console.session import Person, sign_in_link
+from tests.e2e.client import Community, eventually
+from tests.e2e.conftest import JWT_SECRET, Running, spawn, stop_services, wait_ready
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+
+
+@pytest.fixture(scope="module")
+def console(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The console as a real process, in front of the session's services."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("console") / "console.log"
+    env = {
+        **services.envs["orders"],
+        "DOORSTEP_PORT": str(port),
+        "DOORSTEP_ORDERS_URL": services.urls["orders"],
+        "DOORSTEP_VOLUNTEERS_URL": services.urls["volunteers"],
+        "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
+        "DOORSTEP_NOTIFY_URL": services.urls["notify"],
+    }
+    env.pop("DOORSTEP_MONGO_DATABASE", None)
+    proc = spawn("console", env, log)
+    running = Running(
+        urls={"console": f"http://127.0.0.1:{port}"},
+        databases={},
+        stack=services.stack,
+        procs={"console": proc},
+        logs={"console": log},
+        envs={"console": env},
+    )
+    wait_ready(running, ("console",))
+    try:
+        yield running.urls["console"]
+    finally:
+        stop_services(running)
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def chrome(downloads: Path) -> Iterator[webdriver.Chrome]:
+    chromium, chromedriver = browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(arg)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(options=options, service=Service(str(chromedriver)))
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture()
+def page(chrome: webdriver.Chrome, request: pytest.FixtureRequest) -> Iterator[webdriver.Chrome]:
+    """The browser, signed out at the start of the test, its screen saved at the end."""
+    chrome.delete_all_cookies()
+    yield chrome
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    chrome.save_screenshot(str(ARTIFACTS / f"{request.node.name}.png"))
+
+
+def sign_in(
+    driver: webdriver.Chrome, console: str, community: str, grid: str | None = None
+) -> None:
+    driver.get(sign_in_link(JWT_SECRET, console, Person("Wang Fang", community, grid)))
+    driver.add_cookie({"name": "lang", "value": "en"})
+    driver.get(f"{console}/")
+    assert driver.find_element(By.CSS_SELECTOR, "h1").text.startswith(f"Community {community}")
+
+
+def wait_for(driver: webdriver.Chrome, what: str, check: Any, timeout: float = 30) -> Any:
+    def attempt(d: webdriver.Chrome) -> Any:
+        try:
+            return check(d)
+        except StaleElementReferenceException:  # replaced by a live refresh meanwhile
+            return False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(attempt, what)
+
+
+def figure(driver: webdriver.Chrome, grid: str, name: str) -> int:
+    """One figure of a grid's card, read in one step (a live refresh may replace it)."""
+    text = driver.execute_script(
+        "const card = document.querySelector(`[data-grid='${arguments[0]}']`);"
+        "const c = card && card.querySelector(`[data-figure='${arguments[1]}']`);"
+        "return c ? c.textContent : null;",
+        grid,
+        name,
+    )
+    assert text is not None, f"no figure {name} for grid {grid}"
+    return int(text)
+
+
+def button(driver: webdriver.Chrome, row: str, label: str) -> WebElement:
+    return driver.find_element(By.CSS_SELECTOR, f"{row} button[aria-label^='{label}']")
+
+
+def household(community: Community, grid: str, flags: str = "") -> dict[str, Any]:
+    """A new household of the community, as staff read it (address, phone, card code)."""
+    made = community.household(grid, flags=flags)
+    found: dict[str, Any] = community.ok(
+        "GET", "orders", f"/v1/households/{made['household_id']}", community.staff
+    )
+    return found
+
+
+def press(driver: webdriver.Chrome, row: str, label: str) -> str:
+    """Press a row's button; what the page it went back to says."""
+    pressed = button(driver, row, label)
+    pressed.click()
+    WebDriverWait(driver, 30).until(staleness_of(pressed), f"{label}: the page after it")
+    return said(driver)
+
+
+def said(driver: webdriver.Chrome) -> str:
+    """What the page said after an action (waiting for the page it went back to)."""
+    return str(
+        wait_for(
+            driver, "the answer", lambda d: (e := d.find_elements(By.ID, "said")) and e[0].text
+        )
+    )
+
+
+def test_an_order_placed_through_the_api_appears_on_the_live_board(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    home = household(community, "g4")
+    sign_in(page, console, community.community_id)
+    cards = page.find_elements(By.CSS_SELECTOR, "[data-grid]")
+    assert len(cards) == 7  # every grid of the community, each with its grid worker
+    assert figure(page, "g4", "open") == 0
+    wait_for(
+        page,
+        "the live stream",
+        lambda d: d.find_element(By.ID, "live-state").get_attribute("data-live") == "on",
+    )
+    loaded_at = page.execute_script("return performance.timeOrigin")
+
+    community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(home["household_id"]),
+        json={"category": "groceries", "items": "rice"},
+    )
+    wait_for(page, "the order on the board", lambda d: figure(d, "g4", "open") == 1)
+    assert figure(page, "g4", "escalated") + figure(page, "g4", "waiting") >= 1
+    # Without a reload: the same document, refreshed in place by the stream.
+    assert page.execute_script("return performance.timeOrigin") == loaded_at
+
+
+def test_a_hotline_order_by_card_code_is_placed_and_shows_its_trail(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    home = household(community, "g2", flags="elderly_alone;no_smartphone")
+    sign_in(page, console, community.community_id)
+    page.find_element(By.LINK_TEXT, "Hotline").click()
+    box = page.find_element(By.ID, "q")
+    box.send_keys(home["card_code"].lower(), Keys.ENTER)  # read out over the phone: any case
+    assert home["address_text"] in page.find_element(By.CSS_SELECTOR, ".household").text
+    Select(page.find_element(By.ID, "category-1")).select_by_value("medicine")
+    page.find_element(By.ID, "items-1").send_keys("blood pressure tablets")
+    page.find_element(By.CSS_SELECTOR, ".order-form button").click()
+
+    wait_for(page, "the order's page", lambda d: d.find_elements(By.ID, "order-status"))
+    order_id = page.current_url.rsplit("/", 1)[1].split("?")[0]
+    order = community.order(community.staff, order_id)
+    assert order["household_id"] == home["household_id"] and order["channel"] == "hotline"
+    assert order["placed_by"] == "console:Wang Fang"
+    # The audit trail: the command (by whom), then what orders and dispatch decided.
+    steps = [
+        r.get_attribute("data-type") for r in page.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
+    ]
+    assert steps[:3] == [
+        "doorstep.order.place.v1",
+        "doorstep.order.received.v1",
+        "doorstep.order.accepted.v1",
+    ]
+    assert "console:Wang Fang" in page.find_element(By.CSS_SELECTOR, "#trail tbody tr").text
+
+    def dispatch_decided(d: webdriver.Chrome) -> bool:
+        d.refresh()
+        types = [
+            r.get_attribute("data-type")
+            for r in d.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
+        ]
+        return "doorstep.order.escalated.v1" in types  # nobody on duty in g2
+
+    wait_for(page, "dispatch's part of the trail", dispatch_decided)
+
+
+def test_staff_accept_a_held_duplicate_and_tick_the_call_list(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    home = household(community, "g5", flags="no_smartphone")
+    resident = community.resident(home["household_id"])
+    body = {"category": "groceries", "items": "eggs"}
+    community.ok("POST", "orders", "/v1/orders", resident, json=body)
+    second = community.ok("POST", "orders", "/v1/orders", resident, json=body)
+    assert second["status"] == "held"
+    sign_in(page, console, community.community_id)
+    page.find_element(By.LINK_TEXT, "Needs a person").click()
+    row = f"#held tr[data-order='{second['order_id']}']"
+    assert "possible duplicate" in page.find_element(By.CSS_SELECTOR, row).text
+    assert press(page, row, "Accept") == "Done"
+    community.order_status(second["order_id"], "accepted")
+    assert not page.find_elements(By.CSS_SELECTOR, row)
+
+    # The household has no smartphone: what it is told goes to the call list.
+    def on_call_list(d: webdriver.Chrome) -> list[WebElement]:
+        d.refresh()
+        return d.find_elements(By.CSS_SELECTOR, "#calls tr[data-call]")
+
+    calls = wait_for(page, "the call list", on_call_list)
+    entry = calls[0].get_attribute("data-call")
+    assert home["phone"] in calls[0].text
+    assert press(page, f"#calls tr[data-call='{entry}']", "Called") == "Done"
+    assert not page.find_elements(By.CSS_SELECTOR, f"#calls tr[data-call='{entry}']")
+    done = community.ok(
+        "GET", "notify", "/v1/call-list", community.staff, params={"include_done": True}
+    )
+    assert next(e for e in done["entries"] if e["id"] == entry)["done"] is True
+
+
+def test_staff_send_an_escalated_order_round_again(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    cadre = community.volunteer("g6", capacity=1)
+    home = household(community, "g6")
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(home["household_id"]),
+        json={"category": "groceries", "items": "noodles"},
+    )
+    order_id = placed["order_id"]
+    community.offer_for(cadre, order_id)
+    assert community.act(cadre, order_id, "decline").status_code == 200
+    sign_in(page, console, community.community_id)
+
+    def escalated(d: webdriver.Chrome) -> list[WebElement]:
+        d.get(f"{console}/queues")
+        return d.find_elements(By.CSS_SELECTOR, f"#escalated tr[data-order='{order_id}']")
+
+    wait_for(page, "the escalation", escalated)
+    assert press(page, f"#escalated tr[data-order='{order_id}']", "Offer again") == "Done"
+    assert community.offer_for(cadre, order_id)["attempt"] == 2  # the one who let it pass
+
+
+def test_the_daily_csv_has_the_figures_the_api_gives(
+    page: webdriver.Chrome, console: str, community: Community, downloads: Path
+) -> None:
+    community.define()
+    cadre = community.volunteer("g1", capacity=2)
+    home = household(community, "g1", flags="no_smartphone")
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(home["household_id"]),
+        json={"category": "medicine", "items": "insulin"},
+    )
+    order_id = placed["order_id"]
+    community.offer_for(cadre, order_id)
+    for action in ("accept", "pick-up"):
+        assert community.act(cadre, order_id, action).status_code == 200
+    code = community.order(community.staff, order_id)["handoff_code"]
+    assert community.act(cadre, order_id, "deliver", handoff_code=code).status_code == 200
+    community.order_status(order_id, "delivered")
+
+    sign_in(page, console, community.community_id)
+    page.find_element(By.LINK_TEXT, "Daily report").click()
+    assert page.find_element(By.CSS_SELECTOR, "[data-figure='delivered']").text == "1"
+    for old in downloads.glob("report-*.csv"):
+        old.unlink()
+    page.find_element(By.ID, "report-csv").click()
+    saved = eventually(lambda: next(iter(downloads.glob("report-*.csv")), None), what="the CSV")
+    rows = dict(csv.reader(io.StringIO(saved.read_text())))
+    api = community.ok(
+        "GET", "orders", f"/v1/communities/{community.community_id}/report", community.staff
+    )
+    assert int(rows["orders_placed"]) == api["orders_placed"] == 1
+    assert int(rows["delivered"]) == api["delivered"] == 1
+    assert int(rows["delivered_within_1h"]) == api["delivered_within"]["within_1h"] == 1
+    assert int(rows["households_served"]) == api["households_served"] == 1
+    assert (
+        int(rows["no_smartphone_households_served"]) == api["no_smartphone_households_served"] == 1
+    )
+    assert int(rows["category:medicine:delivered"]) == 1
+    assert float(rows["volunteer_hours"]) >= 0
+
+
+def test_a_grid_worker_sees_only_their_grid_and_other_staff_nothing_of_this_community(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    mine = household(community, "g3")
+    theirs = household(community, "g5")
+    other_grid = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(theirs["household_id"]),
+        json={"category": "garbage", "items": "two bags"},
+    )
+    sign_in(page, console, community.community_id, grid="g3")
+    assert [
+        c.get_attribute("data-grid") for c in page.find_elements(By.CSS_SELECTOR, "[data-grid]")
+    ] == ["g3"]
+    assert not page.find_elements(By.LINK_TEXT, "Daily report")
+    page.get(f"{console}/orders/{other_grid['order_id']}")
+    assert page.find_element(By.ID, "problem").text == "Not in your grid"
+    page.get(f"{console}/report")
+    assert page.find_elements(By.ID, "problem")
+    page.get(f"{console}/hotline?q={theirs['card_code']}")
+    assert "No household found" in page.page_source
+    page.get(f"{console}/hotline?q={mine['card_code']}")
+    assert mine["address_text"] in page.find_element(By.CSS_SELECTOR, ".household").text
+
+    # Staff of another community: this community's order is not theirs to see.
+    elsewhere = f"c{uuid.uuid4().hex[:8]}"
+    Community(community.env, community.http, elsewhere).define()
+    page.delete_all_cookies()
+    sign_in(page, console, elsewhere)
+    page.get(f"{console}/orders/{other_grid['order_id']}")
+    assert page.find_elements(By.ID, "problem")
+    assert "two bags" not in page.page_source
+
+
+def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    rows = [
+        f"Datong Garden,{b},{u},{r}0{n},g{(b % 7) + 1},139{b:02d}{u}{r}{n:04d},"
+        for b in range(1, 31)
+        for u in range(1, 6)
+        for r in range(1, 6)
+        for n in range(1, 3)
+    ]
+    assert len(rows) == 1500
+    imported = community.import_households(rows)["imported"]
+    staff = community.staff
+    for household in imported[:300]:
+        community.ok(
+            "POST",
+            "orders",
+            "/v1/orders",
+            staff,
+            json={
+                "household_id": household["household_id"],
+                "category": "groceries",
+                "items": "rice",
+            },
+        )
+    eventually(
+        lambda: len(community.ok("GET", "dispatch", "/v1/tasks", staff)["tasks"]) == 300,
+        timeout=120,
+        what="300 open orders on dispatch's board",
+    )
+    sign_in(page, console, community.community_id)
+    timing = page.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0];"
+        "return {ttfb: n.responseStart, loaded: n.loadEventEnd};"
+    )
+    print(
+        f"\n[console] board with 1,500 households and 300 open orders: first byte "
+        f"{timing['ttfb']:.0f} ms, loaded {timing['loaded']:.0f} ms"
+    )
+    assert sum(figure(page, f"g{i}", "open") for i in range(1, 8)) == 300
+
+    # Keyboard only: the first Tab reaches the skip link, the next ones every part's link.
+    page.get(f"{console}/")
+    page.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert page.switch_to.active_element.text == "Skip to content"
+    reached = []
+    for _ in range(5):
+        page.switch_to.active_element.send_keys(Keys.TAB)
+        reached.append(page.switch_to.active_element.text)
+    assert reached == ["Board", "Hotline", "Needs a person", "Volunteers", "Daily report"]
+    page.find_element(By.CSS_SELECTOR, "a.skip").send_keys(Keys.ENTER)
+    assert page.switch_to.active_element.get_attribute("id") == "main"
+    # Every form field has a label a screen reader reads out.
+    page.get(f"{console}/hotline")
+    for field in page.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
+        assert page.find_elements(By.CSS_SELECTOR, f"label[for='{field.get_attribute('id')}']")
+    first = community.ok("GET", "orders", f"/v1/households/{imported[0]['household_id']}", staff)
+    page.find_element(By.ID, "q").send_keys(first["card_code"], Keys.ENTER)
+    assert first["address_text"] in page.page_source
+    # The language switch: the domain words in Chinese.
+    page.find_element(By.CSS_SELECTOR, "a.lang").click()
+    assert "热线下单" in page.find_element(By.TAG_NAME, "nav").text
+    assert (
+        httpx.get(f"{console}/", follow_redirects=False).status_code == 303
+    )  # signed out: to sign-in
