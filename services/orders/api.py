@@ -129,17 +129,24 @@ async def daily_report(
     request: Request,
     principal: CurrentPrincipal,
     database: Db,
-    day: Annotated[date | None, Query(description="UTC day, YYYY-MM-DD; today if left out")] = None,
+    day: Annotated[
+        str | None,
+        Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day, YYYY-MM-DD; today if left out"),
+    ] = None,
 ) -> dict[str, Any]:
     require(principal, Role.staff, Role.ops)
     require_community(principal, community_id)
+    try:
+        wanted = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    except ValueError:
+        raise Problem(422, "Invalid request", f"no such day: {day}", kind="validation") from None
     await community_or_404(database, community_id)
     book = request.app.state.owner.state(community_id)
     if book is not None:
         orders = list(book.values("orders"))
     else:
         orders = await database["orders"].find({"community_id": community_id}).to_list()
-    return report.daily(orders, day or datetime.now(UTC).date())
+    return report.daily(orders, wanted)
 
 
 # --- households --------------------------------------------------------------------------
