@@ -16,18 +16,18 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.contracts import dispatch, orders, volunteers
+from shared.contracts import campaigns, dispatch, orders, volunteers
 from shared.contracts.base import Payload
 
 EventPayload = Annotated[
-    Union[*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],  # type: ignore[valid-type]
+    Union[*orders.PAYLOADS, *campaigns.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],  # type: ignore[valid-type]
     Field(discriminator="type"),
 ]
 _payload_adapter: TypeAdapter[Payload] = TypeAdapter(EventPayload)
 
 KNOWN_TYPES = frozenset(
     p.model_fields["type"].default
-    for p in (*orders.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS)
+    for p in (*orders.PAYLOADS, *campaigns.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS)
 )
 
 

@@ -122,13 +122,22 @@ def offsets_of(stored: list[dict[str, Any]]) -> dict[str, int]:
     return {f"{o['topic']}/{o['partition']}": o["next"] for o in stored}
 
 
+def weight_of(payload: Payload) -> int:
+    """What an input adds to an entry: a household import its rows, a walk's doors each
+    (a door may open orders), anything else one."""
+    for name in ("households", "doors"):
+        rows = getattr(payload, name, None)
+        if isinstance(rows, list):
+            return max(1, len(rows))
+    return 1
+
+
 def entry_sized(items: list[Input]) -> list[list[Input]]:
-    """Inputs in chunks that keep an entry far below the 16 MB document limit (a household
-    import weighs its rows, anything else one)."""
+    """Inputs in chunks that keep an entry far below the 16 MB document limit."""
     chunks: list[list[Input]] = [[]]
     weight = 0
     for item in items:
-        w = max(1, len(getattr(item.event.data, "households", ())))
+        w = weight_of(item.event.data)
         if chunks[-1] and weight + w > ENTRY_WEIGHT:
             chunks.append([])
             weight = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
 from shared.contracts.base import Payload
@@ -160,5 +161,17 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     ref.order_id,
                 ),
                 Message(staff, "order.escalated", "Order escalated", summary, ref.order_id),
+            ]
+        case c.HandedToGridWorker(
+            grid_id=grid_id, grid_worker=worker, address=address, household_id=household_id
+        ):
+            return [
+                Message(
+                    f"grid_worker:{community_id}:{grid_id}",
+                    "campaign.handed_over",
+                    "A door that never answers",
+                    f"{worker}: {address} did not answer the door-knock round; please reach "
+                    f"them (household {household_id}).",
+                )
             ]
     return []

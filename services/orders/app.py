@@ -7,14 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.orders import api
+from services.orders import api, campaign_api
 from services.orders.handlers import OrdersRules
 from services.orders.settings import OrdersSettings
 from shared.audit import audit_router
 from shared.commands import CommandSender, commands_router
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
-from shared.topics import DISPATCH_EVENTS, ORDERS_COMMANDS
+from shared.topics import DISPATCH_EVENTS, ORDERS_COMMANDS, VOLUNTEERS_EVENTS
 
 SERVICE = "orders"
 DESCRIPTION = "Communities, grids, households and orders (下单, 接单) and their lifecycle."
@@ -24,7 +24,8 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        owner = runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS])
+        # Volunteers' events say who is on duty: walk lists go to cadres on duty.
+        owner = runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS, VOLUNTEERS_EVENTS])
 
         async def ensure_indexes() -> None:
             # For the read side (HTTP lookups). Not unique: uniqueness is the rules' to keep,
@@ -34,6 +35,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
             await households.create_index([("community_id", 1), ("phone", 1)])
             await orders.create_index([("community_id", 1), ("status", 1)])
             await orders.create_index([("household_id", 1), ("placed_at", -1)])
+            await runtime.db["visits"].create_index([("campaign_id", 1)])
 
         runtime.loop("indexes", ensure_indexes)
         async with runtime:
@@ -53,6 +55,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
         body_limits={r"/households/import$": api.MAX_CSV_BYTES},
     )
     app.include_router(api.router)
+    app.include_router(campaign_api.router)
     app.include_router(commands_router())
     app.include_router(audit_router())
     return app

@@ -5,113 +5,36 @@ orders, idempotency keys) are the read models HTTP reads."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.orders import domain
+from services.orders import campaigns, domain
+from services.orders.book import (
+    CADRES,
+    CAMPAIGNS,
+    COMMUNITIES,
+    HOUSEHOLDS,
+    IDEMPOTENCY,
+    ORDERS,
+    VISITS,
+    Orderbook,
+    facts,
+    household_id_for,
+    open_order,
+    order_id_for,
+)
 from services.orders.domain import Status
 from services.orders.views import household_view, order_view
 from shared.commands import Outcome
+from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
+from shared.contracts import volunteers as v
 from shared.events import Event
-from shared.owner import Change, Decide, Decision, Documents, Rejection
+from shared.owner import Change, Decide, Decision, Rejection
 from shared.topics import ORDERS_EVENTS
-
-COMMUNITIES, HOUSEHOLDS, ORDERS, IDEMPOTENCY = "communities", "households", "orders", "idempotency"
-RECENT_ORDERS = 10  # a household's orders the duplicate check looks at
-
-
-def order_id_for(command_id: str) -> str:
-    return "ord_" + command_id[:20]
-
-
-def household_id_for(command_id: str, line: int) -> str:
-    return "hh_" + hashlib.sha256(f"{command_id}:{line}".encode()).hexdigest()[:16]
-
-
-class Orderbook(Documents):
-    """A community's documents, with the lookups its rules need kept beside them."""
-
-    def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
-        super().__init__(community_id, docs)
-        self.addresses: set[str] = set()
-        self.card_codes: set[str] = set()
-        self.orders_of: dict[str, list[str]] = {}
-        self.placement: list[str] = []  # every order id, in the order they were placed
-        for household in self.values(HOUSEHOLDS):
-            self._index_household(household)
-        for order in sorted(self.values(ORDERS), key=lambda doc: doc["placed_at"]):
-            self._index_order(order)
-
-    def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
-        fresh = self.get(kind, doc["_id"]) is None
-        doc = super().put(kind, doc)
-        if fresh and kind == HOUSEHOLDS:
-            self._index_household(doc)
-        elif fresh and kind == ORDERS:
-            self._index_order(doc)
-        return doc
-
-    def _index_household(self, doc: dict[str, Any]) -> None:
-        self.addresses.add(doc["address_key"])
-        self.card_codes.add(doc["card_code"])
-
-    def _index_order(self, doc: dict[str, Any]) -> None:
-        self.placement.append(doc["_id"])
-        mine = self.orders_of.setdefault(doc["household_id"], [])
-        mine.append(doc["_id"])
-        del mine[:-RECENT_ORDERS]
-
-    def newest_first(self) -> Iterator[dict[str, Any]]:
-        for order_id in reversed(self.placement):
-            doc = self.get(ORDERS, order_id)
-            if doc is not None:
-                yield doc
-
-    def recent_orders(self, household_id: str) -> list[domain.RecentOrder]:
-        return [
-            domain.RecentOrder(
-                doc["_id"], o.Category(doc["category"]), Status(doc["status"]), doc["placed_at"]
-            )
-            for order_id in self.orders_of.get(household_id, [])
-            if (doc := self.get(ORDERS, order_id)) is not None
-        ]
-
-    def new_card_code(self) -> str:
-        while (code := domain.new_card_code()) in self.card_codes:
-            pass
-        return code
-
-    def order(self, order_id: str) -> dict[str, Any]:
-        doc = self.get(ORDERS, order_id)
-        if doc is None:
-            raise Rejection(404, "no such order", "Not found")
-        return doc
-
-    def policy(self) -> o.CommunityPolicy:
-        return o.CommunityPolicy.model_validate(
-            (self.get(COMMUNITIES, self.community_id) or {}).get("policy", {})
-        )
-
-
-def facts(order: dict[str, Any]) -> o.OrderFacts:
-    return o.OrderFacts(
-        order_id=order["_id"],
-        household_id=order["household_id"],
-        grid_id=order["grid_id"],
-        category=order["category"],
-        items=order["items"],
-        priority=order["priority"],
-        address=order["address"],
-        household_flags=order["household_flags"],
-        handoff_code=order["handoff_code"],
-        placed_at=order["placed_at"],
-    )
-
 
 # --- communities and households --------------------------------------------------------
 
@@ -212,47 +135,18 @@ def place_order(book: Orderbook, event: Event, now: datetime) -> Decision:
     household = book.get(HOUSEHOLDS, cmd.household_id)
     if household is None:
         raise Rejection(404, "no such household in this community", "Not found")
-    policy = book.policy()
-    flags = [o.HouseholdFlag(f) for f in household["flags"]]
-    order: dict[str, Any] = {
-        "_id": order_id_for(cmd.command_id),
-        "household_id": cmd.household_id,
-        "grid_id": household["grid_id"],
-        "address": household["address_text"],
-        "household_flags": household["flags"],
-        "no_smartphone": o.HouseholdFlag.no_smartphone in flags,
-        "category": cmd.category.value,
-        "items": cmd.items,
-        "channel": cmd.channel,
-        "placed_by": cmd.actor,
-        "placed_by_role": cmd.role,
-        "priority": cmd.priority
-        if cmd.priority is not None
-        else domain.priority(cmd.category, flags),
-        "priority_overridden": cmd.priority is not None,
-        "handoff_code": domain.new_handoff_code(),
-        "placed_at": now,
-        "updated_at": now,
-        "escalated": False,
-        "volunteer_id": None,
-    }
-    the_facts = facts(order)
-    events: list[o.Payload] = [o.OrderReceived(order=the_facts, channel=cmd.channel)]
-    window = domain.window(policy.duplicate_window_minutes)
-    duplicate_of = domain.likely_duplicate(
-        book.recent_orders(cmd.household_id), cmd.category, now, window
+    order, events = open_order(
+        book,
+        household,
+        order_id=order_id_for(cmd.command_id),
+        category=cmd.category,
+        items=cmd.items,
+        channel=cmd.channel,
+        actor=cmd.actor,
+        role=cmd.role,
+        priority=cmd.priority,
+        now=now,
     )
-    if duplicate_of or not policy.auto_accept_orders:
-        reason = "possible duplicate" if duplicate_of else "held for staff review"
-        order |= {"status": Status.held.value, "hold_reason": reason, "duplicate_of": duplicate_of}
-        events.append(o.OrderHeld(order=the_facts, reason=reason, duplicate_of=duplicate_of))
-        history = [Status.received, Status.held]
-    else:
-        order["status"] = Status.accepted.value
-        events.append(o.OrderAccepted(order=the_facts))
-        history = [Status.received, Status.accepted]
-    order["history"] = [{"status": s.value, "at": now, "by": cmd.actor} for s in history]
-    order = book.put(ORDERS, order)
     if key_id is not None:
         book.put(
             IDEMPOTENCY,
@@ -423,7 +317,15 @@ def escalated(book: Orderbook, event: Event, now: datetime) -> Decision:
 class OrdersRules:
     service: str = "orders"
     events_topic: str = ORDERS_EVENTS
-    collections: tuple[str, ...] = (COMMUNITIES, HOUSEHOLDS, ORDERS, IDEMPOTENCY)
+    collections: tuple[str, ...] = (
+        COMMUNITIES,
+        HOUSEHOLDS,
+        ORDERS,
+        IDEMPOTENCY,
+        CAMPAIGNS,
+        VISITS,
+        CADRES,
+    )
 
     def table(self) -> Mapping[type[Any], Decide[Orderbook]]:
         table: dict[type[Any], Callable[[Orderbook, Event, datetime], Decision]] = {
@@ -441,6 +343,14 @@ class OrdersRules:
             d.OrderEscalated: escalated,
             d.TaskCancelled: task_cancelled,
             d.CancelRefused: cancel_refused,
+            c.StartCampaign: campaigns.start_campaign,
+            c.TakeWalkList: campaigns.take_walk_list,
+            c.RecordVisits: campaigns.record_visits,
+            c.HandToGridWorker: campaigns.hand_to_grid_worker,
+            c.CloseCampaign: campaigns.close_campaign,
+            v.VolunteerApproved: campaigns.cadre_approved,
+            v.ShiftStarted: campaigns.shift_started,
+            v.ShiftEnded: campaigns.shift_ended,
         }
         return table
 

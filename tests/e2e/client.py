@@ -50,6 +50,19 @@ VOLUNTEER_BODY: dict[str, Any] = {
 }
 
 
+def datong_rows() -> list[str]:
+    """Datong's shape as CSV rows: 1,500 households in 30 buildings over 7 grids (5 units of
+    10 rooms each); every 25th an elderly person living alone."""
+    rows = [
+        f"Datong Garden,{b},{u},{r}0{n},g{(b % 7) + 1},139{b:02d}{u}{r}{n:04d},"
+        for b in range(1, 31)
+        for u in range(1, 6)
+        for r in range(1, 6)
+        for n in range(1, 3)
+    ]
+    return [row + ("elderly_alone" if i % 25 == 0 else "") for i, row in enumerate(rows)]
+
+
 def token(role: Role, community: str | None = None, **scope: str) -> str:
     return mint(
         JWT_SECRET,

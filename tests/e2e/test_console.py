@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from doorstep_cli.localstack import browser, free_port
 from services.console.session import Person, sign_in_link
-from tests.e2e.client import Community, eventually
+from tests.e2e.client import Community, datong_rows, eventually
 from tests.e2e.conftest import JWT_SECRET, Running, spawn, stop_services, wait_ready
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -377,13 +377,7 @@ def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
     page: webdriver.Chrome, console: str, community: Community
 ) -> None:
     community.define()
-    rows = [
-        f"Datong Garden,{b},{u},{r}0{n},g{(b % 7) + 1},139{b:02d}{u}{r}{n:04d},"
-        for b in range(1, 31)
-        for u in range(1, 6)
-        for r in range(1, 6)
-        for n in range(1, 3)
-    ]
+    rows = datong_rows()
     assert len(rows) == 1500
     imported = community.import_households(rows)["imported"]
     staff = community.staff

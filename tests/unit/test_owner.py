@@ -11,10 +11,18 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from services.dispatch.timer import run_offer_timer
+from shared.contracts import campaigns as c
 from shared.contracts import orders as o
 from shared.events import Event
 from shared.kafka import Input
-from shared.owner import ENTRY_WEIGHT, Documents, entry_event_id, entry_sized, position
+from shared.owner import (
+    ENTRY_WEIGHT,
+    Documents,
+    entry_event_id,
+    entry_sized,
+    position,
+    weight_of,
+)
 from tests.unit.test_board import T0, board_with, facts
 
 
@@ -47,6 +55,15 @@ def test_an_import_is_weighed_by_its_rows_so_no_entry_outgrows_a_document() -> N
     ]
     assert [len(c) for c in entry_sized(small)] == [ENTRY_WEIGHT, ENTRY_WEIGHT, 200]
     assert [i.record.offset for c in entry_sized(small) for i in c] == list(range(1200))
+    # A walk's doors weigh too; a count that merely shares a name weighs one.
+    door = c.Door(household_id="h", outcome=c.Outcome.answered)
+    walk = c.RecordVisits(
+        command_id="v", actor="li", campaign_id="x", volunteer_id="li", doors=[door] * 100
+    )
+    started = c.CampaignStarted(
+        campaign_id="x", title="t", grid_ids=[], household_count=1500, walk_list_count=40
+    )
+    assert [weight_of(walk), weight_of(started)] == [100, 1]
 
 
 def test_documents_remember_what_changed_once() -> None:

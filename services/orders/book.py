@@ -1,0 +1,164 @@
+"""A community's documents as orders' rules see them (households, orders, campaigns), with
+the lookups the rules need kept beside them, and the one way an order is opened."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from services.orders import domain
+from services.orders.domain import Status
+from shared.contracts import orders as o
+from shared.contracts.base import Payload
+from shared.owner import Documents, Rejection
+
+COMMUNITIES, HOUSEHOLDS, ORDERS, IDEMPOTENCY = "communities", "households", "orders", "idempotency"
+CAMPAIGNS, VISITS = "campaigns", "visits"  # door-knock campaigns, one visit per door
+CADRES = "cadres"  # who is on duty, from volunteers' events (walk lists go to them)
+RECENT_ORDERS = 10  # a household's orders the duplicate check looks at
+
+
+def order_id_for(command_id: str) -> str:
+    return "ord_" + command_id[:20]
+
+
+def household_id_for(command_id: str, line: int) -> str:
+    return "hh_" + hashlib.sha256(f"{command_id}:{line}".encode()).hexdigest()[:16]
+
+
+class Orderbook(Documents):
+    """A community's documents, with the lookups its rules need kept beside them."""
+
+    def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
+        super().__init__(community_id, docs)
+        self.addresses: set[str] = set()
+        self.card_codes: set[str] = set()
+        self.orders_of: dict[str, list[str]] = {}
+        self.placement: list[str] = []  # every order id, in the order they were placed
+        for household in self.values(HOUSEHOLDS):
+            self._index_household(household)
+        for order in sorted(self.values(ORDERS), key=lambda doc: doc["placed_at"]):
+            self._index_order(order)
+
+    def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+        fresh = self.get(kind, doc["_id"]) is None
+        doc = super().put(kind, doc)
+        if fresh and kind == HOUSEHOLDS:
+            self._index_household(doc)
+        elif fresh and kind == ORDERS:
+            self._index_order(doc)
+        return doc
+
+    def _index_household(self, doc: dict[str, Any]) -> None:
+        self.addresses.add(doc["address_key"])
+        self.card_codes.add(doc["card_code"])
+
+    def _index_order(self, doc: dict[str, Any]) -> None:
+        self.placement.append(doc["_id"])
+        mine = self.orders_of.setdefault(doc["household_id"], [])
+        mine.append(doc["_id"])
+        del mine[:-RECENT_ORDERS]
+
+    def newest_first(self) -> Iterator[dict[str, Any]]:
+        for order_id in reversed(self.placement):
+            doc = self.get(ORDERS, order_id)
+            if doc is not None:
+                yield doc
+
+    def recent_orders(self, household_id: str) -> list[domain.RecentOrder]:
+        return [
+            domain.RecentOrder(
+                doc["_id"], o.Category(doc["category"]), Status(doc["status"]), doc["placed_at"]
+            )
+            for order_id in self.orders_of.get(household_id, [])
+            if (doc := self.get(ORDERS, order_id)) is not None
+        ]
+
+    def new_card_code(self) -> str:
+        while (code := domain.new_card_code()) in self.card_codes:
+            pass
+        return code
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        doc = self.get(ORDERS, order_id)
+        if doc is None:
+            raise Rejection(404, "no such order", "Not found")
+        return doc
+
+    def policy(self) -> o.CommunityPolicy:
+        return o.CommunityPolicy.model_validate(
+            (self.get(COMMUNITIES, self.community_id) or {}).get("policy", {})
+        )
+
+
+def facts(order: dict[str, Any]) -> o.OrderFacts:
+    return o.OrderFacts(
+        order_id=order["_id"],
+        household_id=order["household_id"],
+        grid_id=order["grid_id"],
+        category=order["category"],
+        items=order["items"],
+        priority=order["priority"],
+        address=order["address"],
+        household_flags=order["household_flags"],
+        handoff_code=order["handoff_code"],
+        placed_at=order["placed_at"],
+    )
+
+
+def open_order(
+    book: Orderbook,
+    household: dict[str, Any],
+    *,
+    order_id: str,
+    category: o.Category,
+    items: str,
+    channel: str,
+    actor: str,
+    role: str,
+    priority: int | None,
+    now: datetime,
+) -> tuple[dict[str, Any], list[Payload]]:
+    """A new order for a household (placed, or a need found at its door): taken into the
+    queue, or held for staff when it looks like a duplicate or the community reviews all."""
+    policy = book.policy()
+    flags = [o.HouseholdFlag(f) for f in household["flags"]]
+    order: dict[str, Any] = {
+        "_id": order_id,
+        "household_id": household["_id"],
+        "grid_id": household["grid_id"],
+        "address": household["address_text"],
+        "household_flags": household["flags"],
+        "no_smartphone": o.HouseholdFlag.no_smartphone in flags,
+        "category": category.value,
+        "items": items,
+        "channel": channel,
+        "placed_by": actor,
+        "placed_by_role": role,
+        "priority": priority if priority is not None else domain.priority(category, flags),
+        "priority_overridden": priority is not None,
+        "handoff_code": domain.new_handoff_code(),
+        "placed_at": now,
+        "updated_at": now,
+        "escalated": False,
+        "volunteer_id": None,
+    }
+    the_facts = facts(order)
+    events: list[Payload] = [o.OrderReceived(order=the_facts, channel=channel)]
+    window = domain.window(policy.duplicate_window_minutes)
+    duplicate_of = domain.likely_duplicate(
+        book.recent_orders(household["_id"]), category, now, window
+    )
+    if duplicate_of or not policy.auto_accept_orders:
+        reason = "possible duplicate" if duplicate_of else "held for staff review"
+        order |= {"status": Status.held.value, "hold_reason": reason, "duplicate_of": duplicate_of}
+        events.append(o.OrderHeld(order=the_facts, reason=reason, duplicate_of=duplicate_of))
+        history = [Status.received, Status.held]
+    else:
+        order["status"] = Status.accepted.value
+        events.append(o.OrderAccepted(order=the_facts))
+        history = [Status.received, Status.accepted]
+    order["history"] = [{"status": s.value, "at": now, "by": actor} for s in history]
+    return book.put(ORDERS, order), events
