@@ -99,6 +99,28 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "signin_refused": ("登录链接无效或已使用", "This sign-in link is invalid, expired or used"),
     "signed_in_as": ("当前用户", "Signed in as"),
     "whole_community": ("全社区", "whole community"),
+    "campaigns": ("入户排查", "Door-knock"),
+    "start_campaign": ("发起排查", "Start a campaign"),
+    "campaign_title": ("排查名称", "Title"),
+    "revisit_after": ("未应答多久后复访（分钟）", "Revisit no-answer doors after (minutes)"),
+    "coverage": ("覆盖情况", "Coverage"),
+    "reached": ("已联系", "Reached"),
+    "no_answer": ("无人应答", "No answer"),
+    "handed_over": ("已交网格员", "Handed to grid worker"),
+    "not_yet": ("未走访", "Not yet"),
+    "households": ("户数", "Households"),
+    "building": ("楼栋", "Building"),
+    "never_reached": ("始终未联系上", "Never reached"),
+    "needs_not_served": ("需求未满足", "Needs not yet served"),
+    "elderly_alone_no_contact": ("独居老人久未联系", "Elderly alone, no recent contact"),
+    "hand_over": ("交给网格员", "Hand to grid worker"),
+    "close": ("结束排查", "Close"),
+    "close_reason": (
+        "提前结束原因（有未联系住户时必填）",
+        "Reason (required while doors are not reached)",
+    ),
+    "open_status": ("进行中", "open"),
+    "attempts": ("走访次数", "Visits"),
 }
 
 

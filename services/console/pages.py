@@ -519,6 +519,66 @@ async def report_csv(who: StaffWho, services: Services, day: date | None = None)
     return csv_download(f"report-{who.community_id}-{today(day)}.csv", report_rows(figures))
 
 
+# --- door-knock campaigns -------------------------------------------------------------------
+
+
+@router.get("/campaigns")
+async def campaign_list(request: Request, who: Who, services: Services) -> HTMLResponse:
+    found = await services.get(who, "orders", "/v1/campaigns")
+    return page(request, "campaigns.html", who, campaigns=found["campaigns"])
+
+
+@router.post("/campaigns", dependencies=[Posted])
+async def start_campaign(
+    who: StaffWho,
+    services: Services,
+    title: Annotated[str, Form(max_length=200)],
+    revisit_after_minutes: Annotated[int, Form(ge=0, le=7 * 24 * 60)] = 120,
+) -> Response:
+    body = {"title": title, "revisit_after_seconds": revisit_after_minutes * 60}
+    try:
+        started = await services.post(who, "orders", "/v1/campaigns", json=body)
+    except Refused as refused:
+        return back("/campaigns", refused.detail)
+    except (Queued, Unavailable) as exc:
+        return back("/campaigns", "queued" if isinstance(exc, Queued) else "unavailable")
+    return back(f"/campaigns/{started['campaign_id']}", "done")
+
+
+@router.get("/campaigns/{campaign_id}")
+async def campaign_page(
+    campaign_id: str, request: Request, who: Who, services: Services
+) -> HTMLResponse:
+    grid = {"grid_id": who.grid_id} if who.grid_id else {}
+    path = f"/v1/campaigns/{campaign_id}"
+    campaign, exceptions = await asyncio.gather(
+        services.get(who, "orders", path),
+        services.get(who, "orders", f"{path}/exceptions", **grid),
+    )
+    grids = {g: figures for g, figures in campaign["coverage"]["grids"].items() if who.sees_grid(g)}
+    return page(
+        request, "campaign.html", who, campaign=campaign, grids=grids, exceptions=exceptions
+    )
+
+
+@router.post("/campaigns/{campaign_id}/households/{household_id}/hand-over", dependencies=[Posted])
+async def hand_over(campaign_id: str, household_id: str, who: Who, services: Services) -> Response:
+    path = f"/v1/campaigns/{campaign_id}/households/{household_id}/hand-over"
+    return await act(f"/campaigns/{campaign_id}", services.post(who, "orders", path))
+
+
+@router.post("/campaigns/{campaign_id}/close", dependencies=[Posted])
+async def close_campaign(
+    campaign_id: str,
+    who: StaffWho,
+    services: Services,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    body = {"reason": reason.strip()} if reason.strip() else None
+    path = f"/v1/campaigns/{campaign_id}/close"
+    return await act(f"/campaigns/{campaign_id}", services.post(who, "orders", path, json=body))
+
+
 # --- an order, and anyone's audit trail ------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -113,7 +113,7 @@ def wait_for(driver: webdriver.Chrome, what: str, check: Any, timeout: float = 3
     def attempt(d: webdriver.Chrome) -> Any:
         try:
             return check(d)
-        except StaleElementReferenceException:  # replaced by a live refresh meanwhile
+        except WebDriverException:  # replaced by a refresh or navigation meanwhile
             return False
 
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(attempt, what)
@@ -149,7 +149,7 @@ def press(driver: webdriver.Chrome, row: str, label: str) -> str:
     """Press a row's button; what the page it went back to says."""
     pressed = button(driver, row, label)
     pressed.click()
-    WebDriverWait(driver, 30).until(staleness_of(pressed), f"{label}: the page after it")
+    wait_for(driver, f"{label}: the page after it", lambda d: staleness_of(pressed)(d))
     return said(driver)
 
 
@@ -336,6 +336,45 @@ def test_the_daily_csv_has_the_figures_the_api_gives(
     assert float(rows["volunteer_hours"]) >= 0
 
 
+def test_staff_start_a_door_knock_campaign_and_cannot_close_it_early_without_a_reason(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    silent = household(community, "g2")
+    household(community, "g2", flags="elderly_alone")
+    sign_in(page, console, community.community_id)
+    page.get(f"{console}/campaigns")
+    page.find_element(By.ID, "title").send_keys("Who needs medicine refills")
+    page.find_element(By.ID, "revisit").clear()
+    page.find_element(By.ID, "revisit").send_keys("0", Keys.ENTER)
+    wait_for(page, "the campaign's page", lambda d: d.find_elements(By.ID, "coverage"))
+    cid = page.current_url.rsplit("/", 1)[1].split("?")[0]
+    assert page.find_element(By.CSS_SELECTOR, "[data-figure='not_yet']").text == "2"
+    assert len(page.find_elements(By.CSS_SELECTOR, "#elderly_alone_no_contact li")) == 1
+    community.ok(
+        "POST",
+        "orders",
+        f"/v1/campaigns/{cid}/visits",
+        community.staff,
+        json={"doors": [{"household_id": silent["household_id"], "outcome": "no_answer"}]},
+    )
+    page.refresh()
+    row = f"#never_reached li[data-household='{silent['household_id']}']"
+    assert page.find_element(By.CSS_SELECTOR, row)
+    page.find_element(By.CSS_SELECTOR, "form[action$='/close'] button").click()
+    wait_for(page, "the refusal", lambda d: "2 households are not reached" in said(d))
+    page.find_element(By.CSS_SELECTOR, f"{row} button").click()
+    wait_for(
+        page,
+        "the hand-over",
+        lambda d: "Grid worker 2" in d.find_element(By.CSS_SELECTOR, row).text,
+    )
+    page.find_element(By.ID, "reason").send_keys("the rest tomorrow", Keys.ENTER)
+    wait_for(page, "closed", lambda d: "(closed)" in d.find_element(By.TAG_NAME, "h1").text)
+    closed = community.ok("GET", "orders", f"/v1/campaigns/{cid}", community.staff)
+    assert closed["close_reason"] == "the rest tomorrow" and closed["not_reached_at_close"] == 2
+
+
 def test_a_grid_worker_sees_only_their_grid_and_other_staff_nothing_of_this_community(
     page: webdriver.Chrome, console: str, community: Community
 ) -> None:
@@ -414,10 +453,17 @@ def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert page.switch_to.active_element.text == "Skip to content"
     reached = []
-    for _ in range(5):
+    for _ in range(6):
         page.switch_to.active_element.send_keys(Keys.TAB)
         reached.append(page.switch_to.active_element.text)
-    assert reached == ["Board", "Hotline", "Needs a person", "Volunteers", "Daily report"]
+    assert reached == [
+        "Board",
+        "Hotline",
+        "Needs a person",
+        "Door-knock",
+        "Volunteers",
+        "Daily report",
+    ]
     page.find_element(By.CSS_SELECTOR, "a.skip").send_keys(Keys.ENTER)
     assert page.switch_to.active_element.get_attribute("id") == "main"
     # Every form field has a label a screen reader reads out.
