@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notify import api
+from services.notify import api, inbound
 from services.notify.gateway import WebhookGateway
 from services.notify.handlers import NotifyOwner
+from services.notify.inbound import KeypadReplies
 from services.notify.live import LiveFeed
 from services.notify.settings import NotifySettings
+from shared.commands import CommandSender, listen_for_outcomes
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
-from shared.topics import DISPATCH_EVENTS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
+from shared.topics import DISPATCH_COMMANDS, DISPATCH_EVENTS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
 
 SERVICE = "notify"
 DESCRIPTION = "Notifications for residents, volunteers and staff: inbox, live stream, call list."
@@ -33,6 +35,15 @@ def create_app(settings: NotifySettings) -> FastAPI:
                 "live-tail", lambda: feed.tail(owner.notifications, settings.stream_poll_seconds)
             )
         runtime.consume(SERVICE, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS], owner.handle)
+        # Keypad replies become a cadre's answers to dispatch, answered like any request.
+        dispatch = CommandSender(runtime.db, runtime.publisher, DISPATCH_COMMANDS, f"/{SERVICE}")
+
+        async def outcomes() -> None:
+            await runtime.topics_ready.wait()
+            await listen_for_outcomes(settings.kafka_bootstrap)
+
+        if settings.sms_secret:
+            runtime.loop("outcomes", outcomes)
         if gateway is not None:
             runtime.loop("requeue", owner.requeue_unsent)
             runtime.loop("outbound", owner.send_outgoing)
@@ -41,10 +52,13 @@ def create_app(settings: NotifySettings) -> FastAPI:
             app.state.readiness = runtime.readiness
             app.state.jwt_secret = settings.jwt_secret
             app.state.feed = feed
+            app.state.sms_secret = settings.sms_secret
+            app.state.keypad = KeypadReplies(runtime.db, dispatch)
             yield
         if gateway is not None:
             await gateway.close()
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.include_router(api.router)
+    app.include_router(inbound.router)
     return app

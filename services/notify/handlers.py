@@ -14,9 +14,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notify.gateway import DeliveryFailed, Gateway
+from services.notify.keypad import phone_key
 from services.notify.live import LiveFeed
 from services.notify.messages import Message, messages_for
 from shared.contracts import orders as o
+from shared.contracts import volunteers as v
 from shared.events import Event
 from shared.log import get_logger
 
@@ -58,6 +60,8 @@ class NotifyOwner:
         await self.db["reads"].create_index([("recipient", 1)])
         await self.call_list.create_index([("community_id", 1), ("created_at", 1)])
         await self.db["grid_workers"].create_index([("community_id", 1), ("defined_at", -1)])
+        await self.households.create_index([("phone", 1)])  # who texts from this number
+        await self.db["volunteers"].create_index([("phone", 1)])
 
     async def handle(self, event: Event) -> None:
         payload = event.data
@@ -82,7 +86,7 @@ class NotifyOwner:
             entry = {
                 "_id": payload.household_id,
                 "community_id": event.community_id,
-                "phone": payload.phone,
+                "phone": phone_key(payload.phone) if payload.phone else None,
                 "grid_id": payload.grid_id,
                 "address": payload.address,
                 "card_code": payload.card_code,
@@ -93,6 +97,18 @@ class NotifyOwner:
             with contextlib.suppress(DuplicateKeyError):
                 await self.households.insert_one(entry)
             self._directory[payload.household_id] = entry
+            return
+        if isinstance(payload, v.VolunteerApproved):
+            # Who texts from this number (keypad replies): insert-once, like households.
+            with contextlib.suppress(DuplicateKeyError):
+                await self.db["volunteers"].insert_one(
+                    {
+                        "_id": payload.volunteer_id,
+                        "community_id": event.community_id,
+                        "phone": phone_key(payload.phone),
+                        "name": payload.name,
+                    }
+                )
             return
         for message in messages_for(payload, event.community_id):
             await self._notify(event, message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.notify.keypad import HOUSEHOLD_DIGITS, VOLUNTEER_DIGITS
 from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
@@ -82,7 +83,8 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     f"volunteer:{vid}",
                     "offer.made",
                     "New task offered",
-                    f"{CATEGORY_NAMES.get(category, category)} to {address}: {items}",
+                    f"{CATEGORY_NAMES.get(category, category)} to {address}: {items}. "
+                    f"{VOLUNTEER_DIGITS}",
                     ref.order_id,
                 )
             ]
@@ -127,7 +129,7 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 "delivered": (
                     "task.delivered",
                     "Delivered",
-                    "Your order was delivered to your door.",
+                    f"Your order was delivered to your door. {HOUSEHOLD_DIGITS}",
                 ),
                 "failed": (
                     "task.failed",

@@ -23,3 +23,8 @@ class NotifySettings(ServiceSettings):
     streams_per_inbox: int = Field(
         default=5, ge=1, le=100, description="Live streams one inbox may hold open at once"
     )
+    sms_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Shared secret the SMS gateway signs inbound replies with; unset: no inbound",
+    )

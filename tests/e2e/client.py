@@ -152,12 +152,13 @@ class Community:
         skills: tuple[str, ...] = ("delivery",),
         capacity: int = 2,
         check_in: bool = True,
+        phone: str = "13700000001",
     ) -> str:
         vid = f"vol_{uuid.uuid4().hex[:10]}"
         tok = self.volunteer_token(vid)
         body = {
             "name": f"Cadre {vid[-4:]}",
-            "phone": "13700000001",
+            "phone": phone,
             "compound": "Datong Garden",
             "home_grid_id": grid,
             "work_unit": "city ecology bureau",

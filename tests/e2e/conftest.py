@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
 JWT_SECRET = "e2e-secret-e2e-secret-e2e-secret-e2e"
+SMS_SECRET = "e2e-sms-secret-e2e-sms-secret-e2e-sms"
 OFFER_TIMEOUT = 8.0  # short for the lapse scenario; long enough for a loaded CI machine
 
 
@@ -61,6 +62,7 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT),
         "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
         "DOORSTEP_SHIFT_CHECK_SECONDS": "1",
+        "DOORSTEP_SMS_SECRET": SMS_SECRET,
         **extra,
     }
 

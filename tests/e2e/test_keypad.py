@@ -1,0 +1,118 @@
+"""Replies by phone keypad, through real HTTP calls to notify's signed inbound webhook: a
+cadre accepts and declines offers by digit and marks a delivery with the code; a resident
+confirms a delivery or asks to be called; a bad signature, a stale one and a replay are
+refused and change nothing; an unknown number gets help."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import httpx
+
+from services.notify.keypad import signature
+from tests.e2e.client import Community, eventually
+from tests.e2e.conftest import SMS_SECRET
+
+
+def text(
+    community: Community,
+    sender: str,
+    body: str,
+    *,
+    secret: str = SMS_SECRET,
+    at: float | None = None,
+) -> httpx.Response:
+    """What the gateway does when a text arrives: sign it and post it."""
+    raw = json.dumps({"from": sender, "text": body}).encode()
+    stamp = str(int(at if at is not None else time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Doorstep-Timestamp": stamp,
+        "X-Doorstep-Signature": signature(secret, stamp, raw),
+    }
+    return community.http.post(community.url("notify", "/hooks/sms"), content=raw, headers=headers)
+
+
+def reply(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.json()["reply"])
+
+
+def order(community: Community, household_id: str, items: str) -> str:
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.resident(household_id),
+        json={"category": "groceries", "items": items},
+    )
+    return str(placed["order_id"])
+
+
+def test_a_cadre_answers_by_digit_and_a_resident_confirms_or_asks_for_a_call(
+    community: Community,
+) -> None:
+    community.define()
+    phone = f"137{random.randrange(10**8):08d}"
+    cadre = community.volunteer("g3", capacity=1, phone=phone)
+    home = community.household("g3")
+    household = community.ok(
+        "GET", "orders", f"/v1/households/{home['household_id']}", community.staff
+    )
+    first = order(community, home["household_id"], "rice")
+    offer = community.offer_for(cadre, first)
+    inbox = community.inbox(community.volunteer_token(cadre))["items"]
+    assert "Reply 1 to accept, 2 to decline" in inbox[0]["body"]  # the message says the digits
+
+    # A signature made with another secret, or long ago, is refused; nothing is accepted.
+    assert text(community, phone, "1", secret="x" * 40).status_code == 401
+    assert text(community, phone, "1", at=time.time() - 3600).status_code == 401
+    assert community.tasks(cadre)[0]["state"] == "offered"
+
+    accepted = text(community, f"+86 {phone[:3]} {phone[3:7]} {phone[7:]}", "1")
+    assert f"order {first} is yours" in reply(accepted)
+    community.order_status(first, "assigned")
+    # The gateway delivering the same message again: refused, nothing decided twice.
+    replayed = community.http.post(
+        community.url("notify", "/hooks/sms"),
+        content=accepted.request.content,
+        headers=dict(accepted.request.headers),
+    )
+    assert replayed.status_code == 409
+
+    code = community.order(community.staff, first)["handoff_code"]
+    wrong = "0000" if code != "0000" else "1111"
+    assert "not done" in reply(text(community, phone, f"D {wrong}"))
+    assert community.order(community.staff, first)["status"] == "assigned"
+    assert f"order {first} delivered" in reply(text(community, phone, f"d{code}"))
+    community.order_status(first, "delivered")
+
+    # The resident's phone: 1 confirms the delivery, 9 puts them on the call list.
+    resident_phone = household["phone"]
+    eventually(
+        lambda: any(
+            n["kind"] == "task.delivered"
+            for n in community.inbox(community.resident(home["household_id"]))["items"]
+        ),
+        what="the resident told of the delivery",
+    )
+    assert "confirmed" in reply(text(community, resident_phone, "1"))
+    assert "will call you" in reply(text(community, resident_phone, "9"))
+    calls = community.ok("GET", "notify", "/v1/call-list", community.staff)["entries"]
+    assert [c["household_id"] for c in calls if c["kind"] == "call_me"] == [home["household_id"]]
+    assert "Reply 1 when it has arrived, 9" in reply(text(community, resident_phone, "hello?"))
+
+    # Declined by digit: the offer goes on (nobody else here: escalated to the grid worker).
+    second = order(community, home["household_id"], "eggs")
+    community.offer_for(cadre, second)
+    assert "declined" in reply(text(community, phone, "2"))
+    eventually(
+        lambda: all(t["order_id"] != second for t in community.tasks(cadre)),
+        what="the declined offer gone from the cadre",
+    )
+    # Help for what the digits do not say, and for a number nobody registered.
+    assert "Reply 1 to accept" in reply(text(community, phone, "yes please"))
+    assert "not registered" in reply(text(community, "13000000000", "1"))
+    assert offer["order_id"] == first
