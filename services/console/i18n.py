@@ -99,6 +99,12 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "signin_refused": ("登录链接无效或已使用", "This sign-in link is invalid, expired or used"),
     "signed_in_as": ("当前用户", "Signed in as"),
     "whole_community": ("全社区", "whole community"),
+    "card_title": ("社区联系卡", "Community contact card"),
+    "card_help": (
+        "为这户下单：请拨打卡片上的社区热线，并报出以下卡号。",
+        "To order for this household, call the community hotline printed on the card "
+        "and read out this code.",
+    ),
     "campaigns": ("入户排查", "Door-knock"),
     "start_campaign": ("发起排查", "Start a campaign"),
     "campaign_title": ("排查名称", "Title"),

@@ -234,6 +234,21 @@ async def changes(request: Request, who: Who) -> AsyncIterable[ServerSentEvent]:
             await asyncio.sleep(live.EVERY)
 
 
+# --- what a contact card's QR code opens --------------------------------------------------
+
+
+@router.get("/card/{code}")
+async def card(code: str, request: Request) -> Response:
+    """Staff scanning a card find the household; anyone else (a family member's phone)
+    learns how to order for them: the hotline and the code to read out."""
+    code = re.sub(r"[^A-Za-z0-9]", "", code)[:12].upper()
+    try:
+        person(request)
+    except SignInNeeded:
+        return page(request, "card.html", None, code=code)
+    return RedirectResponse(f"/hotline?{urlencode({'q': code})}", status_code=303)
+
+
 # --- hotline -------------------------------------------------------------------------------
 
 

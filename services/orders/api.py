@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,7 +22,7 @@ from pydantic import (
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
-from services.orders import domain, report
+from services.orders import campaigns, cards, domain, report
 from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
@@ -67,6 +67,12 @@ class CommunityIn(StrictBody):
     name: str = Field(min_length=1, max_length=100, examples=["Datong community"])
     grids: list[GridIn] = Field(min_length=1, max_length=200)
     policy: o.CommunityPolicy = Field(default_factory=o.CommunityPolicy)
+    hotline: str | None = Field(
+        default=None,
+        pattern=domain.PHONE.pattern,
+        examples=["02812345678"],
+        description="The community's hotline, printed on every contact card",
+    )
 
     @model_validator(mode="after")
     def neighbours_exist(self) -> CommunityIn:
@@ -94,6 +100,7 @@ async def define_community(body: CommunityIn, principal: Ops, commands: Commands
         name=body.name,
         grids=[o.Grid(**g.model_dump()) for g in body.grids],
         policy=body.policy,
+        hotline=body.hotline,
     )
     return answer(await commands.send(body.community_id, command))
 
@@ -322,13 +329,89 @@ async def find_households(
     staff_of(principal, community_id)
     query: dict[str, Any] = {"community_id": community_id}
     if card_code:
-        query["card_code"] = domain.normalise_card_code(card_code)
+        code = domain.normalise_card_code(card_code)
+        if not domain.card_code_fits(code):
+            # A misheard character must not find the wrong household: say so instead.
+            raise Problem(
+                422,
+                "Mistyped card code",
+                f"{code!r} is not a card code (its check character does not fit); "
+                "ask for it again, character by character",
+                kind="validation",
+            )
+        query["card_code"] = code
     if phone:
         query["phone"] = domain.normalise_phone(phone)
     if grid_id:
         query["grid_id"] = grid_id
     docs = await database["households"].find(query).limit(limit).to_list()
     return {"households": [household_view(d) for d in docs]}
+
+
+@router.post(
+    "/households/{household_id}/card",
+    tags=["households"],
+    summary="Re-issue a lost contact card: a new code; the old one never matches again (staff)",
+)
+async def reissue_card(
+    household_id: str, principal: Staff, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await database["households"].find_one({"_id": household_id}, {"community_id": 1})
+    if doc is None or doc["community_id"] != principal.community_id:
+        raise Problem(404, "Not found", "no such household in your community")
+    command = o.ReissueCard(
+        command_id=new_command_id(), actor=principal.subject, household_id=household_id
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+@router.get(
+    "/communities/{community_id}/cards.pdf",
+    tags=["households"],
+    summary="Printable contact cards: A4 sheets for a grid or the community, or one card (staff)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "The cards"}},
+)
+async def contact_cards(
+    community_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    database: Db,
+    grid_id: Annotated[str | None, Query(max_length=64)] = None,
+    household_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    staff_of(principal, community_id)
+    community = await community_or_404(database, community_id)
+    query: dict[str, Any] = {"community_id": community_id}
+    if grid_id:
+        query["grid_id"] = grid_id
+    if household_id:
+        query["_id"] = household_id
+    households = await database["households"].find(query).to_list()
+    if household_id and not households:
+        raise Problem(404, "Not found", "no such household in your community")
+    grids = {g["grid_id"]: g for g in community["grids"]}
+    base = request.app.state.card_url.rstrip("/")
+    chosen = [
+        cards.Card(
+            card_code=h["card_code"],
+            address=h["address_text"],
+            grid=h["grid_id"],
+            grid_worker=grids.get(h["grid_id"], {}).get("grid_worker", ""),
+            grid_worker_phone=grids.get(h["grid_id"], {}).get("grid_worker_phone", ""),
+            hotline=community.get("hotline"),
+            url=f"{base}/{h['card_code']}",
+        )
+        for h in sorted(households, key=campaigns.walk_order)
+    ]
+    pdf = await run_in_threadpool(cards.render, chosen, community["name"], bool(household_id))
+    scope = household_id or grid_id
+    name = f"cards-{community_id}{f'-{scope}' if scope else ''}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/households/{household_id}", tags=["households"])

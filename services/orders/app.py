@@ -43,6 +43,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
             app.state.readiness = runtime.readiness
             app.state.jwt_secret = settings.jwt_secret
             app.state.owner = owner
+            app.state.card_url = settings.card_url
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, ORDERS_COMMANDS, f"/{SERVICE}"
             )

@@ -45,7 +45,7 @@ class Orderbook(Documents):
     def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         fresh = self.get(kind, doc["_id"]) is None
         doc = super().put(kind, doc)
-        if fresh and kind == HOUSEHOLDS:
+        if kind == HOUSEHOLDS:
             self._index_household(doc)
         elif fresh and kind == ORDERS:
             self._index_order(doc)
@@ -53,7 +53,7 @@ class Orderbook(Documents):
 
     def _index_household(self, doc: dict[str, Any]) -> None:
         self.addresses.add(doc["address_key"])
-        self.card_codes.add(doc["card_code"])
+        self.card_codes.update([doc["card_code"], *doc.get("retired_card_codes", [])])
 
     def _index_order(self, doc: dict[str, Any]) -> None:
         self.placement.append(doc["_id"])

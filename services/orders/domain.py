@@ -114,12 +114,32 @@ def likely_duplicate(
 # --- codes -----------------------------------------------------------------------------
 
 # No 0/O, 1/I/L, 2/Z, 5/S, 8/B, 6/G: read aloud over the phone or off a card, unambiguous.
+# Read aloud over a phone without doubt: no 0/O, 1/I/L, 2/Z, 5/S, 6/G, 8/B.
 CARD_ALPHABET = "ACDEFHJKMNPQRTUVWXY3479"
-CARD_LENGTH = 6
+CARD_LENGTH = 6  # five random characters and a check character
+
+
+def check_character(body: str) -> str:
+    """A weighted sum modulo 23, the alphabet's size and a prime: each position has its own
+    weight (2, 3, 4, …; the check character 1), so any single mistyped character and any
+    two neighbours swapped (the check character included) leave a code that does not fit.
+    (Luhn mod N would miss some: it needs an even alphabet.)"""
+    n = len(CARD_ALPHABET)
+    total = sum((i + 2) * CARD_ALPHABET.index(c) for i, c in enumerate(body))
+    return CARD_ALPHABET[-total % n]
 
 
 def new_card_code() -> str:
-    return "".join(secrets.choice(CARD_ALPHABET) for _ in range(CARD_LENGTH))
+    body = "".join(secrets.choice(CARD_ALPHABET) for _ in range(CARD_LENGTH - 1))
+    return body + check_character(body)
+
+
+def card_code_fits(code: str) -> bool:
+    return (
+        len(code) == CARD_LENGTH
+        and all(c in CARD_ALPHABET for c in code)
+        and check_character(code[:-1]) == code[-1]
+    )
 
 
 def normalise_card_code(raw: str) -> str:

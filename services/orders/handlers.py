@@ -59,6 +59,7 @@ def define_community(book: Orderbook, event: Event, now: datetime) -> Decision:
             "name": cmd.name,
             "grids": [g.model_dump() for g in cmd.grids],
             "policy": cmd.policy.model_dump(),
+            "hotline": cmd.hotline,
             "updated_at": now,
         },
     )
@@ -114,6 +115,20 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
 
 
 # --- orders ------------------------------------------------------------------------------
+
+
+def reissue_card(book: Orderbook, event: Event, now: datetime) -> Decision:
+    cmd = event.data
+    assert isinstance(cmd, o.ReissueCard)
+    household = book.get(HOUSEHOLDS, cmd.household_id)
+    if household is None:
+        raise Rejection(404, "no such household in this community", "Not found")
+    retired = [*household.get("retired_card_codes", []), household["card_code"]]
+    # The old code stays among the book's codes: it is never given out again.
+    doc = book.put(
+        HOUSEHOLDS, {**household, "card_code": book.new_card_code(), "retired_card_codes": retired}
+    )
+    return Decision(outcome=Outcome.ok(household_view(doc)))
 
 
 def place_order(book: Orderbook, event: Event, now: datetime) -> Decision:
@@ -332,6 +347,7 @@ class OrdersRules:
             o.DefineCommunity: define_community,
             o.RegisterHouseholds: register_households,
             o.PlaceOrder: place_order,
+            o.ReissueCard: reissue_card,
             o.CancelOrder: cancel_order,
             o.ReopenOrder: reopen_order,
             o.ReviewOrder: review_order,

@@ -172,6 +172,14 @@ class DefineCommunity(OrdersCommand):
     name: str
     grids: list[Grid]
     policy: CommunityPolicy
+    hotline: str | None = None  # the number printed on every contact card
+
+
+class ReissueCard(OrdersCommand):
+    """A lost card: the household gets a new code, and the old one never matches again."""
+
+    type: Literal["doorstep.household.reissue_card.v1"] = "doorstep.household.reissue_card.v1"
+    household_id: str
 
 
 class HouseholdInput(BaseModel):
@@ -225,6 +233,7 @@ class SetPriority(OrdersCommand):
 
 
 COMMANDS = (
+    ReissueCard,
     DefineCommunity,
     RegisterHouseholds,
     PlaceOrder,

@@ -127,3 +127,18 @@ def test_staffs_list_from_the_live_documents_is_newest_first_filtered_and_limite
     assert [d["_id"] for d in newest_orders(newest, {"status": "placed"}, 3)] == ["o8", "o6", "o4"]
     assert [d["_id"] for d in newest_orders(newest, {}, 2)] == ["o9", "o8"]
     assert newest_orders(newest, {"status": "cancelled"}, 5) == []
+
+
+def test_a_card_code_reads_aloud_and_its_check_character_catches_a_mistyped_one() -> None:
+    from services.orders.domain import CARD_ALPHABET, card_code_fits, new_card_code
+
+    assert not set("0O1IL") & set(CARD_ALPHABET)
+    for _ in range(50):
+        code = new_card_code()
+        assert card_code_fits(code)
+        for i, right in enumerate(code):
+            for wrong in CARD_ALPHABET.replace(right, ""):
+                assert not card_code_fits(code[:i] + wrong + code[i + 1 :])
+        for i in range(len(code) - 1):
+            swapped = code[:i] + code[i + 1] + code[i] + code[i + 2 :]
+            assert swapped == code or not card_code_fits(swapped)
