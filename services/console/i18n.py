@@ -99,6 +99,9 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "signin_refused": ("登录链接无效或已使用", "This sign-in link is invalid, expired or used"),
     "signed_in_as": ("当前用户", "Signed in as"),
     "whole_community": ("全社区", "whole community"),
+    "night_alarms": ("夜间紧急呼叫", "Night alarms"),
+    "paged": ("已呼叫", "Paged"),
+    "take_it": ("我来处理", "Take it"),
     "card_title": ("社区联系卡", "Community contact card"),
     "card_help": (
         "为这户下单：请拨打卡片上的社区热线，并报出以下卡号。",

@@ -322,11 +322,12 @@ async def hotline_order(
 @router.get("/queues")
 async def queues(request: Request, who: Who, services: Services) -> HTMLResponse:
     grid = {"grid_id": who.grid_id} if who.grid_id else {}
-    held, failed, board, calls = await asyncio.gather(
+    held, failed, board, calls, alarms = await asyncio.gather(
         services.get(who, "orders", "/v1/orders", status="held", limit=500, **grid),
         services.get(who, "orders", "/v1/orders", status="failed", limit=500, **grid),
         services.get(who, "dispatch", "/v1/tasks"),
         services.get(who, "notify", "/v1/call-list"),
+        services.get(who, "notify", "/v1/alarms"),
     )
     escalated = [
         t
@@ -344,6 +345,7 @@ async def queues(request: Request, who: Who, services: Services) -> HTMLResponse
         escalated=escalated,
         on_duty=board["on_duty"],
         calls=[c for c in calls["entries"] if who.sees_grid(c.get("grid_id"))],
+        alarms=alarms["alarms"],
     )
 
 
@@ -412,6 +414,11 @@ async def offer_to(
         )
 
     return await act("/queues", call())
+
+
+@router.post("/alarms/{alarm_id}/ack", dependencies=[Posted])
+async def take_alarm(alarm_id: str, who: Who, services: Services) -> Response:
+    return await act("/queues", services.post(who, "notify", f"/v1/alarms/{alarm_id}/ack"))
 
 
 @router.post("/call-list/{entry_id}/done", dependencies=[Posted])

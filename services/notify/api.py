@@ -272,3 +272,34 @@ async def delivery(
     if isinstance(state.get("at"), datetime):
         state["at"] = state["at"].isoformat()
     return {"id": notification_id, "channel": doc["channel"], **state}
+
+
+@router.get("/alarms", tags=["alarms"], summary="Night alarms nobody has taken yet (staff)")
+async def open_alarms(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    community = staff(principal)
+    found = await request.app.state.owner.open_alarms()
+    return {
+        "alarms": [
+            {
+                "alarm_id": a["_id"],
+                "order_id": a["order_id"],
+                "summary": a["summary"],
+                "created_at": a["created_at"].isoformat(),
+                "paged": [{"name": p["to"]["name"], "at": p["at"].isoformat()} for p in a["pages"]],
+            }
+            for a in found
+            if a["community_id"] == community
+        ]
+    }
+
+
+@router.post("/alarms/{alarm_id}/ack", tags=["alarms"], summary="Take a night alarm (staff)")
+async def acknowledge_alarm(
+    alarm_id: str, request: Request, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    community = staff(principal)
+    alarm = await mongo.find_in_community(database["alarms"], alarm_id, community)
+    if alarm is None:
+        raise Problem(404, "Not found", "no such alarm")
+    await request.app.state.owner.acknowledge(alarm_id, principal.subject)
+    return {"alarm_id": alarm_id, "acknowledged": True}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -44,6 +45,12 @@ def create_app(settings: NotifySettings) -> FastAPI:
 
         if settings.sms_secret:
             runtime.loop("outcomes", outcomes)
+        runtime.loop(
+            "night-alarms",
+            lambda: owner.wake_on_call(
+                timedelta(seconds=settings.alarm_repeat_seconds), settings.alarm_tries
+            ),
+        )
         if gateway is not None:
             runtime.loop("requeue", owner.requeue_unsent)
             runtime.loop("outbound", owner.send_outgoing)
@@ -53,7 +60,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
             app.state.jwt_secret = settings.jwt_secret
             app.state.feed = feed
             app.state.sms_secret = settings.sms_secret
-            app.state.keypad = KeypadReplies(runtime.db, dispatch)
+            app.state.keypad = KeypadReplies(runtime.db, dispatch, owner)
+            app.state.owner = owner
             yield
         if gateway is not None:
             await gateway.close()

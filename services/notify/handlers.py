@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notify import alarms
 from services.notify.gateway import DeliveryFailed, Gateway
 from services.notify.keypad import phone_key
 from services.notify.live import LiveFeed
@@ -53,6 +54,8 @@ class NotifyOwner:
         self.gateway = gateway
         self.sequence = Sequence()
         self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._policies: dict[str, o.CommunityPolicy] = {}
+        self.alarms = db["alarms"]
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("recipient", 1), ("seq", 1)])
@@ -62,10 +65,13 @@ class NotifyOwner:
         await self.db["grid_workers"].create_index([("community_id", 1), ("defined_at", -1)])
         await self.households.create_index([("phone", 1)])  # who texts from this number
         await self.db["volunteers"].create_index([("phone", 1)])
+        await self.alarms.create_index([("created_at", 1)])
+        await self.db["pages"].create_index([("alarm_id", 1)])
 
     async def handle(self, event: Event) -> None:
         payload = event.data
         if isinstance(payload, o.CommunityDefined):
+            self._policies[event.community_id] = payload.policy
             # Who reaches a household without a phone: each definition kept (insert-once),
             # the latest one read.
             with contextlib.suppress(DuplicateKeyError):
@@ -78,6 +84,7 @@ class NotifyOwner:
                             g.grid_id: {"name": g.grid_worker, "phone": g.grid_worker_phone}
                             for g in payload.grids
                         },
+                        "policy": payload.policy.model_dump(),
                     }
                 )
             return
@@ -110,6 +117,8 @@ class NotifyOwner:
                     }
                 )
             return
+        if isinstance(payload, o.OrderAccepted):
+            await self._maybe_wake(event, payload.order)
         for message in messages_for(payload, event.community_id):
             await self._notify(event, message)
 
@@ -197,6 +206,105 @@ class NotifyOwner:
                 await self.deliveries.insert_one(
                     {"_id": doc["_id"], **state, "at": datetime.now(UTC)}
                 )
+
+    # --- night alarms (services.notify.alarms) ----------------------------------------------
+
+    async def policy(self, community_id: str) -> o.CommunityPolicy:
+        known = self._policies.get(community_id)
+        if known is None:
+            latest = await self.db["grid_workers"].find_one(
+                {"community_id": community_id}, sort=[("defined_at", -1)]
+            )
+            known = o.CommunityPolicy.model_validate((latest or {}).get("policy") or {})
+            self._policies[community_id] = known
+        return known
+
+    async def _maybe_wake(self, event: Event, order: o.OrderFacts) -> None:
+        policy = await self.policy(event.community_id)
+        if not alarms.wakes(order, policy, event.time):
+            return
+        what = "close-contact transfer" if order.category == "transfer" else order.category
+        with contextlib.suppress(DuplicateKeyError):
+            await self.alarms.insert_one(
+                {
+                    "_id": f"alarm-{order.order_id}",
+                    "community_id": event.community_id,
+                    "order_id": order.order_id,
+                    "on_call": [p.model_dump() for p in policy.on_call],
+                    "summary": f"{what} for {order.address} (order {order.order_id}).",
+                    "created_at": event.time,
+                }
+            )
+
+    async def open_alarms(self, since: timedelta = timedelta(days=1)) -> list[dict[str, Any]]:
+        """Alarms of the last day nobody acknowledged, with the pages sent so far."""
+        recent = await self.alarms.find(
+            {"created_at": {"$gte": datetime.now(UTC) - since}}
+        ).to_list()
+        if not recent:
+            return []
+        ids = [a["_id"] for a in recent]
+        acked = {d["_id"] async for d in self.db["alarm_acks"].find({"_id": {"$in": ids}})}
+        pages: dict[str, list[dict[str, Any]]] = {}
+        async for page in self.db["pages"].find({"alarm_id": {"$in": ids}}):
+            pages.setdefault(page["alarm_id"], []).append(page)
+        return [
+            {**a, "pages": sorted(pages.get(a["_id"], []), key=lambda p: p["n"])}
+            for a in recent
+            if a["_id"] not in acked
+        ]
+
+    async def wake_on_call(self, repeat: timedelta, tries: int) -> None:
+        """Page whoever is due, forever (a background loop)."""
+        while True:
+            now = datetime.now(UTC)
+            for alarm in await self.open_alarms():
+                sent = alarm["pages"]
+                due = alarms.next_page(
+                    alarm, len(sent), sent[-1]["at"] if sent else None, False, now, repeat, tries
+                )
+                if due is not None:
+                    await self._page(alarm, due, now)
+            await asyncio.sleep(min(1.0, repeat.total_seconds() / 2))
+
+    async def _page(self, alarm: dict[str, Any], due: alarms.Page, now: datetime) -> None:
+        page_id = f"{alarm['_id']}:{due.number}"
+        try:  # page n is sent once, whichever notify instance gets here first
+            await self.db["pages"].insert_one(
+                {
+                    "_id": page_id,
+                    "alarm_id": alarm["_id"],
+                    "n": due.number,
+                    "to": due.person,
+                    "at": now,
+                }
+            )
+        except DuplicateKeyError:
+            return
+        log.warning(
+            "notify.on_call_paged", alarm=alarm["_id"], to=due.person["name"], page=due.number
+        )
+        if self.gateway is not None:
+            self.outgoing.put_nowait(
+                {
+                    "_id": page_id,
+                    "recipient": f"phone:{due.person['phone']}",
+                    "title": "URGENT",
+                    "body": alarms.page_text(alarm),
+                    "kind": "alarm",
+                    "order_id": alarm["order_id"],
+                }
+            )
+
+    async def acknowledge(self, alarm_id: str, by: str) -> bool:
+        """True if this acknowledged it (False: it was already)."""
+        try:
+            await self.db["alarm_acks"].insert_one(
+                {"_id": alarm_id, "by": by, "at": datetime.now(UTC)}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def requeue_unsent(self) -> None:
         """After a restart, push notifications without a final delivery state go again."""

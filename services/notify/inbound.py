@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.notify import keypad
+from services.notify import alarms, keypad
+from services.notify.handlers import NotifyOwner
 from shared.api import Db
 from shared.commands import CommandSender, Outcome, new_command_id
 from shared.contracts import dispatch as d
@@ -35,12 +36,19 @@ class InboundSms(BaseModel):
 
 
 class KeypadReplies:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], dispatch: CommandSender) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], dispatch: CommandSender, owner: NotifyOwner
+    ) -> None:
         self.db = db
         self.dispatch = dispatch
+        self.owner = owner
 
     async def answer(self, sms: InboundSms, message_id: str) -> str:
         phone = keypad.phone_key(sms.sender)
+        if sms.text.strip() == alarms.ACK_DIGIT:
+            taken = await self._acknowledge(phone)
+            if taken is not None:
+                return taken
         volunteer = await self.db["volunteers"].find_one({"phone": phone})
         if volunteer is not None:
             return await self._from_volunteer(volunteer, sms.text)
@@ -48,6 +56,20 @@ class KeypadReplies:
         if household is not None:
             return await self._from_household(household, sms.text, message_id)
         return keypad.HELP_UNKNOWN
+
+    async def _acknowledge(self, phone: str) -> str | None:
+        """An on-call person answering the page: the newest alarm that woke them is theirs."""
+        mine = [
+            (alarm, person)
+            for alarm in await self.owner.open_alarms()
+            for person in alarm["on_call"]
+            if keypad.phone_key(person["phone"]) == phone
+        ]
+        if not mine:
+            return None
+        alarm, person = max(mine, key=lambda found: found[0]["created_at"])
+        await self.owner.acknowledge(alarm["_id"], f"sms:{person['name']}")
+        return f"Doorstep: thank you, {person['name']}; it is yours: {alarm['summary']}"
 
     async def _latest(self, recipient: str, kind: str) -> dict[str, Any] | None:
         found = (

@@ -28,3 +28,9 @@ class NotifySettings(ServiceSettings):
         min_length=32,
         description="Shared secret the SMS gateway signs inbound replies with; unset: no inbound",
     )
+    alarm_repeat_seconds: float = Field(
+        default=180.0, gt=0, le=3600, description="Night alarms: seconds between two pages"
+    )
+    alarm_tries: int = Field(
+        default=3, ge=1, le=20, description="Night alarms: pages to one person before the next"
+    )

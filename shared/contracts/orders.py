@@ -38,11 +38,24 @@ class Grid(BaseModel):
     neighbours: list[str] = Field(default_factory=list)
 
 
+class OnCall(BaseModel):
+    """Who is woken at night, in this order, until someone answers."""
+
+    name: str = Field(min_length=1, max_length=100)
+    phone: str = Field(pattern=r"^\+?[0-9]{7,15}$")
+
+
 class CommunityPolicy(BaseModel):
     # Strict: "50" or true is not a number, nor "yes" a choice (pydantic would coerce them).
     auto_accept_orders: StrictBool = True
     auto_approve_volunteers: StrictBool = False
     duplicate_window_minutes: StrictInt = Field(default=30, ge=0, le=24 * 60)
+    # Night: a close-contact transfer or an urgent order then wakes the on-call list.
+    on_call: list[OnCall] = Field(default_factory=list, max_length=20)
+    night_from_hour: StrictInt = Field(default=22, ge=0, le=24)
+    night_until_hour: StrictInt = Field(default=7, ge=0, le=24)
+    utc_offset_minutes: StrictInt = Field(default=480, ge=-720, le=840)  # Beijing time
+    urgent_priority: StrictInt = Field(default=80, ge=0, le=100)
 
 
 class CommunityDefined(Payload):

@@ -63,6 +63,8 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
         "DOORSTEP_SHIFT_CHECK_SECONDS": "1",
         "DOORSTEP_SMS_SECRET": SMS_SECRET,
+        "DOORSTEP_ALARM_REPEAT_SECONDS": "1",
+        "DOORSTEP_ALARM_TRIES": "2",
         **extra,
     }
 

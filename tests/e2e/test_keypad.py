@@ -63,8 +63,11 @@ def test_a_cadre_answers_by_digit_and_a_resident_confirms_or_asks_for_a_call(
     )
     first = order(community, home["household_id"], "rice")
     offer = community.offer_for(cadre, first)
-    inbox = community.inbox(community.volunteer_token(cadre))["items"]
-    assert "Reply 1 to accept, 2 to decline" in inbox[0]["body"]  # the message says the digits
+    told = eventually(
+        lambda: community.inbox(community.volunteer_token(cadre))["items"],
+        what="the cadre told of the offer",
+    )
+    assert "Reply 1 to accept, 2 to decline" in told[0]["body"]  # the message says the digits
 
     # A signature made with another secret, or long ago, is refused; nothing is accepted.
     assert text(community, phone, "1", secret="x" * 40).status_code == 401
