@@ -260,6 +260,7 @@ async def hotline(
     q: Annotated[str, Query(max_length=30)] = "",
 ) -> HTMLResponse:
     found: list[dict[str, Any]] = []
+    problem = None
     q = q.strip()
     if q:
         digits = re.sub(r"[\s-]", "", q)
@@ -269,14 +270,15 @@ async def hotline(
                 who, "orders", f"/v1/communities/{who.community_id}/households", **by
             )
             found = [h for h in result["households"] if who.sees_grid(h["grid_id"])]
-        except Refused:
-            found = []
+        except Refused as refused:  # a misheard card code: say so, and ask again
+            problem = refused.detail
     return page(
         request,
         "hotline.html",
         who,
         q=q,
         found=found,
+        problem=problem,
         categories=CATEGORIES,
         key=uuid.uuid4().hex,  # one order per form shown, however often it is submitted
     )
@@ -573,14 +575,44 @@ async def campaign_page(
 ) -> HTMLResponse:
     grid = {"grid_id": who.grid_id} if who.grid_id else {}
     path = f"/v1/campaigns/{campaign_id}"
-    campaign, exceptions = await asyncio.gather(
+    campaign, exceptions, walks, board = await asyncio.gather(
         services.get(who, "orders", path),
         services.get(who, "orders", f"{path}/exceptions", **grid),
+        services.get(who, "orders", f"{path}/walk-lists", **grid),
+        services.get(who, "dispatch", "/v1/tasks"),
     )
     grids = {g: figures for g, figures in campaign["coverage"]["grids"].items() if who.sees_grid(g)}
+    lists = [
+        {
+            **{k: v for k, v in walk.items() if k != "doors"},
+            "doors": len(walk["doors"]),
+            "done": sum(d["state"] != "not_yet" for d in walk["doors"]),
+        }
+        for walk in walks["walk_lists"]
+    ]
     return page(
-        request, "campaign.html", who, campaign=campaign, grids=grids, exceptions=exceptions
+        request,
+        "campaign.html",
+        who,
+        campaign=campaign,
+        grids=grids,
+        exceptions=exceptions,
+        lists=lists,
+        on_duty=[c for c in board["on_duty"] if who.sees_grid(c["grid_id"])],
     )
+
+
+@router.post("/campaigns/{campaign_id}/walk-lists/{list_id}/give", dependencies=[Posted])
+async def give_walk_list(
+    campaign_id: str,
+    list_id: str,
+    who: Who,
+    services: Services,
+    volunteer_id: Annotated[str, Form(pattern=ID)],
+) -> Response:
+    path = f"/v1/campaigns/{campaign_id}/walk-lists/{list_id}/take"
+    call = services.post(who, "orders", path, json={"volunteer_id": volunteer_id})
+    return await act(f"/campaigns/{campaign_id}", call)
 
 
 @router.post("/campaigns/{campaign_id}/households/{household_id}/hand-over", dependencies=[Posted])

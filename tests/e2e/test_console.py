@@ -147,9 +147,12 @@ def household(community: Community, grid: str, flags: str = "") -> dict[str, Any
 
 def press(driver: webdriver.Chrome, row: str, label: str) -> str:
     """Press a row's button; what the page it went back to says."""
-    pressed = button(driver, row, label)
+    return click_through(driver, button(driver, row, label))
+
+
+def click_through(driver: webdriver.Chrome, pressed: WebElement) -> str:
     pressed.click()
-    wait_for(driver, f"{label}: the page after it", lambda d: staleness_of(pressed)(d))
+    wait_for(driver, "the page after the click", lambda d: staleness_of(pressed)(d))
     return said(driver)
 
 
@@ -342,6 +345,7 @@ def test_staff_start_a_door_knock_campaign_and_cannot_close_it_early_without_a_r
     community.define()
     silent = household(community, "g2")
     household(community, "g2", flags="elderly_alone")
+    cadre = community.volunteer("g2")
     sign_in(page, console, community.community_id)
     page.get(f"{console}/campaigns")
     page.find_element(By.ID, "title").send_keys("Who needs medicine refills")
@@ -351,6 +355,12 @@ def test_staff_start_a_door_knock_campaign_and_cannot_close_it_early_without_a_r
     cid = page.current_url.rsplit("/", 1)[1].split("?")[0]
     assert page.find_element(By.CSS_SELECTOR, "[data-figure='not_yet']").text == "2"
     assert len(page.find_elements(By.CSS_SELECTOR, "#elderly_alone_no_contact li")) == 1
+    # The grid worker gives the building's walk list to the cadre on duty there.
+    (walk,) = page.find_elements(By.CSS_SELECTOR, "#walk-lists tr[data-list]")
+    Select(walk.find_element(By.TAG_NAME, "select")).select_by_value(cadre)
+    assert click_through(page, walk.find_element(By.TAG_NAME, "button")) == "Done"
+    lists = community.ok("GET", "orders", f"/v1/campaigns/{cid}/walk-lists", community.staff)
+    assert lists["walk_lists"][0]["volunteer_id"] == cadre
     community.ok(
         "POST",
         "orders",
