@@ -20,7 +20,7 @@ from shared.commands import Outcome
 from shared.contracts.base import Payload
 
 AUDIT = "audit"
-SUBJECT = r"^(order|household|volunteer)/[A-Za-z0-9._:-]{1,100}$"
+SUBJECT = r"^(order|household|volunteer|campaign)/[A-Za-z0-9._:-]{1,100}$"
 # What a step of the trail shows besides its type: the fields that say what happened.
 DETAIL_FIELDS = (
     "status",
@@ -34,6 +34,8 @@ DETAIL_FIELDS = (
     "failure_reason",
     "by_role",
     "note",
+    "outcome",
+    "not_reached",
 )
 
 
@@ -48,8 +50,11 @@ def subject_of(payload: Payload, outcome: Outcome | None = None) -> str | None:
         value = getattr(payload, name, None) or body.get(name)
         if isinstance(value, str):
             return f"{prefix}/{value}"
-    household = getattr(payload, "household_id", None)
-    return f"household/{household}" if isinstance(household, str) else None
+    for name, prefix in (("household_id", "household"), ("campaign_id", "campaign")):
+        value = getattr(payload, name, None)
+        if isinstance(value, str):
+            return f"{prefix}/{value}"
+    return None
 
 
 def command_step(payload: Payload, outcome: Outcome | None) -> dict[str, Any]:

@@ -662,7 +662,7 @@ async def order_page(order_id: str, request: Request, who: Who, services: Servic
 async def audit_page(
     kind: str, item_id: str, request: Request, who: StaffWho, services: Services
 ) -> HTMLResponse:
-    if kind not in ("order", "household", "volunteer") or not re.match(ID, item_id):
+    if kind not in ("order", "household", "volunteer", "campaign") or not re.match(ID, item_id):
         raise NotYours
     subject = f"{kind}/{item_id}"
     steps = await trail(services, who, subject)

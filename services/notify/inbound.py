@@ -151,7 +151,22 @@ def reply_to(intent: str, order_id: str, outcome: Outcome) -> str:
     }[intent]
 
 
-@router.post("/sms", summary="Inbound SMS from the gateway (signed; see the module docs)")
+def problem(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+@router.post(
+    "/sms",
+    summary="Inbound SMS from the gateway (signed; see the module docs)",
+    responses={
+        401: problem("Missing, wrong or stale signature"),
+        404: problem("Inbound SMS is not configured"),
+        409: problem("Delivered already (a replay)"),
+        413: problem("Body too large"),
+        422: problem("Not {from, text}"),
+    },
+)
 async def inbound_sms(
     request: Request,
     database: Db,

@@ -133,6 +133,16 @@ def test_a_campaign_reaches_every_household_through_revisits_and_a_need_is_deliv
     }
     closed = community.ok("POST", "orders", f"{path}/close", staff)
     assert closed["status"] == "closed" and closed["not_reached_at_close"] == 0
+    # The campaign's own trail: started, the early close refused, then closed; by whom.
+    trail = community.ok(
+        "GET", "orders", "/v1/audit", staff, params={"subject": f"campaign/{cid}"}
+    )["steps"]
+    commands = [(s["type"], s["status"]) for s in trail if s["kind"] == "command"]
+    assert commands == [
+        ("doorstep.campaign.start.v1", 201),
+        ("doorstep.campaign.close.v1", 409),
+        ("doorstep.campaign.close.v1", 200),
+    ]
 
 
 def grid_doors(community: Community, path: str, grid: str) -> list[dict[str, Any]]:

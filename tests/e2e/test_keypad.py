@@ -110,6 +110,10 @@ def test_a_cadre_answers_by_digit_and_a_resident_confirms_or_asks_for_a_call(
     # Declined by digit: the offer goes on (nobody else here: escalated to the grid worker).
     second = order(community, home["household_id"], "eggs")
     community.offer_for(cadre, second)
+    eventually(  # the text that asks for the digit has reached the cadre's phone
+        lambda: community.inbox(community.volunteer_token(cadre))["items"][0]["order_id"] == second,
+        what="the cadre texted about the second offer",
+    )
     assert "declined" in reply(text(community, phone, "2"))
     eventually(
         lambda: all(t["order_id"] != second for t in community.tasks(cadre)),
