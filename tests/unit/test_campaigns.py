@@ -103,6 +103,20 @@ def start(book: Orderbook, grids: list[str] | None = None) -> dict[str, Any]:
     return book.get("campaigns", "cmp_1") or {}
 
 
+def li_walks_the_first_list(book: Orderbook, grids: list[str] | None = None) -> None:
+    """The campaign starts and Li, on duty in grid 1, claims its first walk list."""
+    first = next(iter(start(book, grids)["lists"]))
+    take = c.TakeWalkList(
+        command_id="t",
+        actor="li",
+        campaign_id="cmp_1",
+        list_id=first,
+        volunteer_id="li",
+        role="volunteer",
+    )
+    decide(book, take)
+
+
 def doors(
     book: Orderbook,
     *visits: tuple[str, c.Outcome, list[c.Need]],
@@ -162,18 +176,7 @@ def test_a_cadre_on_duty_takes_lists_up_to_their_capacity_and_records_only_their
 
 def test_a_need_at_the_door_is_an_order_in_the_same_decision() -> None:
     book = community()
-    first = next(iter(start(book)["lists"]))
-    decide(
-        book,
-        c.TakeWalkList(
-            command_id="t",
-            actor="li",
-            campaign_id="cmp_1",
-            list_id=first,
-            volunteer_id="li",
-            role="volunteer",
-        ),
-    )
+    li_walks_the_first_list(book)
     decision = doors(book, ("9-102", c.Outcome.answered, [c.Need.medicine, c.Need.food]))
     kinds = [e.type for e in decision.events]
     assert kinds == [
@@ -195,18 +198,7 @@ def test_no_answer_doors_come_back_after_the_revisit_time_and_closing_early_need
     None
 ):
     book = community()
-    first = next(iter(start(book, grids=["g1"])["lists"]))
-    decide(
-        book,
-        c.TakeWalkList(
-            command_id="t",
-            actor="li",
-            campaign_id="cmp_1",
-            list_id=first,
-            volunteer_id="li",
-            role="volunteer",
-        ),
-    )
+    li_walks_the_first_list(book, grids=["g1"])
     doors(
         book,
         ("9-101", c.Outcome.answered, []),
@@ -264,18 +256,7 @@ def test_closing_early_with_a_reason_is_recorded_and_a_silent_door_goes_to_the_g
 
 def test_exceptions_name_silent_doors_unserved_needs_and_elderly_alone_without_contact() -> None:
     book = community()
-    first = next(iter(start(book, grids=["g1"])["lists"]))
-    decide(
-        book,
-        c.TakeWalkList(
-            command_id="t",
-            actor="li",
-            campaign_id="cmp_1",
-            list_id=first,
-            volunteer_id="li",
-            role="volunteer",
-        ),
-    )
+    li_walks_the_first_list(book, grids=["g1"])
     rooms = by_room(book)
     campaign = book.get("campaigns", "cmp_1") or {}
 
