@@ -119,6 +119,11 @@ def page(request: Request, name: str, who: Person | None, **context: Any) -> HTM
     )
 
 
+def on_console(path: str, otherwise: str) -> str:
+    """A path of this console, or ``otherwise``: a redirect never leaves it ("//host" would)."""
+    return path if path.startswith("/") and not path.startswith("//") else otherwise
+
+
 def back(to: str, said: str) -> RedirectResponse:
     joiner = "&" if "?" in to else "?"
     return RedirectResponse(f"{to}{joiner}{urlencode({'said': said})}", status_code=303)
@@ -171,8 +176,8 @@ async def sign_out() -> Response:
 
 @router.get("/lang/{lang}")
 async def choose_language(lang: str, request: Request) -> Response:
-    referer = urlparse(request.headers.get("referer", "/"))
-    response = RedirectResponse(referer.path or "/", status_code=303)
+    came_from = urlparse(request.headers.get("referer", "/")).path
+    response = RedirectResponse(on_console(came_from, "/"), status_code=303)
     if lang in LANGUAGES:
         response.set_cookie("lang", lang, max_age=365 * 24 * 3600, samesite="lax")
     return response
@@ -369,7 +374,7 @@ def order_action(
             extra = {"json": body(form)} if body else {}
             await services.call(who, method, "orders", f"/v1/orders/{order_id}/{verb}", **extra)
 
-        return await act(form.get("back", "/queues"), call())
+        return await act(on_console(form.get("back", "/queues"), "/queues"), call())
 
     return action
 

@@ -86,3 +86,12 @@ def test_the_board_counts_each_grids_orders_tasks_and_cadres() -> None:
     # A grid worker's board is their grid alone.
     (only,) = overview(Person("w", "datong", "g2"), COMMUNITY, orders, tasks, on_duty, {})
     assert only.grid_id == "g2" and only.open == 1
+
+
+def test_a_redirect_after_an_action_never_leaves_the_console() -> None:
+    from services.console.pages import on_console
+
+    assert on_console("/queues", "/") == "/queues"
+    assert [on_console(p, "/") for p in ("//evil.example/x", "https://evil.example", "")] == [
+        "/"
+    ] * 3
