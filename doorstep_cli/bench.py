@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -163,7 +164,7 @@ class Bench:
             self.communities.append(cid)
             console.print(f"seeded {cid}: {len(self.homes[cid])} households, {cadres} cadres")
 
-    async def cadres(self, http: httpx.AsyncClient, ready: asyncio.Event) -> None:
+    async def cadres(self, http: aiohttp.ClientSession, ready: asyncio.Event) -> None:
         """Simulated cadres: act on dispatch's events as their phones would."""
         consumer = AIOKafkaConsumer(
             DISPATCH_EVENTS, bootstrap_servers=self.kafka, auto_offset_reset="latest"
@@ -200,22 +201,23 @@ class Bench:
                 task.cancel()
             await consumer.stop()
 
-    async def _act(self, http: httpx.AsyncClient, order_id: str, vid: str, action: str) -> None:
+    async def _act(self, http: aiohttp.ClientSession, order_id: str, vid: str, action: str) -> None:
         cid = self.community_of[order_id]
         tok = mint(SECRET, role=Role.volunteer, subject=vid, community_id=cid, volunteer_id=vid)
         body = {"handoff_code": self.codes[order_id]} if action == "deliver" else None
         try:
-            await http.post(
+            async with http.post(
                 f"{self.urls['dispatch']}/v1/tasks/{order_id}/{action}",
                 json=body,
                 headers=auth(tok),
-            )
-        except httpx.HTTPError:
+            ) as r:
+                await r.read()
+        except (aiohttp.ClientError, TimeoutError):
             pass
 
     # --- one step of offered load --------------------------------------------------------
 
-    async def step(self, http: httpx.AsyncClient, rate: float, seconds: float) -> Step:
+    async def step(self, http: aiohttp.ClientSession, rate: float, seconds: float) -> Step:
         step = Step(rate, seconds)
         staff = {
             cid: mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
@@ -234,19 +236,22 @@ class Bench:
         return step
 
     async def _place(
-        self, http: httpx.AsyncClient, step: Step, cid: str, home: str, token: str
+        self, http: aiohttp.ClientSession, step: Step, cid: str, home: str, token: str
     ) -> None:
         body = {"household_id": home, "category": "groceries", "items": "rice"}
         sent = time.monotonic()
         try:
-            r = await http.post(f"{self.urls['orders']}/v1/orders", json=body, headers=auth(token))
-        except httpx.HTTPError:
+            async with http.post(
+                f"{self.urls['orders']}/v1/orders", json=body, headers=auth(token)
+            ) as r:
+                status = r.status
+                order = await r.json() if status == 201 else None
+        except (aiohttp.ClientError, TimeoutError):
             step.errors += 1
             return
         step.post_ms.append((time.monotonic() - sent) * 1000)
-        step.statuses[r.status_code] += 1
-        if r.status_code == 201:
-            order = r.json()
+        step.statuses[status] += 1
+        if order is not None:
             self.codes[order["order_id"]] = order["handoff_code"]
             self.community_of[order["order_id"]] = cid
             step.placed[order["order_id"]] = sent
@@ -669,6 +674,7 @@ async def measure(
     communities: int,
     cadres: int,
     sse_streams: int = 1000,
+    steps_only: bool = False,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"steps": []}
     kafka_ms = await kafka_round_trip(bench.kafka)
@@ -678,16 +684,20 @@ async def measure(
         "db_insert_ms_p50": statistics.median(insert_ms),
         "db_read_ms_p50": statistics.median(read_ms),
     }
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    # The load itself goes through aiohttp: httpx's pool scans every connection for each
+    # request, and with hundreds open the load generator took a core of its own.
+    load = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=400), timeout=aiohttp.ClientTimeout(total=60)
+    )
+    async with httpx.AsyncClient(timeout=60) as http, load:
         await bench.seed(http, communities, cadres)
         ready = asyncio.Event()
-        cadres_task = asyncio.create_task(bench.cadres(http, ready))
+        cadres_task = asyncio.create_task(bench.cadres(load, ready))
         await ready.wait()
         await asyncio.sleep(2)
         for rate in rates:
             cpu0, db0 = bench.cpu(), await bench.db_commands(http)
-            step = await bench.step(http, rate, seconds)
+            step = await bench.step(load, rate, seconds)
             await asyncio.sleep(3)  # the last orders' offers
             cpu1, db1 = bench.cpu(), await bench.db_commands(http)
             lag = await bench.lag()
@@ -727,6 +737,8 @@ async def measure(
             await asyncio.sleep(5)
         cadres_task.cancel()
         await asyncio.gather(cadres_task, return_exceptions=True)
+    if steps_only:
+        return results
     # The streams are timed on a quiet system: the last step may have left a backlog.
     for _ in range(150):  # lapsing offers keep a trickle going: "drained" is near zero
         if await bench.lag() < 20:
@@ -774,7 +786,7 @@ def report(results: dict[str, Any]) -> str:
         "offer p50/p95/p99 ms",
         "delivered p50/p99 ms",
         "lag",
-        "CPU s/order (o,v,d,n,kafka,db)",
+        "CPU s/order (o,v,d,n,kafka,db,bench)",
         "db cmds/order (o,v,d,n)",
     ):
         table.add_column(column)
@@ -791,7 +803,15 @@ def report(results: dict[str, Any]) -> str:
             str(row["lag"]),
             ",".join(
                 f"{cpu[k]:.3f}"
-                for k in ("orders", "volunteers", "dispatch", "notify", "kafka", "ferretdb")
+                for k in (
+                    "orders",
+                    "volunteers",
+                    "dispatch",
+                    "notify",
+                    "kafka",
+                    "ferretdb",
+                    "bench",
+                )
             ),
             ",".join(f"{db[k]:.1f}" for k in SERVICES),
         )
@@ -819,12 +839,19 @@ def report(results: dict[str, Any]) -> str:
     return (
         f"bench: sustained={sustained:.0f} p99_offer_ms={best['offer_ms'][99]:.0f} "
         f"p50_offer_ms={p50:.0f} floor_ratio={p50 / floor_ms:.1f} "
-        f"matcher_per_s={results['matcher_per_s']:.0f} "
-        f"sse_p99_ms={results['sse']['p99_ms']:.0f}"
+        f"matcher_per_s={results.get('matcher_per_s', float('nan')):.0f} "
+        f"sse_p99_ms={results.get('sse', {}).get('p99_ms', float('nan')):.0f}"
     )
 
 
-def run(rates: list[float], seconds: float, communities: int, cadres: int, out: Path) -> None:
+def run(
+    rates: list[float],
+    seconds: float,
+    communities: int,
+    cadres: int,
+    out: Path,
+    steps_only: bool = False,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-") as tmp:
         base = Path(tmp)
         with localstack.running_stack(base) as (kafka, ferret):
@@ -834,6 +861,7 @@ def run(rates: list[float], seconds: float, communities: int, cadres: int, out: 
             pids = {name: p.pid for name, p in procs.items()} | {
                 "kafka": kafka.proc.pid,
                 "ferretdb": ferret.proc.pid,
+                "bench": os.getpid(),  # the load generator shares the two cores
             }
             bench = Bench(urls, kafka.bootstrap, ferret.url, pids)
 
@@ -847,7 +875,9 @@ def run(rates: list[float], seconds: float, communities: int, cadres: int, out: 
 
             bench.restart = restart
             try:
-                results = asyncio.run(measure(bench, rates, seconds, communities, cadres))
+                results = asyncio.run(
+                    measure(bench, rates, seconds, communities, cadres, steps_only=steps_only)
+                )
             finally:
                 for p in procs.values():
                     p.terminate()

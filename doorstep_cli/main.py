@@ -128,12 +128,15 @@ def bench(
     communities: int = typer.Option(4, help="Communities of Datong's shape"),
     cadres: int = typer.Option(40, help="On-duty cadres per community (capacity 10 each)"),
     out: Path = typer.Option(Path("bench-results.json"), help="Where the figures go (JSON)"),
+    steps_only: bool = typer.Option(
+        False, help="Only the load steps and the floor (no streams, reads or matcher)"
+    ),
 ) -> None:
     """Open-loop load against the real stack, started as `make run` starts it; prints the
     figures and, last, one `bench:` line."""
     from doorstep_cli import bench as load
 
-    load.run([float(r) for r in rates.split(",")], seconds, communities, cadres, out)
+    load.run([float(r) for r in rates.split(",")], seconds, communities, cadres, out, steps_only)
 
 
 @app.command()

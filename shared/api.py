@@ -12,11 +12,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.commands import CommandSender, Outcome
 
 
-def database(request: Request) -> AsyncDatabase[dict[str, Any]]:
+async def database(request: Request) -> AsyncDatabase[dict[str, Any]]:
     return request.app.state.runtime.db  # type: ignore[no-any-return]
 
 
-def command_sender(request: Request) -> CommandSender:
+async def command_sender(request: Request) -> CommandSender:
     return request.app.state.commands  # type: ignore[no-any-return]
 
 

@@ -10,7 +10,7 @@ Roles and their scope claims:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -115,7 +115,7 @@ def decode(secret: str, token: str) -> Principal:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -147,12 +147,12 @@ def require_community(principal: Principal, community_id: str) -> None:
         raise Problem(403, "Forbidden", "outside your community", kind="forbidden")
 
 
-def acting_as(*roles: Role) -> Callable[[Principal], Principal]:
+def acting_as(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """The principal, if of one of these roles. As a dependency it refuses a wrong role (403)
     before the body is validated: a caller who may not act learns nothing of the body's
     shape (a check inside the route would come after a 422)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         require(principal, *roles)
         return principal
 

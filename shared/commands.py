@@ -132,6 +132,9 @@ class CommandSender:
         try:
             return await asyncio.wait_for(asyncio.shield(local), wait_seconds or self._wait)
         except TimeoutError:
+            if local.done() and not local.cancelled():
+                # Handed over just as the wait ran out: the owner stored it nowhere else.
+                return local.result()
             # One look in the store: decided while nobody here listened (a restart).
             stored = await stored_outcome_of(self._results, command_id)
             if stored is not None:
@@ -151,17 +154,21 @@ class CommandSender:
 
 class OutcomeBoard:
     """Owner side: where decided outcomes meet the requests waiting for them. Handed
-    straight to a request waiting in this process; published on ``commands.outcomes`` for
-    one waiting on another instance (every instance listens, nobody polls the database);
-    and stored once per command id for ``GET /v1/commands/{id}`` (a redo keeps the first)."""
+    straight to a request waiting in this process, and then that is all: the request
+    answers with it, nobody else waits for it (a command has one sender). Any other is
+    published on ``commands.outcomes`` for a request waiting on another instance (every
+    instance listens, nobody polls the database) and stored once per command id for
+    ``GET /v1/commands/{id}`` and for a request that gave up waiting (a redo keeps the
+    first). With one instance the usual outcome costs no write and no message."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher) -> None:
         self._results = db[RESULTS]
         self._publisher = publisher
 
     async def record(self, community_id: str, outcomes: dict[str, Outcome]) -> None:
-        for command_id, outcome in outcomes.items():
-            hand_over(command_id, outcome)
+        outcomes = {cid: o for cid, o in outcomes.items() if not hand_over(cid, o)}
+        if not outcomes:
+            return
         docs = [{"_id": cid, "outcome": o.model_dump()} for cid, o in outcomes.items()]
         with contextlib.suppress(BulkWriteError):  # stored before: a redo after a crash
             await self._results.insert_many(docs, ordered=False)
@@ -177,10 +184,13 @@ class OutcomeBoard:
         )
 
 
-def hand_over(command_id: str, outcome: Outcome) -> None:
+def hand_over(command_id: str, outcome: Outcome) -> bool:
+    """True when a request waiting here took the outcome (it will answer with it)."""
     waiter = _waiting.get(command_id)
     if waiter is not None and not waiter.done():
         waiter.set_result(outcome)
+        return True
+    return False
 
 
 async def listen_for_outcomes(bootstrap: str) -> None:

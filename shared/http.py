@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
@@ -112,6 +113,39 @@ UNAVAILABLE = (ConnectionFailure, KafkaConnectionError, KafkaTimeoutError, Timeo
 CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+class Correlation:
+    """Every request's correlation id: the caller's if short and plain, else a new one;
+    bound to every log line, kept on ``request.state`` and sent back in a header. Plain
+    ASGI: Starlette's ``@app.middleware("http")`` runs each request in a task of its own
+    with a stream between, a cost every request paid."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == _CORRELATION_KEY), b"")
+        text = given.decode("latin-1")
+        cid = text if CORRELATION_ID.match(text) else uuid.uuid4().hex
+        clear_contextvars()
+        bind_contextvars(service=self.service, correlation_id=cid)
+        scope.setdefault("state", {})["correlation_id"] = cid
+        header = (_CORRELATION_KEY, cid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+_CORRELATION_KEY = CORRELATION_HEADER.lower().encode()
+
+
 def service_app(
     name: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
@@ -131,16 +165,8 @@ def service_app(
     _install_problem_handlers(app)
     app.add_middleware(Gate, body_limits=body_limits)
 
-    @app.middleware("http")  # added last, so outermost: the gate's refusals carry the id too
-    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        given = request.headers.get(CORRELATION_HEADER, "")
-        cid = given if CORRELATION_ID.match(given) else uuid.uuid4().hex
-        clear_contextvars()
-        bind_contextvars(service=name, correlation_id=cid)
-        request.state.correlation_id = cid
-        response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = cid
-        return response
+    app.add_middleware(Correlation, service=name)  # added last, so outermost: the gate's
+    # refusals carry the id too
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -69,13 +69,13 @@ def person(request: Request) -> Person:
         raise SignInNeeded from None
 
 
-def staff_only(who: Annotated[Person, Depends(person)]) -> Person:
+async def staff_only(who: Annotated[Person, Depends(person)]) -> Person:
     if who.grid_id is not None:
         raise NotYours
     return who
 
 
-def same_origin(request: Request) -> None:
+async def same_origin(request: Request) -> None:
     """Forms post only from the console's own pages (the cookie is SameSite=Lax too)."""
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlparse(origin).netloc != request.url.netloc:
@@ -87,7 +87,7 @@ StaffWho = Annotated[Person, Depends(staff_only)]
 Posted = Depends(same_origin)
 
 
-def upstream(request: Request) -> Upstream:
+async def upstream(request: Request) -> Upstream:
     return request.app.state.upstream  # type: ignore[no-any-return]
 
 

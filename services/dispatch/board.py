@@ -589,4 +589,4 @@ def need_of(task: Task) -> matching.Need:
 
 
 def urgency_of(task: Task) -> matching.Urgency:
-    return (-task.order.priority, task.order.placed_at, task.order.order_id)
+    return (-task.order.priority, task.order.placed_at.timestamp(), task.order.order_id)

@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-
-from sortedcontainers import SortedList
 
 from shared.contracts.orders import Category
 from shared.contracts.volunteers import Skill
@@ -94,9 +93,15 @@ def queue(needs: Iterable[Need]) -> list[Need]:
 # ``rank`` and ``queue`` above say what is chosen; these find the same answer without
 # walking every volunteer and order: a decision touches only what it changes (10,000
 # cadres and 5,000 waiting orders in one community must not cost a scan per input).
+# The files are plain lists kept sorted with ``bisect``: at these sizes (a grid's cadres,
+# a community's waiting orders) a C-level insort or delete, memmove included, costs a
+# fraction of a microsecond where a SortedList's Python-level bookkeeping costs several.
 
-Fairness = tuple[int, datetime, str]  # load, idle since, volunteer id: best first
-Urgency = tuple[int, datetime, str]  # -priority, placed at, order id: first first
+# The moments are POSIX timestamps (floats keep microseconds at today's dates): sorting
+# compares them thousands of times per decision, and two aware datetimes compare through
+# their UTC offsets each time, several times slower than two floats.
+Fairness = tuple[int, float, str]  # load, idle since, volunteer id: best first
+Urgency = tuple[int, float, str]  # -priority, placed at, order id: first first
 ANY_SKILL: None = None
 
 
@@ -105,14 +110,14 @@ class FreeVolunteers:
     is filed under each of their skills and under ``ANY_SKILL``."""
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, Skill | None], SortedList] = {}
+        self._files: dict[tuple[str, Skill | None], list[Fairness]] = {}
         self._grids: set[str] = set()
         self._filed: dict[str, tuple[Fairness, str, tuple[Skill | None, ...]]] = {}
         self._free_with: dict[Skill | None, int] = {}
 
     def file(self, candidate: Candidate) -> None:
         """(Re)file a volunteer as they are now: free only below capacity."""
-        fairness = (candidate.load, candidate.idle_since, candidate.volunteer_id)
+        fairness = (candidate.load, candidate.idle_since.timestamp(), candidate.volunteer_id)
         filed = self._filed.get(candidate.volunteer_id)
         if (
             filed is not None
@@ -130,8 +135,8 @@ class FreeVolunteers:
         for skill in skills:
             filed_under = self._files.get((candidate.grid_id, skill))
             if filed_under is None:
-                filed_under = self._files[(candidate.grid_id, skill)] = SortedList()
-            filed_under.add(fairness)
+                filed_under = self._files[(candidate.grid_id, skill)] = []
+            insort(filed_under, fairness)
             self._free_with[skill] = self._free_with.get(skill, 0) + 1
         self._grids.add(candidate.grid_id)
         self._filed[candidate.volunteer_id] = (fairness, candidate.grid_id, skills)
@@ -142,7 +147,8 @@ class FreeVolunteers:
             return
         fairness, grid_id, skills = filed
         for skill in skills:
-            self._files[(grid_id, skill)].remove(fairness)
+            filed_under = self._files[(grid_id, skill)]
+            del filed_under[bisect_left(filed_under, fairness)]
             self._free_with[skill] -= 1
 
     def filed(self) -> dict[str, tuple[Fairness, str]]:
@@ -175,10 +181,10 @@ class FreeVolunteers:
         if not filed:
             return None
         if not tried:
-            return filed[0]  # type: ignore[no-any-return]
+            return filed[0]
         for fairness in filed:
             if fairness[2] not in tried:
-                return fairness  # type: ignore[no-any-return]
+                return fairness
         return None
 
 
@@ -186,23 +192,24 @@ class WaitingQueue:
     """Waiting orders per required skill, most urgent first, then first come."""
 
     def __init__(self) -> None:
-        self._lines: dict[Skill | None, SortedList] = {}
+        self._lines: dict[Skill | None, list[Urgency]] = {}
         self._queued: dict[str, tuple[Urgency, Skill | None]] = {}
 
     def add(self, need: Need) -> None:
         self.remove(need.order_id)
-        urgency = (-need.priority, need.placed_at, need.order_id)
+        urgency = (-need.priority, need.placed_at.timestamp(), need.order_id)
         skill = REQUIRED_SKILL[need.category]
         line = self._lines.get(skill)
         if line is None:
-            line = self._lines[skill] = SortedList()
-        line.add(urgency)
+            line = self._lines[skill] = []
+        insort(line, urgency)
         self._queued[need.order_id] = (urgency, skill)
 
     def remove(self, order_id: str) -> None:
         queued = self._queued.pop(order_id, None)
         if queued is not None:
-            self._lines[queued[1]].remove(queued[0])
+            line = self._lines[queued[1]]
+            del line[bisect_left(line, queued[0])]
 
     def urgency(self, order_id: str) -> Urgency | None:
         queued = self._queued.get(order_id)
@@ -220,7 +227,7 @@ class WaitingQueue:
         last = line[0]
         yield last
         while True:
-            after = line.bisect_right(last)
+            after = bisect_right(line, last)
             if after >= len(line):
                 return
             last = line[after]

@@ -36,7 +36,7 @@ def inbox_of(principal: Principal, recipient: str | None) -> str:
     raise Problem(403, "Forbidden", "not your inbox")
 
 
-def requested_inbox(
+async def requested_inbox(
     principal: CurrentPrincipal,
     recipient: Annotated[str | None, Query(max_length=200)] = None,
 ) -> str:
@@ -49,14 +49,14 @@ Inbox = Annotated[str, Depends(requested_inbox)]
 BACKLOG_PAGE = 100
 
 
-def live_feed(request: Request) -> LiveFeed:
+async def live_feed(request: Request) -> LiveFeed:
     return request.app.state.feed  # type: ignore[no-any-return]
 
 
 Feed = Annotated[LiveFeed, Depends(live_feed)]
 
 
-def streamed_inbox(who: Inbox, feed: Feed) -> str:
+async def streamed_inbox(who: Inbox, feed: Feed) -> str:
     """The inbox, if it has room for one more live stream: refused before the stream
     starts (429), as every refusal of a stream must be."""
     if feed.open_streams(who) >= feed.per_recipient:

@@ -7,6 +7,7 @@ into a fresh owner gives the same state."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -20,13 +21,13 @@ from pymongo.errors import ConnectionFailure
 
 from services.dispatch.handlers import DispatchRules
 from services.volunteers.handlers import VolunteersRules
-from shared.commands import OutcomeBoard
+from shared.commands import CommandSender, OutcomeBoard
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.events import Event, from_record
 from shared.kafka import EventPublisher, Input, ensure_topics
 from shared.owner import LOG, CommunityLog, Decide, Decision, Documents, entry_event_id
-from shared.topics import ALL, VOLUNTEERS_COMMANDS, VOLUNTEERS_EVENTS, dlq
+from shared.topics import ALL, OUTCOMES, VOLUNTEERS_COMMANDS, VOLUNTEERS_EVENTS, dlq
 from tests.conftest import Stack, read_topic
 
 COMMUNITY = "datong"
@@ -341,3 +342,25 @@ async def test_a_second_copy_of_an_answered_command_is_not_decided_again(
     assert await db[LOG].count_documents({}) == 1
     outcome = (await db["command_results"].find_one({"_id": "cmd-v1"}))["outcome"]
     assert outcome["status"] == 201
+
+
+async def test_an_outcome_taken_by_a_request_waiting_here_is_neither_stored_nor_published(
+    stack: Stack, db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher, unique: str
+) -> None:
+    # One sender per command: the request answers with the outcome, nobody else waits for
+    # it. An outcome nobody here waits for is stored and published (another instance's
+    # request, or one that gave up waiting and answered 202).
+    waited, unwaited = registration(f"a{unique}"), registration(f"b{unique}")
+    sender = CommandSender(db, publisher, VOLUNTEERS_COMMANDS, "/tests")
+    waiting = asyncio.ensure_future(sender.outcome(waited.command_id, wait_seconds=30))
+    await asyncio.sleep(0)
+    await owner(db, publisher).handle(inputs(community_defined(COMMUNITY), waited, unwaited))
+    assert (await waiting).status == 201
+    results = db["command_results"]
+    assert await results.find_one({"_id": waited.command_id}) is None
+    assert (await results.find_one({"_id": unwaited.command_id}))["outcome"]["status"] == 201
+    told = {
+        json.loads(r.value)["command_id"] for r in await read_topic(stack.kafka_bootstrap, OUTCOMES)
+    }
+    assert unwaited.command_id in told
+    assert waited.command_id not in told
