@@ -338,10 +338,17 @@ class FerretNode:
 
     def prepare(self) -> list[str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Where it is set, Go's pprof profiles of FerretDB (what `make bench` shows it spend).
+        pprof = os.environ.get("DOORSTEP_FERRETDB_PPROF")
         return [
             str(ferretdb_binary()),
             f"--listen-addr=127.0.0.1:{self.port}",
-            f"--sqlite-url=file:{self.data_dir}/",
+            # WAL with synchronous=NORMAL: a commit is written, not fsynced. It survives a
+            # crash or kill -9 of any process (the fault tests do both); an OS crash or
+            # power cut may roll back the last moments, as MongoDB's default journal
+            # interval may. FULL fsynced every one-document write.
+            f"--sqlite-url=file:{self.data_dir}/?_pragma=synchronous(normal)",
+            *([f"--debug-addr={pprof}"] if pprof else []),
         ]
 
     def start(self, timeout: float = 30.0) -> None:

@@ -244,7 +244,11 @@ class EventConsumer:
       database is unreachable → retried until it is back (never dead-lettered: the record
       is fine, the world is not);
     - ``batch_handler``: every decoded record of a fetch at once; the handler owns its
-      error policy (an owner's log: ``shared.owner``) and returns once all are stored.
+      error policy (an owner's log: ``shared.owner``) and returns once all are stored;
+    - both: the batch handler first (one round trip per collection rather than per
+      event); the database away → retried until it is back; it raises anything else →
+      the batch is handed on again one event at a time with the first policy, so a
+      poison event is dead-lettered alone. The handlers must be idempotent.
     Either way, a record that cannot be parsed (bad JSON, unknown type, missing
     attributes) goes to its topic's DLQ at once, records of a partition revoked while the
     batch waited are not handed on, and offsets are committed after the handler returned.
@@ -268,7 +272,7 @@ class EventConsumer:
         client_id: str | None = None,
         stall_seconds: float = 30.0,
     ) -> None:
-        assert (handler is None) != (batch_handler is None), "one handler or a batch handler"
+        assert handler is not None or batch_handler is not None, "a handler or a batch handler"
         self.stall_seconds = stall_seconds
         self.client: AIOKafkaConsumer | None = None  # the running client (diagnostics, tests)
         self.group_id = group_id
@@ -276,7 +280,10 @@ class EventConsumer:
         self._bootstrap = bootstrap
         self._client_id = client_id or group_id
         self._handler = handler
-        self._batch_handler = batch_handler or self._one_by_one
+        self._batch = batch_handler
+        self._batch_handler = (
+            self._together if handler and batch_handler else batch_handler or self._one_by_one
+        )
         self._publisher = publisher
         self._policy = policy or RetryPolicy()
         self._listener = listener
@@ -408,6 +415,25 @@ class EventConsumer:
             await dead_letter(self._publisher, record, str(exc), attempts=0, group=self.group_id)
             EVENTS_HANDLED.labels(record.topic, "undecodable").inc()
             return None
+
+    async def _together(self, inputs: list[Input]) -> None:
+        assert self._batch is not None
+        backoff = self._policy.first_backoff
+        while True:
+            try:
+                await self._batch(inputs)
+            except ConnectionFailure as exc:
+                log.warning("handler.database_unavailable", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._policy.max_backoff)
+                continue
+            except Exception as exc:
+                log.warning("handler.batch_failed", events=len(inputs), error=repr(exc))
+                await self._one_by_one(inputs)
+                return
+            for item in inputs:
+                EVENTS_HANDLED.labels(item.record.topic, "ok").inc()
+            return
 
     async def _one_by_one(self, inputs: list[Input]) -> None:
         for item in inputs:

@@ -21,6 +21,7 @@ from shared import mongo
 from shared.commands import OutcomeBoard, listen_for_outcomes
 from shared.http import UNAVAILABLE, ReadinessCheck
 from shared.kafka import (
+    BatchHandler,
     ConsumerStalled,
     EventConsumer,
     EventPublisher,
@@ -74,6 +75,7 @@ class ServiceRuntime:
         topics: Sequence[str],
         handler: Handler,
         *,
+        batch_handler: BatchHandler | None = None,
         listener: PartitionListener | None = None,
         policy: RetryPolicy | None = None,
     ) -> EventConsumer:
@@ -82,6 +84,7 @@ class ServiceRuntime:
             group_id=group_id,
             topics=topics,
             handler=handler,
+            batch_handler=batch_handler,
             publisher=self.publisher,
             listener=listener,
             policy=policy,

@@ -10,6 +10,8 @@ import (
 	"flag"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // profiles on --debug-addr only: what the benchmark's figures say FerretDB spends
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,7 +23,11 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "", "SQLite directory URL, e.g. file:/var/lib/ferretdb/ (must exist, must end in /)")
 	debug := flag.Bool("debug", false, "log every connection and command")
+	debugAddr := flag.String("debug-addr", "", "serve Go's pprof profiles here (e.g. 127.0.0.1:6060); off when empty")
 	flag.Parse()
+	if *debugAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*debugAddr, nil)) }()
+	}
 	if *sqliteURL == "" {
 		log.Fatal("--sqlite-url is required")
 	}

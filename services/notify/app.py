@@ -35,7 +35,12 @@ def create_app(settings: NotifySettings) -> FastAPI:
             runtime.loop(
                 "live-tail", lambda: feed.tail(owner.notifications, settings.stream_poll_seconds)
             )
-        runtime.consume(SERVICE, [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS], owner.handle)
+        runtime.consume(
+            SERVICE,
+            [ORDERS_EVENTS, VOLUNTEERS_EVENTS, DISPATCH_EVENTS],
+            owner.handle,
+            batch_handler=lambda inputs: owner.handle_batch([i.event for i in inputs]),
+        )
         # Keypad replies become a cadre's answers to dispatch, answered like any request.
         dispatch = CommandSender(runtime.db, runtime.publisher, DISPATCH_COMMANDS, f"/{SERVICE}")
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notify import alarms
 from services.notify.gateway import DeliveryFailed, Gateway
@@ -35,6 +37,42 @@ class Sequence:
     def next(self) -> str:
         self._last = max(self._last + 1, time.time_ns())
         return f"{self._last:020d}"
+
+
+DUPLICATE_KEY = 11000
+
+
+@dataclass
+class Writes:
+    """The documents a batch of events adds, by collection; each is insert-once by id."""
+
+    docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, collection: str, doc: dict[str, Any]) -> None:
+        self.docs.setdefault(collection, []).append(doc)
+
+    async def store(self, db: AsyncDatabase[dict[str, Any]]) -> set[str]:
+        """Insert every collection's documents at once; the ids that were not there."""
+        stored = await asyncio.gather(
+            *(insert_once(db[name], docs) for name, docs in self.docs.items())
+        )
+        return set().union(*stored)
+
+
+async def insert_once(
+    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> set[str]:
+    """Insert the documents; the ids inserted now (a duplicate id was stored before, or
+    earlier in ``docs``: kept as it was). Anything else the database refuses is raised."""
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        there = {e["index"] for e in errors}
+        return {d["_id"] for i, d in enumerate(docs) if i not in there}
+    return {d["_id"] for d in docs}
 
 
 class NotifyOwner:
@@ -69,24 +107,45 @@ class NotifyOwner:
         await self.db["pages"].create_index([("alarm_id", 1)])
 
     async def handle(self, event: Event) -> None:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: list[Event]) -> None:
+        """A fetch's events together: what each adds is gathered, then stored with one
+        insert per collection (every document insert-once by its id, so a re-delivered
+        event adds nothing); only what was new is pushed to live streams and the gateway.
+        A round trip per notification had been notify's largest cost under load."""
+        writes = Writes()
+        for event in events:
+            await self._take(event, writes)
+        fresh = await writes.store(self.db)
+        for doc in writes.docs.get("notifications", []):
+            if doc["_id"] not in fresh:
+                continue
+            fresh.discard(doc["_id"])  # a copy of it later in the batch is not new
+            if self.feed is not None:
+                self.feed.publish(doc)
+            if doc["channel"] == "push" and self.gateway is not None:
+                self.outgoing.put_nowait(doc)
+
+    async def _take(self, event: Event, writes: Writes) -> None:
         payload = event.data
         if isinstance(payload, o.CommunityDefined):
             self._policies[event.community_id] = payload.policy
             # Who reaches a household without a phone: each definition kept (insert-once),
             # the latest one read.
-            with contextlib.suppress(DuplicateKeyError):
-                await self.db["grid_workers"].insert_one(
-                    {
-                        "_id": event.id,
-                        "community_id": event.community_id,
-                        "defined_at": event.time,
-                        "grids": {
-                            g.grid_id: {"name": g.grid_worker, "phone": g.grid_worker_phone}
-                            for g in payload.grids
-                        },
-                        "policy": payload.policy.model_dump(),
-                    }
-                )
+            writes.add(
+                "grid_workers",
+                {
+                    "_id": event.id,
+                    "community_id": event.community_id,
+                    "defined_at": event.time,
+                    "grids": {
+                        g.grid_id: {"name": g.grid_worker, "phone": g.grid_worker_phone}
+                        for g in payload.grids
+                    },
+                    "policy": payload.policy.model_dump(),
+                },
+            )
             return
         if isinstance(payload, o.HouseholdRegistered):
             # A household's directory entry is written once: registration is its only fact.
@@ -101,26 +160,25 @@ class NotifyOwner:
                 "no_smartphone": o.HouseholdFlag.no_smartphone in payload.flags
                 or payload.phone is None,
             }
-            with contextlib.suppress(DuplicateKeyError):
-                await self.households.insert_one(entry)
+            writes.add("households", entry)
             self._directory[payload.household_id] = entry
             return
         if isinstance(payload, v.VolunteerApproved):
             # Who texts from this number (keypad replies): insert-once, like households.
-            with contextlib.suppress(DuplicateKeyError):
-                await self.db["volunteers"].insert_one(
-                    {
-                        "_id": payload.volunteer_id,
-                        "community_id": event.community_id,
-                        "phone": phone_key(payload.phone),
-                        "name": payload.name,
-                    }
-                )
+            writes.add(
+                "volunteers",
+                {
+                    "_id": payload.volunteer_id,
+                    "community_id": event.community_id,
+                    "phone": phone_key(payload.phone),
+                    "name": payload.name,
+                },
+            )
             return
         if isinstance(payload, o.OrderAccepted):
-            await self._maybe_wake(event, payload.order)
+            await self._maybe_wake(event, payload.order, writes)
         for message in messages_for(payload, event.community_id):
-            await self._notify(event, message)
+            await self._notify(event, message, writes)
 
     async def household(self, household_id: str) -> dict[str, Any] | None:
         """The directory entry, read once: it never changes after registration (and a
@@ -132,7 +190,7 @@ class NotifyOwner:
                 self._directory[household_id] = entry
         return entry
 
-    async def _notify(self, event: Event, message: Message) -> None:
+    async def _notify(self, event: Event, message: Message, writes: Writes) -> None:
         notification_id = f"{event.id}:{message.recipient}"
         channel = "push"
         household = None
@@ -156,31 +214,26 @@ class NotifyOwner:
             "channel": channel,
             "created_at": datetime.now(UTC),
         }
-        try:
-            await self.notifications.insert_one(doc)
-            fresh = True
-        except DuplicateKeyError:
-            fresh = False  # a re-delivery: keep the first; still make sure of the call list
-        if fresh and self.feed is not None:
-            self.feed.publish(doc)
+        writes.add("notifications", doc)
         if channel == "call_list" and household is not None:
-            entry = {
-                "_id": notification_id,
-                "community_id": event.community_id,
-                "household_id": household["_id"],
-                "phone": household.get("phone"),
-                "grid_id": household.get("grid_id"),
-                "address": household["address"],
-                "card_code": household["card_code"],
-                "order_id": message.order_id,
-                "kind": message.kind,
-                "message": message.body,
-                "created_at": doc["created_at"],
-            }
-            with contextlib.suppress(DuplicateKeyError):
-                await self.call_list.insert_one(entry)
-        elif channel == "push" and self.gateway is not None and fresh:
-            self.outgoing.put_nowait(doc)
+            # Written even when the notification was stored before (a re-delivery after a
+            # crash between the two): insert-once makes sure of the call list.
+            writes.add(
+                "call_list",
+                {
+                    "_id": notification_id,
+                    "community_id": event.community_id,
+                    "household_id": household["_id"],
+                    "phone": household.get("phone"),
+                    "grid_id": household.get("grid_id"),
+                    "address": household["address"],
+                    "card_code": household["card_code"],
+                    "order_id": message.order_id,
+                    "kind": message.kind,
+                    "message": message.body,
+                    "created_at": doc["created_at"],
+                },
+            )
 
     async def send_outgoing(self) -> None:
         """Deliver push notifications through the gateway, recording each one's state."""
@@ -219,22 +272,22 @@ class NotifyOwner:
             self._policies[community_id] = known
         return known
 
-    async def _maybe_wake(self, event: Event, order: o.OrderFacts) -> None:
+    async def _maybe_wake(self, event: Event, order: o.OrderFacts, writes: Writes) -> None:
         policy = await self.policy(event.community_id)
         if not alarms.wakes(order, policy, event.time):
             return
         what = "close-contact transfer" if order.category == "transfer" else order.category
-        with contextlib.suppress(DuplicateKeyError):
-            await self.alarms.insert_one(
-                {
-                    "_id": f"alarm-{order.order_id}",
-                    "community_id": event.community_id,
-                    "order_id": order.order_id,
-                    "on_call": [p.model_dump() for p in policy.on_call],
-                    "summary": f"{what} for {order.address} (order {order.order_id}).",
-                    "created_at": event.time,
-                }
-            )
+        writes.add(
+            "alarms",
+            {
+                "_id": f"alarm-{order.order_id}",
+                "community_id": event.community_id,
+                "order_id": order.order_id,
+                "on_call": [p.model_dump() for p in policy.on_call],
+                "summary": f"{what} for {order.address} (order {order.order_id}).",
+                "created_at": event.time,
+            },
+        )
 
     async def open_alarms(self, since: timedelta = timedelta(days=1)) -> list[dict[str, Any]]:
         """Alarms of the last day nobody acknowledged, with the pages sent so far."""

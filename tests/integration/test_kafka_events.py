@@ -18,6 +18,7 @@ from shared.kafka import (
     ConsumerStalled,
     EventConsumer,
     EventPublisher,
+    Input,
     RetryPolicy,
     ensure_topics,
 )
@@ -230,6 +231,59 @@ async def test_poison_records_go_to_the_dlq_and_the_next_good_record_is_handled(
     assert headers[3]["dlq_attempts"] == b"3"
     assert b"cannot handle this one" in headers[3]["dlq_error"]
     assert dead[0].value == b"{not json" and dead[0].key == b"datong"
+
+
+async def test_a_batch_its_handler_fails_on_is_handled_again_event_by_event(
+    stack: Stack, unique: str
+) -> None:
+    # A batch handler stores a fetch at once; one poison event in it must not stop the
+    # others or be retried for ever: the batch goes again one event at a time, and only
+    # the poison one is dead-lettered.
+    topic = f"t.together.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    events = [shift_event("datong", n) for n in range(5)]
+    doomed = events[2]
+    for event in events:
+        await publisher.publish(topic, event)
+
+    batches: list[list[str]] = []
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def together(inputs: list[Input]) -> None:
+        batches.append([i.event.id for i in inputs])
+        if doomed.id in batches[-1]:
+            raise RuntimeError("cannot handle this batch")
+        handled.extend(batches[-1])
+
+    async def one(event: Event) -> None:
+        if event.id == doomed.id:
+            raise RuntimeError("cannot handle this one")
+        handled.append(event.id)
+        if len(handled) == 4:
+            done.set()
+
+    consumer = EventConsumer(
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"g-{unique}",
+        topics=[topic],
+        handler=one,
+        batch_handler=together,
+        publisher=publisher,
+        policy=RetryPolicy(attempts=2, first_backoff=0.01),
+    )
+    task = await run_consumer(consumer)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+        dead = await read_all(stack.kafka_bootstrap, dlq(topic), 1)
+    finally:
+        await stop(task, publisher)
+
+    assert sorted(handled) == sorted(e.id for e in events if e is not doomed)
+    assert any(len(b) > 1 for b in batches)  # the fetch came as one batch first
+    assert [dict(r.headers)["dlq_offset"] for r in dead] == [b"2"]
 
 
 async def test_a_failing_handler_is_retried_and_nothing_is_committed_until_it_succeeds(

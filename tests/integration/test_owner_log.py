@@ -26,7 +26,15 @@ from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.events import Event, from_record
 from shared.kafka import EventPublisher, Input, ensure_topics
-from shared.owner import LOG, CommunityLog, Decide, Decision, Documents, entry_event_id
+from shared.owner import (
+    LOG,
+    CommunityLog,
+    Decide,
+    Decision,
+    Documents,
+    entry_event_id,
+    unpacked,
+)
 from shared.topics import ALL, OUTCOMES, VOLUNTEERS_COMMANDS, VOLUNTEERS_EVENTS, dlq
 from tests.conftest import Stack, read_topic
 
@@ -199,7 +207,7 @@ async def test_a_stale_owner_loses_the_race_for_the_next_entry_and_decides_on_th
     assert await db[LOG].count_documents({}) == 3
     refusal = (await db["command_results"].find_one({"_id": "in-v1"}))["outcome"]
     assert refusal["status"] == 200  # the first check-in's answer is kept
-    third = await db[LOG].find_one({"_id": f"{COMMUNITY}:3"})
+    third = unpacked(await db[LOG].find_one({"_id": f"{COMMUNITY}:3"}), db.codec_options)
     assert [o["status"] for o in third["outcomes"].values()] == [409]
 
 
@@ -326,6 +334,7 @@ async def test_a_community_that_cannot_be_stored_waits_in_its_lane_and_holds_no_
         while log.held_offsets():
             await asyncio.sleep(0.1)
     entries = await db[LOG].find({"community_id": "stuck"}).sort("n", 1).to_list()
+    entries = [unpacked(e, db.codec_options) for e in entries]
     assert [i for e in entries for i in e["inputs"]] == ["in-0", "in-2"]  # in order
     assert await db["volunteers"].find_one({"_id": "v1"}) is not None
 

@@ -59,8 +59,10 @@ def test_the_same_open_request_within_the_window_is_a_likely_duplicate() -> None
 
 
 def test_card_codes_are_short_unambiguous_and_a_mistyped_one_does_not_fit() -> None:
+    # Random draws may repeat (500 of 23^5 do about one run in fifty); the community's
+    # book draws again until a code is its own (test_orders_rules).
     codes = {domain.new_card_code() for _ in range(500)}
-    assert len(codes) == 500
+    assert len(codes) > 450
     assert all(len(c) == 6 and not set(c) & set("0O1IL2Z5S8B6G") for c in codes)
     assert domain.normalise_card_code(" ac3-d4 7x ") == "AC3D47X"
     for code in list(codes)[:50]:

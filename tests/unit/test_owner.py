@@ -4,11 +4,12 @@ that turn time into commands."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import ConsumerRecord
+from bson.codec_options import CodecOptions
 
 from services.dispatch.timer import run_offer_timer
 from shared.contracts import campaigns as c
@@ -20,7 +21,9 @@ from shared.owner import (
     Documents,
     entry_event_id,
     entry_sized,
+    packed,
     position,
+    unpacked,
     weight_of,
 )
 from tests.unit.test_board import T0, board_with, facts
@@ -103,3 +106,23 @@ async def test_a_lapsed_offer_whose_expiry_could_not_be_sent_is_sent_again() -> 
     finally:
         task.cancel()
     assert publisher.sent == ["expire-o1-1"]
+
+
+def test_an_entry_is_stored_with_its_decision_packed_and_unpacks_to_what_was_decided() -> None:
+    codec = CodecOptions(tz_aware=True, tzinfo=UTC)
+    at = datetime(2026, 5, 1, 8, 30, 15, 123000, tzinfo=UTC)
+    entry = {
+        "_id": "datong:7",
+        "community_id": "datong",
+        "n": 7,
+        "at": at,
+        "inputs": ["in-1"],
+        "offsets": [{"topic": "orders.commands", "partition": 3, "next": 12}],
+        "changes": [{"collection": "orders", "_id": "o1", "doc": {"placed_at": at}, "new": True}],
+        "outcomes": {"c1": {"status": 201, "body": {"order_id": "o1"}}},
+    }
+    stored = packed(entry)
+    assert set(stored) == {"_id", "community_id", "n", "at", "decision"}  # all one can query
+    assert unpacked(stored, codec) == entry
+    before = dict(entry)  # stored before decisions were packed
+    assert unpacked(before, codec) == entry
