@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from shared.contracts.orders import Category
 from shared.contracts.volunteers import Skill
@@ -32,8 +32,7 @@ REQUIRED_SKILL: dict[Category, Skill | None] = {
 SAME_GRID, NEIGHBOUR_GRID, OTHER_GRID = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):  # tuples: made for every refiling, a frozen dataclass costs 3×
     volunteer_id: str
     grid_id: str  # where the shift is
     skills: frozenset[Skill]
@@ -42,8 +41,7 @@ class Candidate:
     idle_since: datetime
 
 
-@dataclass(frozen=True)
-class Need:
+class Need(NamedTuple):
     order_id: str
     grid_id: str
     category: Category
@@ -107,49 +105,59 @@ ANY_SKILL: None = None
 
 class FreeVolunteers:
     """On-duty volunteers with free capacity, per (grid, skill), fairest first. A volunteer
-    is filed under each of their skills and under ``ANY_SKILL``."""
+    is filed under each of their skills (one without any under ``ANY_SKILL``); an order
+    that needs no skill takes the fairest first of all of a grid's files."""
 
     def __init__(self) -> None:
         self._files: dict[tuple[str, Skill | None], list[Fairness]] = {}
-        self._grids: set[str] = set()
+        self._grid_files: dict[str, list[list[Fairness]]] = {}  # every file of a grid
         self._filed: dict[str, tuple[Fairness, str, tuple[Skill | None, ...]]] = {}
         self._free_with: dict[Skill | None, int] = {}
+        self._skills: dict[frozenset[Skill], tuple[Skill | None, ...]] = {}
+
+    def _filed_under(self, skills: frozenset[Skill]) -> tuple[Skill | None, ...]:
+        filed = self._skills.get(skills)
+        if filed is None:
+            filed = self._skills[skills] = tuple(sorted(skills)) or (ANY_SKILL,)
+        return filed
 
     def file(self, candidate: Candidate) -> None:
         """(Re)file a volunteer as they are now: free only below capacity."""
-        fairness = (candidate.load, candidate.idle_since.timestamp(), candidate.volunteer_id)
-        filed = self._filed.get(candidate.volunteer_id)
-        if (
-            filed is not None
-            and filed[0] == fairness
-            and filed[1] == candidate.grid_id
-            and len(filed[2]) == len(candidate.skills) + 1
-            and candidate.skills.issuperset(filed[2][1:])
-            and candidate.load < candidate.capacity
-        ):
-            return  # filed as they are
-        self.withdraw(candidate.volunteer_id)
-        if candidate.load >= candidate.capacity:
+        vid, grid_id = candidate.volunteer_id, candidate.grid_id
+        fairness = (candidate.load, candidate.idle_since.timestamp(), vid)
+        skills = self._filed_under(candidate.skills)
+        free = candidate.load < candidate.capacity
+        filed = self._filed.get(vid)
+        if filed is not None:
+            if free and filed == (fairness, grid_id, skills):
+                return  # filed as they are
+            self.withdraw(vid)
+        if not free:
             return
-        skills = (ANY_SKILL, *sorted(candidate.skills))
+        files, free_with = self._files, self._free_with
         for skill in skills:
-            filed_under = self._files.get((candidate.grid_id, skill))
+            filed_under = files.get((grid_id, skill))
             if filed_under is None:
-                filed_under = self._files[(candidate.grid_id, skill)] = []
+                filed_under = files[(grid_id, skill)] = []
+                self._grid_files.setdefault(grid_id, []).append(filed_under)
             insort(filed_under, fairness)
-            self._free_with[skill] = self._free_with.get(skill, 0) + 1
-        self._grids.add(candidate.grid_id)
-        self._filed[candidate.volunteer_id] = (fairness, candidate.grid_id, skills)
+            if skill is not ANY_SKILL:
+                free_with[skill] = free_with.get(skill, 0) + 1
+        free_with[ANY_SKILL] = free_with.get(ANY_SKILL, 0) + 1
+        self._filed[vid] = (fairness, grid_id, skills)
 
     def withdraw(self, volunteer_id: str) -> None:
         filed = self._filed.pop(volunteer_id, None)
         if filed is None:
             return
         fairness, grid_id, skills = filed
+        files, free_with = self._files, self._free_with
         for skill in skills:
-            filed_under = self._files[(grid_id, skill)]
+            filed_under = files[(grid_id, skill)]
             del filed_under[bisect_left(filed_under, fairness)]
-            self._free_with[skill] -= 1
+            if skill is not ANY_SKILL:
+                free_with[skill] -= 1
+        free_with[ANY_SKILL] -= 1
 
     def filed(self) -> dict[str, tuple[Fairness, str]]:
         """Who is filed where (to check the index against one built anew)."""
@@ -162,12 +170,16 @@ class FreeVolunteers:
         """``rank(need, ...)[0]``: the order's grid, then its neighbours, then the rest;
         within a tier the fairest volunteer not yet tried."""
         skill = REQUIRED_SKILL[need.category]
+        if skill is not ANY_SKILL and not need.tried:  # the usual case, at its shortest
+            filed = self._files.get((need.grid_id, skill))
+            if filed:
+                return filed[0][2]
         chosen = self._first(need.grid_id, skill, need.tried)
         if chosen is not None:
             return chosen[2]
         near = set(neighbours.get(need.grid_id, ()))
         near.discard(need.grid_id)
-        for tier in (near, self._grids - near - {need.grid_id}):
+        for tier in (near, self._grid_files.keys() - near - {need.grid_id}):
             for grid_id in tier:
                 first = self._first(grid_id, skill, need.tried)
                 if first is not None and (chosen is None or first < chosen):
@@ -177,15 +189,21 @@ class FreeVolunteers:
         return None
 
     def _first(self, grid_id: str, skill: Skill | None, tried: frozenset[str]) -> Fairness | None:
-        filed = self._files.get((grid_id, skill))
-        if not filed:
-            return None
-        if not tried:
-            return filed[0]
-        for fairness in filed:
-            if fairness[2] not in tried:
-                return fairness
+        if skill is ANY_SKILL:  # the fairest of each of the grid's files
+            firsts = (_untried(f, tried) for f in self._grid_files.get(grid_id, ()))
+            return min((f for f in firsts if f is not None), default=None)
+        return _untried(self._files.get((grid_id, skill)), tried)
+
+
+def _untried(filed: list[Fairness] | None, tried: frozenset[str]) -> Fairness | None:
+    if not filed:
         return None
+    if not tried:
+        return filed[0]
+    for fairness in filed:
+        if fairness[2] not in tried:
+            return fairness
+    return None
 
 
 class WaitingQueue:
