@@ -47,9 +47,10 @@ async def test_documents_round_trip_and_a_unique_index_rejects_a_duplicate(db: A
     assert await households.count_documents({}) == 1
 
 
-async def plan(db: Any, collection: str, query: dict[str, Any]) -> str:
-    """How the store runs a find: SQLite's plan on FerretDB, the winning plan on MongoDB."""
-    explained = await db.command("explain", {"find": collection, "filter": query})
+async def plan(db: Any, collection: str, query: dict[str, Any], **page: Any) -> str:
+    """How the store runs a find (``page``: its sort and limit): SQLite's plan on FerretDB,
+    the winning plan on MongoDB."""
+    explained = await db.command("explain", {"find": collection, "filter": query, **page})
     if "queryPlanner" in explained and "Plan" in explained["queryPlanner"]:
         return " ".join(explained["queryPlanner"]["Plan"])  # FerretDB on SQLite
     return str(explained["queryPlanner"]["winningPlan"])  # MongoDB: IXSCAN or COLLSCAN
@@ -71,6 +72,15 @@ async def test_lookups_by_id_and_by_indexed_fields_use_an_index_and_find_every_m
     for query in ({"_id": "n7"}, {"recipient": "household/h-1"}):
         assert "SCAN notifications" not in (p := await plan(db, "notifications", query))
         assert "SEARCH" in p or "IXSCAN" in p or "IDHACK" in p or "EXPRESS" in p, p
+    # A newest-first page is read in the index's order and stops at the page: no sort of
+    # every match (SQLite: no temporary B-tree; MongoDB: no SORT stage).
+    page = await plan(
+        db, "notifications", {"recipient": "household/h-1"}, sort={"seq": -1}, limit=5
+    )
+    assert "SCAN notifications" not in page and "TEMP B-TREE" not in page, page
+    assert "'SORT'" not in page, page
+    newest = await notes.find({"recipient": "household/h-1"}).sort("seq", -1).limit(5).to_list()
+    assert [d["_id"] for d in newest] == ["n28", "n25", "n22", "n19", "n16"]
     # Every match, whatever is pushed down: the full filter still applies after.
     mine = await notes.find({"recipient": "household/h-1", "seq": {"$gt": 10}}).to_list()
     assert [d["_id"] for d in mine] == [f"n{i}" for i in range(13, 30, 3)]
@@ -130,6 +140,9 @@ async def test_a_newest_first_page_is_the_page_mongodb_would_give(db: Any) -> No
             lambda d: d["community_id"] == "datong" and d.get("grid_id") == "g3",
         ),
     ]
+    # Both fields of a compound index are searched with it.
+    both = await plan(db, "orders", {"community_id": "datong", "status": "placed"})
+    assert "SCAN orders" not in both and "COLLSCAN" not in both, both
     for query, match in cases:
         for key in ("placed_at", "seq"):
             for direction in (1, -1):

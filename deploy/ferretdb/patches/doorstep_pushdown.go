@@ -32,8 +32,9 @@ var (
 
 // doorstepWhere pushes filters down to SQLite, for _id and for every field some index of
 // the collection holds: equality with a string and $lt/$lte/$gt/$gte against a string,
-// each on `_ferretdb_sjson->'field'`, the expression FerretDB's indexes are built on, so
-// SQLite searches the index instead of FerretDB decoding and filtering every document.
+// each on the expression the field's index is built on (`_ferretdb_sjson->'_id'`,
+// `_ferretdb_sjson->>'field'`), so SQLite searches the index instead of FerretDB
+// decoding and filtering every document.
 //
 // The full filter is still applied to what comes back (FilterIterator). exact says that
 // the conditions select precisely what the filter does, so ordering and limiting may be
@@ -62,7 +63,16 @@ func doorstepWhere(meta *metadata.Collection, filter *types.Document) (string, [
 			continue
 		}
 
-		column := fmt.Sprintf(`%s->'%s'`, metadata.DefaultColumn, k)
+		// _id as its index has it (JSON text, metadata.IDColumn); any other field as its
+		// value in SQL (->>), as the indexes on plain fields are built (registry.go patch).
+		// Compared with a plain string, ->> is exact: a number is never equal to text, and
+		// an object's or array's JSON text never matches plainString.
+		column := fmt.Sprintf(`%s->>'%s'`, metadata.DefaultColumn, k)
+		value := func(s string) any { return s }
+		if k == "_id" {
+			column = metadata.IDColumn
+			value = func(s string) any { return string(must.NotFail(sjson.MarshalSingleValue(s))) }
+		}
 
 		switch v := must.NotFail(filter.Get(k)).(type) {
 		case string:
@@ -71,7 +81,7 @@ func doorstepWhere(meta *metadata.Collection, filter *types.Document) (string, [
 				continue
 			}
 			conditions = append(conditions, column+` = ?`)
-			args = append(args, string(must.NotFail(sjson.MarshalSingleValue(v))))
+			args = append(args, value(v))
 
 		case types.ObjectID:
 			if k != "_id" {
@@ -90,7 +100,7 @@ func doorstepWhere(meta *metadata.Collection, filter *types.Document) (string, [
 					continue
 				}
 				conditions = append(conditions, fmt.Sprintf(`%s %s ?`, column, sign))
-				args = append(args, string(must.NotFail(sjson.MarshalSingleValue(s))))
+				args = append(args, value(s))
 				// MongoDB compares strings with strings only.
 				conditions = append(conditions, fmt.Sprintf(`json_type(%s, '$.%s') = 'text'`, metadata.DefaultColumn, k))
 			}
