@@ -1,5 +1,6 @@
 """Scenario 7: bad input on every write endpoint gets a 4xx problem+json, and nothing is
-written to any service's database."""
+written to any service's database but, for a request only the owner can judge (an
+Idempotency-Key reused with another body), the refusal in its log and audit trail."""
 
 from __future__ import annotations
 
@@ -11,24 +12,42 @@ from typing import Any
 from pymongo import MongoClient
 
 from shared.auth import Role
+from shared.owner import unpacked
 from tests.e2e.client import HOUSEHOLD_BODY, VOLUNTEER_BODY, Community, grids, token
 
 LONG = "x" * 5000
 
 
+RECORDS = {"log", "heads", "audit"}  # what the owners record of every decision, refusals too
+
+
 def snapshot(community: Community) -> dict[str, str]:
-    """A digest of every collection of every service's database."""
+    """A digest of every collection of every service's database but the owners' records."""
     client: MongoClient[dict[str, Any]] = MongoClient(community.env.stack.mongo_url)
     try:
         digests = {}
         for service, name in community.env.databases.items():
             db = client[name]
-            for collection in sorted(db.list_collection_names()):
+            for collection in sorted(set(db.list_collection_names()) - RECORDS):
                 docs = sorted(repr(sorted(d.items())) for d in db[collection].find())
                 digests[f"{service}.{collection}"] = hashlib.sha256(
                     "".join(docs).encode()
                 ).hexdigest()
         return digests
+    finally:
+        client.close()
+
+
+def decisions(community: Community) -> dict[str, dict[str, Any]]:
+    """Every log entry of every owner, by service and id, as decided."""
+    client: MongoClient[dict[str, Any]] = MongoClient(community.env.stack.mongo_url, tz_aware=True)
+    try:
+        found = {}
+        for service, name in community.env.databases.items():
+            db = client[name]
+            for stored in db["log"].find():
+                found[f"{service}:{stored['_id']}"] = unpacked(stored, db.codec_options)
+        return found
     finally:
         client.close()
 
@@ -333,6 +352,7 @@ def test_bad_input_on_every_write_endpoint_is_refused_and_changes_nothing(
         ("call done: unknown entry", "notify", "POST /v1/call-list/nope/done", staff, {}),
     ]
     before = settled(community)
+    logged = decisions(community)
     wrong = []
     for what, service, route, tok, kwargs in cases:
         method, path = route.split(" ", 1)
@@ -343,4 +363,9 @@ def test_bad_input_on_every_write_endpoint_is_refused_and_changes_nothing(
         elif response.status_code == 422 and "errors" in response.json():
             assert all({"field", "message"} <= set(e) for e in response.json()["errors"]), what
     assert wrong == []
-    assert snapshot(community) == before
+    assert settled(community) == before
+    # What the owners recorded meanwhile: refusals only (no change, no event).
+    new = [e for k, e in decisions(community).items() if k not in logged]
+    assert new  # the reused Idempotency-Key, judged by the owner
+    assert all(not e["changes"] and not e["events"] for e in new), new
+    assert all(o["status"] >= 400 for e in new for o in e["outcomes"].values()), new
