@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pymongo import ReplaceOne
 from pymongo.errors import DuplicateKeyError
 
 from shared import mongo
@@ -150,3 +152,20 @@ async def test_a_newest_first_page_is_the_page_mongodb_would_give(db: Any) -> No
                 # Ties cannot happen here: every key value is distinct.
                 want = expected(match, key, direction, 7)
                 assert [d["_id"] for d in got] == want, (query, key, direction)
+
+
+async def test_a_bulk_of_hundreds_of_replaces_finishes_and_the_server_still_answers(
+    db: Any,
+) -> None:
+    # FerretDB kept each statement's query (and its SQLite connection, of a pool of 100)
+    # until the whole update command was done, and began each write on another: a bulk of
+    # more than ~100 replaces waited for a connection it held itself, for ever, and every
+    # command behind it (an owner's entry with that many changed documents writes such a
+    # bulk). It must finish, and the server still answer.
+    tasks = db["tasks"]
+    await tasks.insert_many([{"_id": f"t{i}", "n": 0} for i in range(300)])
+    replaces = [ReplaceOne({"_id": f"t{i}"}, {"n": 1}, upsert=True) for i in range(300)]
+    done = await asyncio.wait_for(tasks.bulk_write(replaces, ordered=True), timeout=120)
+    assert done.matched_count == 300
+    assert await tasks.count_documents({"n": 1}) == 300
+    await asyncio.wait_for(mongo.ping(db), timeout=10)
