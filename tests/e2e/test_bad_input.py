@@ -82,6 +82,9 @@ def test_bad_input_on_every_write_endpoint_is_refused_and_changes_nothing(
     )
     o = order["order_id"]
     community.offer_for(volunteer, o)
+    # Accepted: a live offer would lapse while the cases run and change the board.
+    assert community.act(volunteer, o, "accept").status_code == 200
+    community.order_status(o, "assigned")
     staff = community.staff
     ops_token = token(Role.ops)
     household_ok = HOUSEHOLD_BODY
