@@ -51,12 +51,13 @@ class Writes:
     def add(self, collection: str, doc: dict[str, Any]) -> None:
         self.docs.setdefault(collection, []).append(doc)
 
-    async def store(self, db: AsyncDatabase[dict[str, Any]]) -> set[str]:
-        """Insert every collection's documents at once; the ids that were not there."""
+    async def store(self, db: AsyncDatabase[dict[str, Any]]) -> dict[str, set[str]]:
+        """Insert every collection's documents at once; per collection, the ids that were
+        not there (a notification and its call-list entry share an id)."""
         stored = await asyncio.gather(
             *(insert_once(db[name], docs) for name, docs in self.docs.items())
         )
-        return set().union(*stored)
+        return dict(zip(self.docs, stored, strict=True))
 
 
 async def insert_once(
@@ -117,7 +118,7 @@ class NotifyOwner:
         writes = Writes()
         for event in events:
             await self._take(event, writes)
-        fresh = await writes.store(self.db)
+        fresh = (await writes.store(self.db)).get("notifications", set())
         for doc in writes.docs.get("notifications", []):
             if doc["_id"] not in fresh:
                 continue
