@@ -21,15 +21,26 @@ LONG = "x" * 5000
 RECORDS = {"log", "heads", "audit"}  # what the owners record of every decision, refusals too
 
 
+def ours(doc: dict[str, Any], community_id: str) -> bool:
+    """A document of this community: the services are shared with other tests, whose
+    communities go on living meanwhile (an offer lapses, a timer fires)."""
+    return doc.get("community_id") == community_id or community_id in str(doc["_id"])
+
+
 def snapshot(community: Community) -> dict[str, str]:
-    """A digest of every collection of every service's database but the owners' records."""
+    """A digest of this community's documents in every collection of every service's
+    database but the owners' records."""
     client: MongoClient[dict[str, Any]] = MongoClient(community.env.stack.mongo_url)
     try:
         digests = {}
         for service, name in community.env.databases.items():
             db = client[name]
             for collection in sorted(set(db.list_collection_names()) - RECORDS):
-                docs = sorted(repr(sorted(d.items())) for d in db[collection].find())
+                docs = sorted(
+                    repr(sorted(d.items()))
+                    for d in db[collection].find()
+                    if ours(d, community.community_id)
+                )
                 digests[f"{service}.{collection}"] = hashlib.sha256(
                     "".join(docs).encode()
                 ).hexdigest()
@@ -39,13 +50,13 @@ def snapshot(community: Community) -> dict[str, str]:
 
 
 def decisions(community: Community) -> dict[str, dict[str, Any]]:
-    """Every log entry of every owner, by service and id, as decided."""
+    """This community's log entries of every owner, by service and id, as decided."""
     client: MongoClient[dict[str, Any]] = MongoClient(community.env.stack.mongo_url, tz_aware=True)
     try:
         found = {}
         for service, name in community.env.databases.items():
             db = client[name]
-            for stored in db["log"].find():
+            for stored in db["log"].find({"community_id": community.community_id}):
                 found[f"{service}:{stored['_id']}"] = unpacked(stored, db.codec_options)
         return found
     finally:
