@@ -10,6 +10,7 @@ from prometheus_client import Counter
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 DB_COMMANDS = Counter(
     "doorstep_db_commands_total", "Database commands sent (PyMongo command monitoring)", ["command"]
@@ -55,3 +56,22 @@ async def find_in_community(
     """
     doc = await collection.find_one({"_id": doc_id})
     return doc if doc is not None and doc.get("community_id") == community_id else None
+
+
+DUPLICATE_KEY = 11000  # the server's code for a document whose _id is there already
+
+
+async def insert_once(
+    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> set[str]:
+    """Insert the documents; the ids inserted now (a duplicate id was stored before, or
+    earlier in ``docs``: kept as it was). Anything else the database refuses is raised."""
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        there = {e["index"] for e in errors}
+        return {d["_id"] for i, d in enumerate(docs) if i not in there}
+    return {d["_id"] for d in docs}

@@ -68,6 +68,7 @@ from shared.contracts.base import Payload
 from shared.events import Event
 from shared.kafka import EventPublisher, Input, PartitionListener, dead_letter
 from shared.log import get_logger
+from shared.mongo import DUPLICATE_KEY
 
 log = get_logger(__name__)
 
@@ -747,9 +748,6 @@ class CommunityLog(PartitionListener, Generic[S]):
             upsert=True,
         )
         loaded.head = loaded.n
-
-
-DUPLICATE_KEY = 11000
 
 
 class Poisoned(Exception):

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.notify import alarms
 from services.notify.gateway import DeliveryFailed, Gateway
@@ -24,6 +23,7 @@ from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.events import Event
 from shared.log import get_logger
+from shared.mongo import insert_once
 
 log = get_logger(__name__)
 
@@ -37,9 +37,6 @@ class Sequence:
     def next(self) -> str:
         self._last = max(self._last + 1, time.time_ns())
         return f"{self._last:020d}"
-
-
-DUPLICATE_KEY = 11000
 
 
 @dataclass
@@ -58,22 +55,6 @@ class Writes:
             *(insert_once(db[name], docs) for name, docs in self.docs.items())
         )
         return dict(zip(self.docs, stored, strict=True))
-
-
-async def insert_once(
-    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
-) -> set[str]:
-    """Insert the documents; the ids inserted now (a duplicate id was stored before, or
-    earlier in ``docs``: kept as it was). Anything else the database refuses is raised."""
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        there = {e["index"] for e in errors}
-        return {d["_id"] for i, d in enumerate(docs) if i not in there}
-    return {d["_id"] for d in docs}
 
 
 class NotifyOwner:
