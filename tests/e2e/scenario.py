@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -56,9 +57,11 @@ class Stream:
         self.communities = [
             Community(running, self.http, c) for c in communities_on_every_partition()
         ]
+        self.began = datetime.now(UTC).date()
         self.done = threading.Event()
         self.codes: dict[str, str] = {}
         self.orders: dict[str, list[str]] = defaultdict(list)
+        self.household_of: dict[str, str] = {}
         self.homes: dict[str, list[str]] = {}
         self.workers: list[threading.Thread] = []
         for community in self.communities:
@@ -83,6 +86,7 @@ class Stream:
                 home = homes[len(self.orders[community.community_id]) % len(homes)]
                 order = self._place(community, home, f"k-{uuid.uuid4().hex}", timeout)
                 self.codes[order["order_id"]] = order["handoff_code"]
+                self.household_of[order["order_id"]] = home
                 self.orders[community.community_id].append(order["order_id"])
 
     def _place(self, community: Community, home: str, key: str, timeout: float) -> Any:
@@ -110,13 +114,20 @@ class Stream:
             time.sleep(0.5)
 
     def delivered(self) -> int:
+        """Deliveries by the daily report, each UTC day since the stream began (a list
+        answers 500 orders at most; a soak places thousands)."""
+        today = datetime.now(UTC).date()
+        days = [self.began + timedelta(days=d) for d in range((today - self.began).days + 1)]
         return sum(
-            len(
-                c.ok("GET", "orders", "/v1/orders", c.staff, params={"status": "delivered"})[
-                    "orders"
-                ]
-            )
+            c.ok(
+                "GET",
+                "orders",
+                f"/v1/communities/{c.community_id}/report",
+                c.staff,
+                params={"day": day.isoformat()},
+            )["delivered"]
             for c in self.communities
+            for day in days
         )
 
     def wait_delivered(self, timeout: float = 300) -> None:
@@ -148,6 +159,29 @@ class Stream:
                         task.get("volunteer_id"),
                     )
         return found
+
+    def assert_households_told(self, timeout: float = 120) -> None:
+        """Everyone is told: each order's household finds "delivered" in its inbox, once."""
+
+        def untold() -> set[str]:
+            told: Counter[str] = Counter()
+            for c in self.communities:
+                homes = {self.household_of[o] for o in self.orders[c.community_id]}
+                for home in homes:
+                    inbox = c.ok(
+                        "GET", "notify", "/v1/inbox", c.resident(home), params={"limit": 200}
+                    )
+                    told.update(
+                        i["order_id"] for i in inbox["items"] if i["kind"] == "task.delivered"
+                    )
+            doubled = {o: n for o, n in told.items() if n > 1}
+            assert not doubled, f"told twice: {doubled}"
+            return set(self.household_of) - set(told)
+
+        try:
+            eventually(lambda: not untold(), timeout=timeout, what="every household told")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not told: {sorted(untold())[:20]}") from None
 
     def stop(self) -> None:
         self.done.set()

@@ -47,6 +47,7 @@ def test_killing_a_dispatch_instance_loses_and_doubles_nothing(
             second.pid, signal.SIGKILL
         )  # no goodbye: its partitions move after the session times out
         stream.wait_delivered()
+        stream.assert_households_told()
     finally:
         stream.stop()
         if second.poll() is None:

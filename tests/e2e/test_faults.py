@@ -149,6 +149,7 @@ def through(name: str, running: Running, fault: Callable[[], None]) -> None:
         stream.wait_delivered()
         recovered = time.monotonic() - started
         ready = wait_ready(running)
+        stream.assert_households_told()
     finally:
         stream.stop()
     stream.assert_exactly_once()

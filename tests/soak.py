@@ -1,0 +1,147 @@
+"""A fault soak: orders flow without pause through four communities (one on every
+partition) while faults follow one another on real processes — kill -9 and pause of every
+service, of the broker and of the database itself — then the same checks as the fault
+tests: every order placed is assigned and delivered exactly once, no volunteer goes above
+capacity, and every service is ready again, with no restart by hand.
+
+Not part of ``make test`` (it runs for minutes): ``make soak ARGS='--minutes 10'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from doorstep_cli.localstack import FerretNode, KafkaNode
+from tests.conftest import Stack
+from tests.e2e.conftest import SERVICES, Running, restart, start_services, stop_services
+from tests.e2e.scenario import Stream
+from tests.e2e.test_faults import wait_ready
+
+
+def paused(proc: subprocess.Popen[bytes], seconds: float) -> None:
+    os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    os.kill(proc.pid, signal.SIGCONT)
+
+
+def killed(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait()
+
+
+class Soak:
+    def __init__(self, kafka: KafkaNode, ferret: FerretNode, running: Running) -> None:
+        self.kafka, self.ferret, self.running = kafka, ferret, running
+
+    def faults(self) -> dict[str, Callable[[], None]]:
+        found: dict[str, Callable[[], None]] = {
+            "database-kill-9": self.database_killed,
+            "database-paused-15s": lambda: paused(self._ferret(), 15),
+            "broker-kill-9": self.broker_killed,
+            "broker-paused-20s": lambda: paused(self._kafka(), 20),
+        }
+        for name in SERVICES:
+            found[f"{name}-kill-9"] = functools.partial(self.service_killed, name)
+            found[f"{name}-paused-20s"] = functools.partial(self.service_paused, name, 20)
+        return found
+
+    def service_killed(self, name: str) -> None:
+        killed(self.running.procs[name])
+        restart(self.running, name)
+
+    def service_paused(self, name: str, seconds: float) -> None:
+        paused(self.running.procs[name], seconds)
+
+    def _ferret(self) -> subprocess.Popen[bytes]:
+        assert self.ferret.proc is not None
+        return self.ferret.proc
+
+    def _kafka(self) -> subprocess.Popen[bytes]:
+        assert self.kafka.proc is not None
+        return self.kafka.proc
+
+    def database_killed(self) -> None:
+        killed(self._ferret())
+        time.sleep(3)
+        self.ferret.start()
+
+    def broker_killed(self) -> None:
+        killed(self._kafka())
+        time.sleep(5)
+        self.kafka.start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--gap", type=float, default=15, help="seconds between two faults")
+    parser.add_argument("--rate", type=float, default=1, help="orders per second per community")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    chance = random.Random(seed)
+    base = Path(tempfile.mkdtemp(prefix="doorstep-soak-"))
+    print(f"soak: seed={seed} logs in {base}", flush=True)
+    kafka = KafkaNode(base / "kafka", log_file=base / "kafka.log")
+    ferret = FerretNode(base / "ferretdb", log_file=base / "ferretdb.log")
+    ferret.start()
+    kafka.start()
+    running = start_services(Stack(kafka.bootstrap, ferret.url, "local"), base)
+    # Enough households that none orders again while its last order is open (a second
+    # open order of a household is held for staff as a possible duplicate).
+    homes = int(args.rate * args.minutes * 60) + 10
+    stream = Stream(running, homes_each=homes, volunteers_each=3)
+    placing = threading.Event()
+    placed_error: list[BaseException] = []
+
+    def place() -> None:
+        try:
+            while not placing.is_set():
+                due = time.monotonic() + 1 / args.rate
+                stream.place(1, timeout=600)
+                time.sleep(max(0.0, due - time.monotonic()))
+        except BaseException as exc:  # reported by the main thread
+            placed_error.append(exc)
+
+    placer = threading.Thread(target=place, daemon=True)
+    soak = Soak(kafka, ferret, running)
+    faults = soak.faults()
+    try:
+        placer.start()
+        end = time.monotonic() + args.minutes * 60
+        while time.monotonic() < end and not placed_error:
+            name = chance.choice(sorted(faults))
+            began = time.monotonic()
+            faults[name]()
+            print(f"soak: {name} ({time.monotonic() - began:.0f} s)", flush=True)
+            time.sleep(args.gap)
+        placing.set()
+        placer.join(timeout=600)
+        if placed_error:
+            raise placed_error[0]
+        total = sum(len(o) for o in stream.orders.values())
+        print(f"soak: {total} orders placed; waiting for every delivery", flush=True)
+        stream.wait_delivered(timeout=600)
+        print(f"soak: ready again after {wait_ready(running):.1f} s", flush=True)
+        stream.assert_exactly_once()
+        stream.assert_households_told()
+        print(f"soak: passed — {total} orders, each assigned and delivered once", flush=True)
+    finally:
+        stream.stop()
+        stop_services(running)
+        kafka.stop()
+        ferret.stop()
+
+
+if __name__ == "__main__":
+    main()
