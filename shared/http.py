@@ -87,16 +87,22 @@ def _install_problem_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database or broker is away: say so, and when to try again; no traceback.
+        log.warning("http.unavailable", path=request.url.path, error=repr(exc))
+        response = problem_response(
+            request, 503, "Service unavailable", "a backing service is not reachable"
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    # Registered by class, not under Exception: Starlette answers a handler for Exception
+    # and then raises the error on to the server, which logs it as a crash.
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_unavailable)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, UNAVAILABLE):
-            # The database or broker is away: say so, and when to try again; no traceback.
-            log.warning("http.unavailable", path=request.url.path, error=repr(exc))
-            response = problem_response(
-                request, 503, "Service unavailable", "a backing service is not reachable"
-            )
-            response.headers["Retry-After"] = "5"
-            return response
         log.exception("http.unhandled", path=request.url.path)
         response = problem_response(request, 500, "Internal error", "see the service log")
         # Raised past the correlation middleware: the id the log line carries, for support.

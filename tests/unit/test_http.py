@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pymongo.errors import ServerSelectionTimeoutError
 
 from shared.auth import CurrentPrincipal, Role, mint
 from shared.http import CORRELATION_HEADER, service_app
@@ -25,6 +26,10 @@ def app() -> FastAPI:
     @application.get("/v1/boom")
     async def boom(principal: CurrentPrincipal) -> None:
         raise RuntimeError("a bug")
+
+    @application.get("/v1/away")
+    async def away(principal: CurrentPrincipal) -> None:
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: timed out")
 
     @application.post("/v1/echo")
     async def echo(body: dict[str, str], principal: CurrentPrincipal) -> dict[str, str]:
@@ -46,6 +51,16 @@ def test_a_500_carries_the_correlation_id_its_log_line_has() -> None:
         response = client.get("/v1/boom", headers={**bearer(), CORRELATION_HEADER: "req-42"})
     assert response.status_code == 500
     assert response.headers[CORRELATION_HEADER] == "req-42"
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_database_away_is_a_503_to_retry_handled_not_raised_on_as_a_crash() -> None:
+    # The test client raises whatever escapes the app, as the server logs it with a
+    # traceback: an outage is an answer, not an unhandled error.
+    with TestClient(app()) as client:
+        response = client.get("/v1/away", headers=bearer())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
     assert response.headers["content-type"] == "application/problem+json"
 
 

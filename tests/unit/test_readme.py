@@ -27,3 +27,9 @@ def test_every_setting_is_in_the_configuration_table() -> None:
         prefix = cls.model_config["env_prefix"]
         for field in cls.model_fields:
             assert f"| `{prefix}{field.upper()}` |" in README, field
+
+
+def test_every_make_target_is_in_the_readme() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    for target in re.findall(r"^([a-z0-9-]+):.*## ", makefile, re.MULTILINE):
+        assert re.search(rf"`make {target}\b", README), target
