@@ -195,13 +195,16 @@ def console_link(
     community: str = typer.Option(..., help="the community the person works for"),
     name: str = typer.Option("staff", help="who signs in (shown in the audit trail)"),
     grid: str | None = typer.Option(None, help="a grid worker's grid: they see only it"),
+    ops: bool = typer.Option(False, "--ops", help="ops: may open any community"),
     url: str = typer.Option("http://127.0.0.1:8005", envvar="DOORSTEP_CONSOLE_URL"),
 ) -> None:
     """Print a one-time sign-in link to the console (good for 15 minutes)."""
     from services.console.session import Person, sign_in_link
 
+    if ops and grid:
+        raise typer.BadParameter("ops see whole communities: --ops or --grid, not both")
     secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
-    print(sign_in_link(secret, url, Person(name, community, grid)))
+    print(sign_in_link(secret, url, Person(name, community, grid, ops)))
 
 
 @app.command("seed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jwt
 
@@ -31,27 +31,36 @@ class SignInRefused(Exception):
 
 @dataclass(frozen=True)
 class Person:
-    """Staff of one community, or a grid worker: staff scoped to one grid."""
+    """Staff of one community; a grid worker: staff scoped to one grid; or ops: staff of
+    whichever community they open (they may open any)."""
 
     name: str
     community_id: str
     grid_id: str | None = None
+    ops: bool = False
 
     @property
     def role(self) -> str:
-        return "grid_worker" if self.grid_id else "staff"
+        return "ops" if self.ops else "grid_worker" if self.grid_id else "staff"
 
     def sees_grid(self, grid_id: str | None) -> bool:
         return self.grid_id is None or grid_id == self.grid_id
+
+    def opening(self, community_id: str) -> Person:
+        return replace(self, community_id=community_id)
 
     def claims(self) -> dict[str, object]:
         claims: dict[str, object] = {"sub": self.name, "community": self.community_id}
         if self.grid_id:
             claims["grid"] = self.grid_id
+        if self.ops:
+            claims["ops"] = True
         return claims
 
     def api_token(self, secret: str) -> str:
         # The services know staff of a community; the grid is the console's to enforce.
+        # Ops act as staff of the community they opened: every page reads one community,
+        # and the audit trail names them as it names staff.
         return mint(
             secret,
             role=Role.staff,
@@ -84,7 +93,9 @@ def _read(secret: str, token: str, audience: str) -> tuple[Person, str, int]:
             audience=audience,
             options={"require": ["exp", "sub", "jti", "aud"]},
         )
-        person = Person(claims["sub"], claims["community"], claims.get("grid"))
+        person = Person(
+            claims["sub"], claims["community"], claims.get("grid"), claims.get("ops") is True
+        )
     except (jwt.PyJWTError, KeyError) as exc:
         raise SignInRefused(str(exc)) from exc
     return person, claims["jti"], int(claims["exp"])

@@ -102,9 +102,13 @@ def page(chrome: webdriver.Chrome, request: pytest.FixtureRequest) -> Iterator[w
 
 
 def sign_in(
-    driver: webdriver.Chrome, console: str, community: str, grid: str | None = None
+    driver: webdriver.Chrome,
+    console: str,
+    community: str,
+    grid: str | None = None,
+    ops: bool = False,
 ) -> None:
-    driver.get(sign_in_link(JWT_SECRET, console, Person("Wang Fang", community, grid)))
+    driver.get(sign_in_link(JWT_SECRET, console, Person("Wang Fang", community, grid, ops)))
     driver.add_cookie({"name": "lang", "value": "en"})
     driver.get(f"{console}/")
     assert driver.find_element(By.CSS_SELECTOR, "h1").text.startswith(f"Community {community}")
@@ -439,6 +443,41 @@ def test_a_grid_worker_sees_only_their_grid_and_other_staff_nothing_of_this_comm
     page.get(f"{console}/orders/{other_grid['order_id']}")
     assert page.find_elements(By.ID, "problem")
     assert "two bags" not in page.page_source
+
+
+def test_ops_open_any_community_and_staff_cannot(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    elsewhere = Community(community.env, community.http, f"c{uuid.uuid4().hex[:8]}")
+    elsewhere.define()
+    sign_in(page, console, community.community_id, ops=True)
+    box = page.find_element(By.ID, "c")
+    box.clear()
+    box.send_keys(elsewhere.community_id, Keys.ENTER)
+    wait_for(
+        page,
+        "the other community's board",
+        lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith(
+            f"Community {elsewhere.community_id}"
+        ),
+    )
+    assert len(page.find_elements(By.CSS_SELECTOR, "[data-grid]")) == 7
+    page.get(f"{console}/community?c=nosuch{uuid.uuid4().hex[:6]}")
+    assert said(page) == "No such community"
+    assert page.find_element(By.TAG_NAME, "h1").text.startswith(
+        f"Community {elsewhere.community_id}"
+    )
+
+    page.delete_all_cookies()
+    sign_in(page, console, community.community_id)
+    assert not page.find_elements(By.ID, "open-community")
+    page.get(f"{console}/community?c={elsewhere.community_id}")
+    assert page.find_elements(By.ID, "problem")
+    page.get(f"{console}/")
+    assert page.find_element(By.TAG_NAME, "h1").text.startswith(
+        f"Community {community.community_id}"
+    )
 
 
 def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(

@@ -16,7 +16,7 @@ from services.console.session import (
     session_token,
     sign_in_link,
 )
-from shared.auth import decode
+from shared.auth import Role, decode
 from shared.problem import Problem
 
 SECRET = "console-test-secret-console-test-secret"
@@ -49,6 +49,19 @@ def test_a_sign_in_link_works_once_and_its_session_is_no_api_token() -> None:
     forged = jwt.encode({"sub": "x", "community": "datong"}, "another-secret" * 3, "HS256")
     with pytest.raises(SignInRefused):
         session_person(SECRET, forged)
+
+
+def test_ops_keep_their_role_through_the_session_and_act_as_staff_of_what_they_open() -> None:
+    ops = SignIns(SECRET).redeem(
+        token_of(sign_in_link(SECRET, "http://console", Person("Li Ops", "datong", ops=True)))
+    )
+    assert ops.role == "ops" and session_person(SECRET, session_token(SECRET, ops)) == ops
+    opened = ops.opening("anting")
+    assert opened.ops and opened.community_id == "anting"
+    principal = decode(SECRET, opened.api_token(SECRET))
+    assert principal.role is Role.staff and principal.community_id == "anting"
+    staff = session_person(SECRET, session_token(SECRET, Person("Wang Fang", "datong")))
+    assert not staff.ops  # a session without the claim is never ops
 
 
 def test_the_api_token_minted_per_call_is_staff_of_the_community_for_a_minute() -> None:
