@@ -21,9 +21,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from doorstep_cli.localstack import FerretNode, KafkaNode
+import httpx
+
+from doorstep_cli.localstack import FerretNode, KafkaNode, free_port
 from tests.conftest import Stack
-from tests.e2e.conftest import SERVICES, Running, restart, start_services, stop_services
+from tests.e2e.conftest import (
+    SERVICES,
+    Running,
+    restart,
+    spawn,
+    start_services,
+    stop_services,
+)
 from tests.e2e.scenario import Stream
 from tests.e2e.test_faults import wait_ready
 
@@ -39,9 +48,29 @@ def killed(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+OWNERS = ("orders", "volunteers", "dispatch")
+
+
 class Soak:
-    def __init__(self, kafka: KafkaNode, ferret: FerretNode, running: Running) -> None:
-        self.kafka, self.ferret, self.running = kafka, ferret, running
+    def __init__(
+        self, kafka: KafkaNode, ferret: FerretNode, running: Running, base: Path, second: bool
+    ) -> None:
+        self.kafka, self.ferret, self.running, self.base = kafka, ferret, running, base
+        # With ``second``: two instances of every owner, sharing the partitions.
+        self.second: dict[str, subprocess.Popen[bytes]] = {}
+        self.second_env: dict[str, dict[str, str]] = {}
+        if second:
+            for name in OWNERS:
+                env = {**running.envs[name], "DOORSTEP_PORT": str(free_port())}
+                self.second_env[name] = env
+                self._spawn_second(name)
+            for name, env in self.second_env.items():
+                wait_answering(f"http://127.0.0.1:{env['DOORSTEP_PORT']}", name)
+
+    def _spawn_second(self, name: str) -> None:
+        proc = spawn(name, self.second_env[name], self.base / f"{name}-2.log")
+        self.second[name] = proc
+        self.running.extra.append(proc)
 
     def faults(self) -> dict[str, Callable[[], None]]:
         found: dict[str, Callable[[], None]] = {
@@ -53,7 +82,20 @@ class Soak:
         for name in SERVICES:
             found[f"{name}-kill-9"] = functools.partial(self.service_killed, name)
             found[f"{name}-paused-20s"] = functools.partial(self.service_paused, name, 20)
+        for name in self.second:
+            found[f"{name}-second-kill-9"] = functools.partial(self.second_killed, name)
+            found[f"{name}-second-paused-40s"] = functools.partial(self.second_paused, name, 40)
         return found
+
+    def second_killed(self, name: str) -> None:
+        killed(self.second[name])
+        self._spawn_second(name)
+        wait_answering(f"http://127.0.0.1:{self.second_env[name]['DOORSTEP_PORT']}", name)
+
+    def second_paused(self, name: str, seconds: float) -> None:
+        # Past the consumer session: its partitions move to the first, and it comes back
+        # with its old state in memory (it must lose every race for the next entry).
+        paused(self.second[name], seconds)
 
     def service_killed(self, name: str) -> None:
         killed(self.running.procs[name])
@@ -81,12 +123,27 @@ class Soak:
         self.kafka.start()
 
 
+def wait_answering(url: str, name: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"a second {name} not ready in {timeout:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--gap", type=float, default=15, help="seconds between two faults")
     parser.add_argument("--rate", type=float, default=1, help="orders per second per community")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--second", action="store_true", help="two instances of every owner, both faulted"
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     chance = random.Random(seed)
@@ -114,7 +171,7 @@ def main() -> None:
             placed_error.append(exc)
 
     placer = threading.Thread(target=place, daemon=True)
-    soak = Soak(kafka, ferret, running)
+    soak = Soak(kafka, ferret, running, base, args.second)
     faults = soak.faults()
     try:
         placer.start()
