@@ -251,7 +251,9 @@ class EventConsumer:
       poison event is dead-lettered alone. The handlers must be idempotent.
     Either way, a record that cannot be parsed (bad JSON, unknown type, missing
     attributes) goes to its topic's DLQ at once, records of a partition revoked while the
-    batch waited are not handed on, and offsets are committed after the handler returned.
+    batch waited are not handed on, and offsets are committed after the handler returned —
+    unless a rebalance began meanwhile (the listener let go of what it held): then nothing
+    of that batch is committed, and it is read again.
 
     Each ``run`` makes a fresh client (aiokafka refuses to start a stopped one), so the
     runtime's supervisor can restart a consumer that stopped for any reason; ``running``
@@ -289,6 +291,7 @@ class EventConsumer:
         self._listener = listener
         self.running = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
+        self.revocations = 0  # rebalances begun (the listener told to let go), ever
 
     def _new_client(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -307,7 +310,7 @@ class EventConsumer:
         consumer = self._new_client()
 
         async def start() -> None:
-            listener = None if self._listener is None else _Told(consumer, self._listener)
+            listener = None if self._listener is None else _Told(consumer, self._listener, self)
             consumer.subscribe(self.topics, listener=listener)
             await consumer.start()
 
@@ -317,6 +320,7 @@ class EventConsumer:
             self.running.set()
             progress = time.monotonic()
             while True:
+                revocations = self.revocations
                 batches = await consumer.getmany(timeout_ms=500)
                 if any(batches.values()):
                     progress = time.monotonic()
@@ -337,6 +341,18 @@ class EventConsumer:
                 ]
                 if inputs:
                     await self._batch_handler(inputs)
+                if self.revocations != revocations:
+                    # A rebalance began while this batch was fetched or handled. The
+                    # listener has let go of its communities (an owner stores nothing for
+                    # one no longer its own) and of what its lanes held; the old assignment
+                    # is still current until the group re-forms, and the broker accepts
+                    # this generation's commits meanwhile, so committing now could skip
+                    # records nobody stored. Commit nothing: they are read again, and what
+                    # was stored is skipped by its offsets.
+                    for tp, records in batches.items():
+                        if records and tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                    continue
                 # Only what was handed on, and only if still ours: records dropped because
                 # their partition was revoked mid-fetch must be read again by whoever owns
                 # it now, even if the partition came straight back to this instance.
@@ -481,11 +497,15 @@ class ConsumerStalled(Exception):
 
 
 class _Told(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tells a partition listener how many partitions the topics really have."""
+    """Tells a partition listener how many partitions the topics really have, and counts
+    the rebalances that made it let go."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, inner: PartitionListener) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, inner: PartitionListener, counted: EventConsumer
+    ) -> None:
         self._consumer = consumer
         self._inner = inner
+        self._counted = counted
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         counts = {len(self._consumer.partitions_for_topic(tp.topic) or ()) for tp in assigned}
@@ -494,6 +514,8 @@ class _Told(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._inner.on_partitions_assigned(assigned)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:  # the first join revokes nothing
+            self._counted.revocations += 1
         await self._inner.on_partitions_revoked(revoked)
 
 

@@ -19,6 +19,7 @@ from shared.kafka import (
     EventConsumer,
     EventPublisher,
     Input,
+    PartitionListener,
     RetryPolicy,
     ensure_topics,
 )
@@ -410,3 +411,77 @@ async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_c
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await publisher.stop()
+
+
+class Owning(PartitionListener):
+    """As an owner does: it stores only what is on a partition it holds; a revoke (the
+    start of a rebalance) lets go of everything at once."""
+
+    def __init__(self) -> None:
+        self.owned: set[TopicPartition] = set()
+        self.revoked = asyncio.Event()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.owned = set(assigned)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.owned = set()
+        if revoked:  # the first join revokes nothing
+            self.revoked.set()
+        # Letting go takes a moment (lanes stopped, state dropped); the member rejoins only
+        # after it, so the group waits in PreparingRebalance meanwhile.
+        await asyncio.sleep(2.0)
+
+
+async def test_records_skipped_because_a_rebalance_began_mid_batch_are_not_committed(
+    stack: Stack, unique: str
+) -> None:
+    """The first member's batch is still being handled when a second member joins: its
+    listener lets go of the partition, so its handler stores none of the batch. The group
+    is still on the old generation, whose commits the broker takes: committing that batch
+    would skip its records for whoever owns the partition next."""
+    topic, group = f"t.rebalance.{unique}", f"g-{unique}"
+    await ensure_topics(stack.kafka_bootstrap, [topic], partitions=1)
+    publisher = EventPublisher(stack.kafka_bootstrap, "test")
+    await publisher.start()
+    stored: list[str] = []
+
+    def member(listener: Owning, first_batch_waits: bool) -> EventConsumer:
+        async def handle(inputs: list[Input]) -> None:
+            if first_batch_waits and not listener.revoked.is_set():
+                await asyncio.wait_for(listener.revoked.wait(), 60)  # the rebalance begins
+            stored.extend(
+                i.event.id
+                for i in inputs
+                if TopicPartition(i.record.topic, i.record.partition) in listener.owned
+            )
+
+        return EventConsumer(
+            bootstrap=stack.kafka_bootstrap,
+            group_id=group,
+            topics=[topic],
+            batch_handler=handle,
+            publisher=publisher,
+            listener=listener,
+        )
+
+    events = [shift_event("datong", n) for n in range(5)]
+    for event in events:
+        await publisher.publish(topic, event)
+    first_listener = Owning()
+    first = await run_consumer(member(first_listener, first_batch_waits=True))
+    second: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(30):
+            while not first_listener.owned:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # its first batch is fetched and waits in the handler
+        second = await run_consumer(member(Owning(), first_batch_waits=False))
+        async with asyncio.timeout(90):
+            while set(stored) != {e.id for e in events}:
+                await asyncio.sleep(0.2)
+    finally:
+        if second is not None:
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+        await stop(first, publisher)
