@@ -58,6 +58,24 @@ async def retry_forever(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
             delay = min(delay * 2, 5.0)
 
 
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """``call``'s result if it is done within ``seconds``; else it is cancelled, not waited
+    for, and TimeoutError raised. ``asyncio.wait_for`` waits for the cancelled call to end,
+    which bounds nothing when the call swallows its cancellation: an aiokafka consumer
+    closing after its broker was away held a service's restart for good that way."""
+    task = asyncio.ensure_future(call)
+    # An abandoned call's exception is nobody's news (it would be logged as never retrieved).
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        await asyncio.wait({task}, timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not task.done():
+        raise TimeoutError
+    return task.result()
+
+
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
     """Create each topic and its DLQ if missing. Idempotent; safe from many instances."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
@@ -136,7 +154,7 @@ class EventPublisher:
             self._producer = fresh
             self.renewals += 1
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(broken.stop(), 5)
+            await within(5, broken.stop())
 
     async def publish(self, topic: str, event: Event) -> None:
         record = to_record(event)
@@ -257,7 +275,9 @@ class EventConsumer:
 
     Each ``run`` makes a fresh client (aiokafka refuses to start a stopped one), so the
     runtime's supervisor can restart a consumer that stopped for any reason; ``running``
-    is set only while one runs, for /readyz.
+    is set only while one runs, for /readyz. A client that stops moving — it fetches
+    nothing while records wait, or a fetch or commit outlasts ``stall_seconds`` — ends
+    its run (``ConsumerStalled``), so the supervisor starts a fresh one.
     """
 
     def __init__(
@@ -321,7 +341,7 @@ class EventConsumer:
             progress = time.monotonic()
             while True:
                 revocations = self.revocations
-                batches = await consumer.getmany(timeout_ms=500)
+                batches = await self._waiting("fetch", consumer.getmany(timeout_ms=500))
                 if any(batches.values()):
                     progress = time.monotonic()
                 elif time.monotonic() - progress > self.stall_seconds:
@@ -375,9 +395,27 @@ class EventConsumer:
             self.running.clear()
             self.client = None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._committed(), 5)
+                await within(5, self._committed())
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 5)
+                await within(5, consumer.stop())
+
+    async def _waiting(self, what: str, call: Awaitable[T]) -> T:
+        """A wait on the client (a fetch, the last commit) outlasting ``stall_seconds``:
+        the client is given up. A fetch answers within half a second, and a commit once the
+        broker is back; yet after a broker restart an aiokafka client can wait on its group
+        coordinator for good, commit and all (seen in the broker-down fault test: one
+        service of four never handled another record). A fresh client rejoins and re-reads
+        from the last commit; the handlers' own waits (the database away) are not bounded."""
+        try:
+            return await within(self.stall_seconds, call)
+        except TimeoutError:
+            log.warning(
+                "kafka.consumer_stalled",
+                group=self.group_id,
+                waiting_on=what,
+                seconds=self.stall_seconds,
+            )
+            raise ConsumerStalled(self.group_id) from None
 
     async def _check_stalled(self, consumer: AIOKafkaConsumer) -> None:
         """Fetching nothing for a while is normal; fetching nothing while the broker holds
@@ -388,14 +426,22 @@ class EventConsumer:
         if not assigned:
             return
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(assigned), 10)
-            behind = {
-                f"{tp.topic}/{tp.partition}": ends[tp] - position
-                for tp in assigned
-                if ends[tp] > (position := await asyncio.wait_for(consumer.position(tp), 10))
-            }
+            ends = await within(10, consumer.end_offsets(assigned))
         except (KafkaError, TimeoutError):
             return  # the broker is away: nothing to conclude
+        behind: dict[str, int | str] = {}
+        for tp in assigned:
+            try:
+                position = await within(10, consumer.position(tp))
+            except KafkaError:
+                return  # rebalanced meanwhile: nothing to conclude
+            except TimeoutError:
+                # The partition leaders answered, yet the client cannot say where it is
+                # (its committed offset comes through the group coordinator): wedged too.
+                behind[f"{tp.topic}/{tp.partition}"] = "no position"
+                continue
+            if ends[tp] > position:
+                behind[f"{tp.topic}/{tp.partition}"] = ends[tp] - position
         if behind:
             log.warning("kafka.consumer_stalled", group=self.group_id, behind=behind)
             raise ConsumerStalled(self.group_id)
@@ -406,7 +452,7 @@ class EventConsumer:
         to a crash only means records delivered again, which every handler drops."""
         if not offsets:
             return
-        await self._committed()
+        await self._waiting("commit", self._committed())
         self._committing = asyncio.create_task(self._commit_now(consumer, offsets))
 
     async def _committed(self) -> None:
@@ -493,7 +539,8 @@ class EventConsumer:
 
 
 class ConsumerStalled(Exception):
-    """A consumer that fetches nothing while records wait for it (see _check_stalled)."""
+    """A consumer client that stopped moving: it fetches nothing while records wait for
+    it, or one of its waits on the broker never ends (see ``_check_stalled``, ``_waiting``)."""
 
 
 class _Told(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -533,13 +580,13 @@ class KafkaProbe:
                 bootstrap_servers=self._bootstrap, request_timeout_ms=int(self._timeout * 1000)
             )
             try:
-                await asyncio.wait_for(client.bootstrap(), self._timeout)
+                await within(self._timeout, client.bootstrap())
             except BaseException:
                 await client.close()
                 raise
             self._client = client
             return
-        await asyncio.wait_for(self._client.fetch_all_metadata(), self._timeout)
+        await within(self._timeout, self._client.fetch_all_metadata())
 
     async def close(self) -> None:
         if self._client is not None:

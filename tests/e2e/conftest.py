@@ -4,6 +4,7 @@ broker and database of the session's stack."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +49,16 @@ class Running:
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
+
+    def warnings(self, pattern: str = r"consumer_stalled|background\.crashed|dead_lettered") -> str:
+        """What every service logged that a failed fault test should show (the services'
+        logs are gone with the CI machine; the test's output is not)."""
+        return "\n".join(
+            f"{name}: {line[:300]}"
+            for name, path in self.logs.items()
+            for line in path.read_text(errors="replace").splitlines()
+            if re.search(pattern, line)
+        )
 
 
 def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:

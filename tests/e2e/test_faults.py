@@ -150,6 +150,9 @@ def through(name: str, running: Running, fault: Callable[[], None]) -> None:
         recovered = time.monotonic() - started
         ready = wait_ready(running)
         stream.assert_households_told()
+    except AssertionError:
+        print(f"\n[fault] {name}: what the services logged\n{running.warnings()}")
+        raise
     finally:
         stream.stop()
     stream.assert_exactly_once()

@@ -413,6 +413,48 @@ async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_c
         await publisher.stop()
 
 
+async def test_a_consumer_whose_commit_never_returns_gives_up_its_client(
+    stack: Stack, unique: str
+) -> None:
+    """After a broker restart an aiokafka client can wait on its group coordinator for
+    good: its commit never returns, and the service never handles another record. Stood in
+    for by a commit that never returns: the run must end (stalled) instead of waiting for
+    ever, and a fresh run (what the supervisor does) handles what came after."""
+    topic = f"t.wedged.{unique}"
+    consumer, publisher, seen = await recording_consumer(
+        stack, topic, f"g-{unique}", stall_seconds=2
+    )
+    first = await run_consumer(consumer)
+    second: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(30):
+            while consumer.client is None or not consumer.client.assignment():
+                await asyncio.sleep(0.1)
+
+        async def never_returns(*args: object, **kwargs: object) -> None:
+            await asyncio.Event().wait()
+
+        consumer.client.commit = never_returns  # type: ignore[method-assign]
+        before, after = shift_event("datong", 1), shift_event("datong", 2)
+        await publisher.publish(topic, before)
+        async with asyncio.timeout(30):
+            while before.id not in seen:
+                await asyncio.sleep(0.1)
+        await publisher.publish(topic, after)
+        with pytest.raises(ConsumerStalled):
+            await asyncio.wait_for(first, 30)
+        second = await run_consumer(consumer)
+        async with asyncio.timeout(30):
+            while after.id not in seen:
+                await asyncio.sleep(0.1)
+    finally:
+        for task in (first, second):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+
+
 class Owning(PartitionListener):
     """As an owner does: it stores only what is on a partition it holds; a revoke (the
     start of a rebalance) lets go of everything at once."""
