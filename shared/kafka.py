@@ -73,6 +73,11 @@ async def within(seconds: float, call: Awaitable[T]) -> T:
             task.cancel()
     if not task.done():
         raise TimeoutError
+    if task.cancelled():
+        # Not by us (ours ended above): aiokafka's close can end by a cancellation of its
+        # own. Raised as it is, it would look like a stop to whoever awaits this, and a
+        # supervisor told to stop does not restart: the consumer was gone for good.
+        raise RuntimeError(f"{call!r} ended cancelled from within")
     return task.result()
 
 

@@ -174,7 +174,13 @@ async def supervise(name: str, body: Loop) -> None:
             await body()
             return
         except asyncio.CancelledError:
-            raise
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                raise  # told to stop
+            # A cancellation from inside the body is a crash, not a stop (aiokafka's client
+            # close can end that way): restarted like any other, or the task is gone for good.
+            log.error("background.cancelled_inside", task=name, restart_in=1.0)
+            await asyncio.sleep(1.0)
         except UNAVAILABLE as exc:  # waited out, not a crash
             log.warning("background.unavailable", task=name, error=repr(exc), restart_in=1.0)
             await asyncio.sleep(1.0)

@@ -4,6 +4,7 @@ records dead-lettered, failing handlers retried without committing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +24,9 @@ from shared.kafka import (
     RetryPolicy,
     ensure_topics,
 )
+from shared.runtime import supervise
 from shared.topics import dlq
-from tests.conftest import Stack
+from tests.conftest import BrokerControl, Stack
 
 
 def shift_event(community: str, n: int = 0) -> Event:
@@ -380,36 +382,54 @@ async def test_a_consumer_that_stopped_is_run_again_with_a_fresh_client_and_cons
     assert len(set(seen)) == 2
 
 
-async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_client(
-    stack: Stack, unique: str
-) -> None:
-    """After a long broker outage an aiokafka consumer can keep its assignment and fetch
-    nothing, for good. Stood in for by pausing its partitions: the run must end (stalled),
-    and a fresh run (what the supervisor does) consumes what waited."""
-    topic = f"t.stall.{unique}"
-    consumer, publisher, seen = await recording_consumer(
-        stack, topic, f"g-{unique}", stall_seconds=2
-    )
+async def given_up_then_fresh(
+    consumer: EventConsumer,
+    wedge: Callable[[AIOKafkaConsumer], Awaitable[None]],
+    handled: Callable[[], bool],
+) -> bool:
+    """Runs the consumer until it has partitions, wedges its client, and expects the run
+    to end stalled; then a fresh run (what the supervisor does) until ``handled()``.
+    Whether it was handled before the fresh run."""
     first = await run_consumer(consumer)
     second: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(30):
             while consumer.client is None or not consumer.client.assignment():
                 await asyncio.sleep(0.1)
-        consumer.client.pause(*consumer.client.assignment())
-        await publisher.publish(topic, shift_event("datong", 1))
+        await wedge(consumer.client)
         with pytest.raises(ConsumerStalled):
             await asyncio.wait_for(first, 30)
-        assert seen == []
+        early = handled()
         second = await run_consumer(consumer)
         async with asyncio.timeout(30):
-            while not seen:
+            while not handled():
                 await asyncio.sleep(0.1)
+        return early
     finally:
         for task in (first, second):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_consumer_that_fetches_nothing_while_records_wait_gives_up_its_client(
+    stack: Stack, unique: str
+) -> None:
+    """After a long broker outage an aiokafka consumer can keep its assignment and fetch
+    nothing, for good. Stood in for by pausing its partitions: the run must end (stalled),
+    and a fresh run consumes what waited."""
+    topic = f"t.stall.{unique}"
+    consumer, publisher, seen = await recording_consumer(
+        stack, topic, f"g-{unique}", stall_seconds=2
+    )
+
+    async def paused(client: AIOKafkaConsumer) -> None:
+        client.pause(*client.assignment())
+        await publisher.publish(topic, shift_event("datong", 1))
+
+    try:
+        assert not await given_up_then_fresh(consumer, paused, lambda: bool(seen))
+    finally:
         await publisher.stop()
 
 
@@ -419,39 +439,68 @@ async def test_a_consumer_whose_commit_never_returns_gives_up_its_client(
     """After a broker restart an aiokafka client can wait on its group coordinator for
     good: its commit never returns, and the service never handles another record. Stood in
     for by a commit that never returns: the run must end (stalled) instead of waiting for
-    ever, and a fresh run (what the supervisor does) handles what came after."""
+    ever, and a fresh run handles what came after."""
     topic = f"t.wedged.{unique}"
     consumer, publisher, seen = await recording_consumer(
         stack, topic, f"g-{unique}", stall_seconds=2
     )
-    first = await run_consumer(consumer)
-    second: asyncio.Task[None] | None = None
-    try:
-        async with asyncio.timeout(30):
-            while consumer.client is None or not consumer.client.assignment():
-                await asyncio.sleep(0.1)
+    before, after = shift_event("datong", 1), shift_event("datong", 2)
 
-        async def never_returns(*args: object, **kwargs: object) -> None:
-            await asyncio.Event().wait()
+    async def never_returns(*args: object, **kwargs: object) -> None:
+        await asyncio.Event().wait()
 
-        consumer.client.commit = never_returns  # type: ignore[method-assign]
-        before, after = shift_event("datong", 1), shift_event("datong", 2)
+    async def commit_hangs(client: AIOKafkaConsumer) -> None:
+        client.commit = never_returns  # type: ignore[method-assign]
         await publisher.publish(topic, before)
         async with asyncio.timeout(30):
             while before.id not in seen:
                 await asyncio.sleep(0.1)
-        await publisher.publish(topic, after)
-        with pytest.raises(ConsumerStalled):
-            await asyncio.wait_for(first, 30)
-        second = await run_consumer(consumer)
-        async with asyncio.timeout(30):
+        await publisher.publish(topic, after)  # handled, then waits on the first commit
+
+    try:
+        await given_up_then_fresh(consumer, commit_hangs, lambda: after.id in seen)
+    finally:
+        await publisher.stop()
+
+
+async def test_a_consumer_given_up_while_the_broker_is_away_consumes_again_once_it_is_back(
+    own_broker: BrokerControl, unique: str
+) -> None:
+    """The wedge comes with a broker outage: the client is given up while the broker is
+    away, and closing it cannot finish. The supervisor's next run must not wait on that
+    close: it starts again, retrying, and consumes once the broker is back."""
+    stack = Stack(own_broker.bootstrap, "", "own")
+    topic = f"t.away.{unique}"
+    consumer, publisher, seen = await recording_consumer(
+        stack, topic, f"g-{unique}", stall_seconds=5
+    )
+    before, after, later = (shift_event("datong", n) for n in (1, 2, 3))
+
+    async def never_returns(*args: object, **kwargs: object) -> None:
+        await asyncio.Event().wait()
+
+    supervised = asyncio.create_task(supervise("consumer", consumer.run))
+    try:
+        async with asyncio.timeout(60):
+            while consumer.client is None or not consumer.client.assignment():
+                await asyncio.sleep(0.1)
+            consumer.client.commit = never_returns  # type: ignore[method-assign]
+            await publisher.publish(topic, before)
+            while before.id not in seen:
+                await asyncio.sleep(0.1)
+            await publisher.publish(topic, after)
             while after.id not in seen:
                 await asyncio.sleep(0.1)
+        own_broker.stop()  # the run now waits on the first commit: given up, broker away
+        await asyncio.sleep(10)
+        own_broker.start()
+        await publisher.publish(topic, later)
+        async with asyncio.timeout(90):
+            while later.id not in seen:
+                await asyncio.sleep(0.2)
     finally:
-        for task in (first, second):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        supervised.cancel()
+        await asyncio.gather(supervised, return_exceptions=True)
         await publisher.stop()
 
 
