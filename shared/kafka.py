@@ -61,8 +61,8 @@ async def retry_forever(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
 async def within(seconds: float, call: Awaitable[T]) -> T:
     """``call``'s result if it is done within ``seconds``; else it is cancelled, not waited
     for, and TimeoutError raised. ``asyncio.wait_for`` waits for the cancelled call to end,
-    which bounds nothing when the call swallows its cancellation: an aiokafka consumer
-    closing after its broker was away held a service's restart for good that way."""
+    which bounds nothing when the call swallows its cancellation, as aiokafka's closing
+    tasks can (aio-libs/aiokafka#983)."""
     task = asyncio.ensure_future(call)
     # An abandoned call's exception is nobody's news (it would be logged as never retrieved).
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
