@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run token console-link seed bench soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
+.PHONY: help setup run token console-link ops-account seed bench soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ token: $(READY) ## Mint a dev token: make token ARGS='--role staff --community d
 
 console-link: $(READY) ## Print a one-time console sign-in link: make console-link ARGS='--community datong'
 	@$(PY) -m doorstep_cli console-link $(ARGS)
+
+ops-account: $(READY) ## Make a phone an ops account (the first one): make ops-account ARGS='--phone 139... --name "Li"'
+	@$(PY) -m doorstep_cli ops-account $(ARGS)
 
 seed: $(READY) ## Seed the Datong demo community into a running `make run`
 	@$(PY) -m doorstep_cli seed $(ARGS)

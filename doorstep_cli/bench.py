@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -48,9 +49,10 @@ from shared.auth import Role, mint
 from shared.contracts.orders import Category, Grid, OrderFacts
 from shared.contracts.volunteers import Skill
 from shared.kafka import ensure_topics
+from shared.keys import SigningKey
 from shared.topics import ALL, DISPATCH_EVENTS
 
-SECRET = "bench-secret-bench-secret-bench-secret"
+KEY = SigningKey.generate()  # the bench is the issuer of its own tokens
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
 GROUPS = ("orders", "volunteers", "dispatch", "notify")
 console = Console(stderr=True)
@@ -95,10 +97,10 @@ class Bench:
     # --- the stack -----------------------------------------------------------------------
 
     async def seed(self, http: httpx.AsyncClient, communities: int, cadres: int) -> None:
-        ops = mint(SECRET, role=Role.ops, subject="bench-ops")
+        ops = mint(KEY, role=Role.ops, subject="bench-ops")
         for c in range(communities):
             cid = f"bench{c}-{uuid.uuid4().hex[:4]}"
-            staff = mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
+            staff = mint(KEY, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
             grids = [
                 {
                     "grid_id": f"g{i}",
@@ -134,7 +136,7 @@ class Bench:
             for v in range(cadres):
                 vid = f"vol_{cid}_{v}"
                 tok = mint(
-                    SECRET, role=Role.volunteer, subject=vid, community_id=cid, volunteer_id=vid
+                    KEY, role=Role.volunteer, subject=vid, community_id=cid, volunteer_id=vid
                 )
                 registration = {
                     "name": f"Cadre {v}",
@@ -203,7 +205,7 @@ class Bench:
 
     async def _act(self, http: aiohttp.ClientSession, order_id: str, vid: str, action: str) -> None:
         cid = self.community_of[order_id]
-        tok = mint(SECRET, role=Role.volunteer, subject=vid, community_id=cid, volunteer_id=vid)
+        tok = mint(KEY, role=Role.volunteer, subject=vid, community_id=cid, volunteer_id=vid)
         body = {"handoff_code": self.codes[order_id]} if action == "deliver" else None
         try:
             async with http.post(
@@ -220,7 +222,7 @@ class Bench:
     async def step(self, http: aiohttp.ClientSession, rate: float, seconds: float) -> Step:
         step = Step(rate, seconds)
         staff = {
-            cid: mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
+            cid: mint(KEY, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
             for cid in self.communities
         }
         tasks = []
@@ -274,9 +276,7 @@ class Bench:
 
         async def stream(client: httpx.AsyncClient, cid: str, home: str) -> None:
             nonlocal opened
-            tok = mint(
-                SECRET, role=Role.resident, subject=home, community_id=cid, household_id=home
-            )
+            tok = mint(KEY, role=Role.resident, subject=home, community_id=cid, household_id=home)
             url = f"{self.urls['notify']}/v1/inbox/stream"
             async with client.stream("GET", url, headers=auth(tok)) as response:
                 async for line in response.aiter_lines():
@@ -300,7 +300,7 @@ class Bench:
             async with httpx.AsyncClient(timeout=60) as http:
                 for i in range(orders):
                     cid, home = homes[(i * 7) % len(homes)]
-                    staff = mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
+                    staff = mint(KEY, role=Role.staff, subject=f"staff-{cid}", community_id=cid)
                     try:
                         r = await http.post(
                             f"{self.urls['orders']}/v1/orders",
@@ -393,12 +393,12 @@ class Bench:
         # the community as it now is, 10,000 orders and all.
         await asyncio.to_thread(self.restart, "orders")
         await asyncio.sleep(10)
-        staff = auth(mint(SECRET, role=Role.staff, subject=f"staff-{cid}", community_id=cid))
+        staff = auth(mint(KEY, role=Role.staff, subject=f"staff-{cid}", community_id=cid))
 
         def resident(i: int) -> dict[str, str]:
             home = homes[i % len(homes)]
             return auth(
-                mint(SECRET, role=Role.resident, subject=home, community_id=cid, household_id=home)
+                mint(KEY, role=Role.resident, subject=home, community_id=cid, household_id=home)
             )
 
         reads: dict[str, Callable[[int], Awaitable[httpx.Response]]] = {
@@ -632,13 +632,21 @@ def _busy(vid: str, facts: OrderFacts) -> Task:
 # --- the run --------------------------------------------------------------------------------
 
 
-def start_service(stack_dir: Path, name: str, port: int, kafka: str, mongo: str) -> Any:
+def start_service(
+    stack_dir: Path, name: str, port: int, kafka: str, mongo: str, identity_port: int = 0
+) -> Any:
+    identity_port = identity_port or int(os.environ["DOORSTEP_BENCH_IDENTITY_PORT"])
+    key_file = stack_dir / "issuer.pem"
+    if not key_file.exists():
+        KEY.save(key_file)
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "DOORSTEP_KAFKA_BOOTSTRAP": kafka,
         "DOORSTEP_MONGO_URL": mongo,
-        "DOORSTEP_JWT_SECRET": SECRET,
+        "DOORSTEP_JWKS_URL": f"http://127.0.0.1:{identity_port}/.well-known/jwks.json",
+        "DOORSTEP_SIGNING_KEYS": str(key_file),
+        "DOORSTEP_IDENTITY_SECRET": secrets.token_urlsafe(32),
         "DOORSTEP_STREAM_POLL_SECONDS": "0",  # one notify instance, as make run
         "DOORSTEP_PORT": str(port),
     }
@@ -670,9 +678,14 @@ def start_services(
     stack_dir: Path, kafka: str, mongo: str
 ) -> tuple[dict[str, str], dict[str, subprocess.Popen[bytes]]]:
     urls, procs = {}, {}
+    identity_port = localstack.free_port()  # the services learn the bench's key from it
+    os.environ["DOORSTEP_BENCH_IDENTITY_PORT"] = str(identity_port)  # for a restart
+    procs["identity"] = start_service(
+        stack_dir, "identity", identity_port, kafka, mongo, identity_port
+    )
     for name in SERVICES:
         port = localstack.free_port()
-        procs[name] = start_service(stack_dir, name, port, kafka, mongo)
+        procs[name] = start_service(stack_dir, name, port, kafka, mongo, identity_port)
         urls[name] = f"http://127.0.0.1:{port}"
     wait_ready(urls)
     return urls, procs

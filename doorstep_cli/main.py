@@ -19,9 +19,15 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-SERVICES = {"orders": 8001, "volunteers": 8002, "dispatch": 8003, "notify": 8004, "console": 8005}
-# Only for `make run` on a laptop; a deployment sets its own DOORSTEP_JWT_SECRET.
-DEV_JWT_SECRET = "doorstep-development-secret-do-not-deploy"
+SERVICES = {
+    "orders": 8001,
+    "volunteers": 8002,
+    "dispatch": 8003,
+    "notify": 8004,
+    "console": 8005,
+    "identity": 8006,
+}
+GATEWAY_PORT = 8009  # the development SMS gateway: prints sign-in codes
 
 
 @app.command()
@@ -58,21 +64,33 @@ def run(
     ferret = localstack.FerretNode(data_dir.resolve() / "ferretdb", port=mongo_port)
     kafka_cmd, ferret_cmd = kafka.prepare(), ferret.prepare()
 
+    from doorstep_cli import dev
+
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "DOORSTEP_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "DOORSTEP_MONGO_URL": ferret.url,
-        "DOORSTEP_JWT_SECRET": os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET),
+        # The issuer's key and secret: this machine's development ones unless set.
+        "DOORSTEP_SIGNING_KEYS": os.environ.get("DOORSTEP_SIGNING_KEYS") or str(dev.key_path()),
+        "DOORSTEP_IDENTITY_SECRET": os.environ.get("DOORSTEP_IDENTITY_SECRET")
+        or dev.identity_secret(),
+        "DOORSTEP_ENVIRONMENT": os.environ.get("DOORSTEP_ENVIRONMENT", "development"),
         # One notify instance here: nothing another stored to tail (a scan on SQLite).
         "DOORSTEP_STREAM_POLL_SECONDS": os.environ.get("DOORSTEP_STREAM_POLL_SECONDS", "0"),
     }
     manager = Manager(Printer(sys.stdout))
     manager.add_process("kafka", _shell(kafka_cmd), env=env)
     manager.add_process("ferretdb", _shell(ferret_cmd), env=env)
+    manager.add_process(
+        "sms", _shell([sys.executable, "-m", "doorstep_cli", "dev-gateway"]), env=env
+    )
     for service, port in SERVICES.items():
         cmd = _shell([sys.executable, "-m", f"services.{service}"])
-        manager.add_process(service, cmd, env={**env, "DOORSTEP_PORT": str(port)})
+        extra = {"DOORSTEP_PORT": str(port)}
+        if service == "identity" and "DOORSTEP_GATEWAY_URL" not in os.environ:
+            extra["DOORSTEP_GATEWAY_URL"] = f"http://127.0.0.1:{GATEWAY_PORT}/sms"
+        manager.add_process(service, cmd, env={**env, **extra})
     manager.add_process(
         "ready",
         _shell([sys.executable, "-m", "doorstep_cli", "wait-ready", "--since", str(started)]),
@@ -84,6 +102,8 @@ def run(
     console.print(
         "Console:   make console-link ARGS='--community datong'   (prints a one-time sign-in "
         "link to http://127.0.0.1:8005; --grid g3 for a grid worker)\n"
+        'Sign-in:   POST http://127.0.0.1:8006/auth/code {"phone"}: the code is printed '
+        "by `sms` below; make ops-account ARGS='--phone ... --name ...' for the first ops\n"
         "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "
         "--household ID, volunteer --volunteer ID, staff, ops)\n"
         "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
@@ -166,25 +186,29 @@ def token(
     subject: str | None = typer.Option(
         None, help="who; defaults to the role and what it is scoped to (distinct per household)"
     ),
+    grid: str | None = typer.Option(None, help="grid id (grid_worker)"),
     hours: int = typer.Option(12, min=1, max=24 * 30),
 ) -> None:
-    """Mint a development bearer token (signed with DOORSTEP_JWT_SECRET or the dev secret)."""
+    """Mint a development bearer token, signed with the issuer's key (the first of
+    DOORSTEP_SIGNING_KEYS, else this machine's development key that `make run` uses)."""
+    from doorstep_cli import dev
     from shared.auth import Role, mint
 
     try:
         the_role = Role(role)
     except ValueError:
         raise typer.BadParameter(f"role must be one of {[r.value for r in Role]}") from None
-    secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
     print(
         mint(
-            secret,
+            dev.signing_key(),
             role=the_role,
             # Distinct per scope: two development residents are two people.
-            subject=subject or ":".join(filter(None, (role, community, household, volunteer))),
+            subject=subject
+            or ":".join(filter(None, (role, community, household, volunteer, grid))),
             community_id=community,
             household_id=household,
             volunteer_id=volunteer,
+            grid_id=grid,
             ttl_seconds=hours * 3600,
         )
     )
@@ -198,13 +222,14 @@ def console_link(
     ops: bool = typer.Option(False, "--ops", help="ops: may open any community"),
     url: str = typer.Option("http://127.0.0.1:8005", envvar="DOORSTEP_CONSOLE_URL"),
 ) -> None:
-    """Print a one-time sign-in link to the console (good for 15 minutes)."""
-    from services.console.session import Person, sign_in_link
+    """Print a one-time sign-in link to the console (good for 15 minutes, once), signed
+    with the issuer's key: identity turns it into a session for the person named."""
+    from doorstep_cli import dev
+    from services.console.session import sign_in_link
 
     if ops and grid:
         raise typer.BadParameter("ops see whole communities: --ops or --grid, not both")
-    secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
-    print(sign_in_link(secret, url, Person(name, community, grid, ops)))
+    print(sign_in_link(dev.signing_key(), url, name, community, grid, ops))
 
 
 @app.command("seed")
@@ -216,14 +241,14 @@ def seed_demo(
     cadres: int = typer.Option(40, min=0, max=1000),
 ) -> None:
     """Seed a demo community like the article's into running services."""
+    from doorstep_cli import dev
     from doorstep_cli.seed import seed
 
-    secret = os.environ.get("DOORSTEP_JWT_SECRET", DEV_JWT_SECRET)
     started = time.monotonic()
     done = seed(
         orders_url,
         volunteers_url,
-        secret,
+        dev.signing_key(),
         community_id=community,
         households=households,
         cadres=cadres,
@@ -234,6 +259,70 @@ def seed_demo(
         f"in {time.monotonic() - started:.1f}s"
     )
     console.print(f"staff token: make token ARGS='--role staff --community {done.community_id}'")
+
+
+@app.command("ops-account")
+def ops_account(
+    phone: str = typer.Option(..., help="the phone ops sign in with"),
+    name: str = typer.Option(..., help="who (shown in the audit trail)"),
+    bootstrap: str = typer.Option("127.0.0.1:9092", envvar="DOORSTEP_KAFKA_BOOTSTRAP"),
+    remove: bool = typer.Option(False, "--remove", help="this phone is no longer ops"),
+) -> None:
+    """Make a phone an ops account (the first one; ops then name staff): a command to the
+    identity service, sent straight to the broker by whoever runs the stack."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from shared.contracts import identity as i
+    from shared.events import Event
+    from shared.kafka import EventPublisher
+    from shared.topics import IDENTITY_COMMANDS
+
+    account = i.phone_account(phone)
+    if account is None:
+        raise typer.BadParameter("not a phone number")
+    command = i.Learn(
+        command_id=uuid.uuid4().hex,
+        account=account,
+        actor="command line",
+        identity=i.Identity.of("ops", name=name),
+        present=not remove,
+        at=datetime.now(UTC),
+        source="make ops-account",
+    )
+
+    async def send() -> None:
+        publisher = EventPublisher(bootstrap, client_id="doorstep-cli")
+        await publisher.start()
+        try:
+            event = Event(id=command.command_id, source="/cli", community_id=account, data=command)
+            await publisher.publish(IDENTITY_COMMANDS, event)
+        finally:
+            await publisher.stop()
+
+    asyncio.run(send())
+    verb = "is no longer" if remove else "is now"
+    console.print(f"+{account} ({name}) {verb} ops: sign in with a code texted to it")
+
+
+@app.command()
+def keygen(path: Path = typer.Argument(..., help="where the new key goes (PEM, mode 600)")) -> None:
+    """Make an Ed25519 signing key for the identity service (rotation: see README)."""
+    from shared.keys import SigningKey
+
+    if path.exists():
+        raise typer.BadParameter(f"{path} exists: a key is never overwritten")
+    key = SigningKey.generate()
+    key.save(path)
+    console.print(f"{path}: kid {key.kid}")
+
+
+@app.command("dev-gateway", hidden=True)
+def dev_gateway(port: int = typer.Option(GATEWAY_PORT)) -> None:
+    """The development SMS gateway: prints what would be texted."""
+    from doorstep_cli import gateway
+
+    gateway.serve(port)
 
 
 def _shell(cmd: list[str]) -> str:

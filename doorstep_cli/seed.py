@@ -11,6 +11,7 @@ import httpx
 from rich.progress import Progress
 
 from shared.auth import Role, mint
+from shared.keys import SigningKey
 
 COMPOUNDS = ["Datong Garden", "Minzhu Road Estate", "Railway Housing", "Bayi Courtyard"]
 WORK_UNITS = [
@@ -88,7 +89,7 @@ def households_csv(count: int, rng: random.Random) -> str:
 def seed(
     orders_url: str,
     volunteers_url: str,
-    secret: str,
+    key: SigningKey,
     *,
     community_id: str = "datong",
     households: int = 1500,
@@ -97,8 +98,8 @@ def seed(
     random_seed: int = 7,
 ) -> Seeded:
     rng = random.Random(random_seed)
-    ops = mint(secret, role=Role.ops, subject="seed")
-    staff = mint(secret, role=Role.staff, subject="seed-staff", community_id=community_id)
+    ops = mint(key, role=Role.ops, subject="seed")
+    staff = mint(key, role=Role.staff, subject="seed-staff", community_id=community_id)
     with httpx.Client(timeout=120) as http, Progress() as progress:
         step = progress.add_task("community and grids", total=1)
         grids = [
@@ -135,7 +136,7 @@ def seed(
         for n in range(cadres):
             vid = f"vol_{community_id}_{n:02d}"
             token = mint(
-                secret,
+                key,
                 role=Role.volunteer,
                 subject=vid,
                 community_id=community_id,

@@ -20,7 +20,7 @@ from shared.commands import Outcome
 from shared.contracts.base import Payload
 
 AUDIT = "audit"
-SUBJECT = r"^(order|household|volunteer|campaign)/[A-Za-z0-9._:-]{1,100}$"
+SUBJECT = r"^(order|household|volunteer|campaign|account)/[A-Za-z0-9._:-]{1,100}$"
 # What a step of the trail shows besides its type: the fields that say what happened.
 DETAIL_FIELDS = (
     "status",
@@ -50,7 +50,11 @@ def subject_of(payload: Payload, outcome: Outcome | None = None) -> str | None:
         value = getattr(payload, name, None) or body.get(name)
         if isinstance(value, str):
             return f"{prefix}/{value}"
-    for name, prefix in (("household_id", "household"), ("campaign_id", "campaign")):
+    for name, prefix in (
+        ("household_id", "household"),
+        ("campaign_id", "campaign"),
+        ("account", "account"),
+    ):
         value = getattr(payload, name, None)
         if isinstance(value, str):
             return f"{prefix}/{value}"

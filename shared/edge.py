@@ -55,12 +55,12 @@ class Gate:
                     scope, receive, send, 401, "Unauthorized", "a bearer token is required"
                 )
                 return
-            secret = getattr(scope["app"].state, "jwt_secret", None)
-            if secret is None:  # still starting
+            keys = getattr(scope["app"].state, "keys", None)
+            if keys is None or not keys.loaded:  # still starting, or the issuer not heard yet
                 await refuse(scope, receive, send, 503, "Service unavailable", "starting up")
                 return
             try:
-                principal = decode(secret, token.strip())
+                principal = await decode(keys, token.strip())
             except Problem as exc:
                 await refuse(scope, receive, send, 401, "Unauthorized", exc.detail or exc.title)
                 return
@@ -97,7 +97,11 @@ async def refuse(
     scope: Scope, receive: Receive, send: Send, status: int, title: str, detail: str
 ) -> None:
     # The body is left unread: the connection closes rather than draining it.
-    headers = {"Connection": "close", **(CHALLENGE if status == 401 else {})}
+    headers = {
+        "Connection": "close",
+        **(CHALLENGE if status == 401 else {}),
+        **({"Retry-After": "2"} if status == 503 else {}),
+    }
     response = JSONResponse(
         problem_body(scope["path"], status, title, detail),
         status_code=status,

@@ -16,19 +16,20 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.contracts import campaigns, dispatch, orders, volunteers
+from shared.contracts import campaigns, dispatch, identity, orders, volunteers
 from shared.contracts.base import Payload
 
-EventPayload = Annotated[
-    Union[*orders.PAYLOADS, *campaigns.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS],  # type: ignore[valid-type]
-    Field(discriminator="type"),
-]
+PAYLOAD_TYPES = (
+    *orders.PAYLOADS,
+    *campaigns.PAYLOADS,
+    *volunteers.PAYLOADS,
+    *dispatch.PAYLOADS,
+    *identity.PAYLOADS,
+)
+EventPayload = Annotated[Union[*PAYLOAD_TYPES], Field(discriminator="type")]  # type: ignore[valid-type]
 _payload_adapter: TypeAdapter[Payload] = TypeAdapter(EventPayload)
 
-KNOWN_TYPES = frozenset(
-    p.model_fields["type"].default
-    for p in (*orders.PAYLOADS, *campaigns.PAYLOADS, *volunteers.PAYLOADS, *dispatch.PAYLOADS)
-)
+KNOWN_TYPES = frozenset(p.model_fields["type"].default for p in PAYLOAD_TYPES)
 
 
 def new_event_id() -> str:

@@ -163,7 +163,8 @@ def service_app(
     (``shared.edge``: credentials and body size, before any route reads the body).
 
     The lifespan must put a ``dict[str, ReadinessCheck]`` on ``app.state.readiness`` and
-    the JWT secret on ``app.state.jwt_secret``. ``body_limits``: path pattern -> bytes,
+    the public keys tokens are checked with on ``app.state.keys``
+    (``shared.keys.KeyRing``). ``body_limits``: path pattern -> bytes,
     for routes that take more (or less) than the default.
     """
     app = FastAPI(title=f"Doorstep {name}", description=description, lifespan=lifespan)

@@ -32,6 +32,7 @@ from shared.kafka import (
     ensure_topics,
     retry_forever,
 )
+from shared.keys import KeyRing
 from shared.log import get_logger
 from shared.owner import CommunityLog, Rules
 from shared.settings import ServiceSettings
@@ -45,7 +46,14 @@ SHUTDOWN_SECONDS = 5.0
 
 
 class ServiceRuntime:
-    def __init__(self, settings: ServiceSettings, service: str, database: str) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        service: str,
+        database: str,
+        *,
+        keys: KeyRing | None = None,
+    ) -> None:
         self.settings = settings
         self.service = service
         self.client: AsyncMongoClient[dict[str, Any]] = mongo.connect(settings.mongo_url, service)
@@ -56,6 +64,11 @@ class ServiceRuntime:
         self._loops: list[tuple[str, Loop]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.topics_ready = asyncio.Event()
+        # The public keys bearer tokens are checked with: the issuer's JWKS, kept fresh
+        # (the identity service passes its own keys instead).
+        self.keys = keys or KeyRing(settings.jwks_url)
+        if keys is None:
+            self.loop("keys", self.keys.keep_fresh)
 
     @property
     def readiness(self) -> dict[str, ReadinessCheck]:
@@ -67,7 +80,12 @@ class ServiceRuntime:
             if stopped:
                 raise RuntimeError(f"consumer not running: {', '.join(stopped)}")
 
-        return {"mongo": mongo_ping, "kafka": self.probe.check, "consumers": consuming}
+        return {
+            "mongo": mongo_ping,
+            "kafka": self.probe.check,
+            "consumers": consuming,
+            "keys": self.keys.check,
+        }
 
     def consume(
         self,

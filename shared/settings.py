@@ -23,8 +23,10 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         description="Kafka bootstrap servers, host:port[,host:port]", min_length=3
     )
-    jwt_secret: str = Field(
-        min_length=32, description="HS256 secret that signs and checks bearer tokens (32+ chars)"
+    jwks_url: str = Field(
+        default="http://127.0.0.1:8006/.well-known/jwks.json",
+        pattern=r"^https?://",
+        description="The identity service's public keys (JWKS): tokens are checked with them",
     )
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
     log_level: str = Field(
@@ -56,6 +58,8 @@ def load(settings_cls: type[S], service: str) -> S:
         prefix = settings_cls.model_config.get("env_prefix", "")
         lines = [
             f"{service}: configuration error: {prefix}{str(err['loc'][0]).upper()}: {err['msg']}"
+            if err["loc"]
+            else f"{service}: configuration error: {err['msg']}"  # a check across settings
             for err in exc.errors()
         ]
         print("\n".join(lines), file=sys.stderr)

@@ -1,6 +1,6 @@
 """Topic names: part of the contract between services.
 
-Every topic is keyed by community id and has the same partition count, so one
+Every topic but identity's is keyed by community id and has the same partition count, so one
 community's events stay ordered and land on the same partition number everywhere.
 """
 
@@ -10,6 +10,9 @@ VOLUNTEERS_COMMANDS = "volunteers.commands"
 VOLUNTEERS_EVENTS = "volunteers.events"
 DISPATCH_COMMANDS = "dispatch.commands"
 DISPATCH_EVENTS = "dispatch.events"
+# Keyed by account (a phone), not community: sign-in begins before a community is known.
+IDENTITY_COMMANDS = "identity.commands"
+IDENTITY_EVENTS = "identity.events"
 # Owners' answers to commands, for the instance whose HTTP request waits on one.
 OUTCOMES = "commands.outcomes"
 
@@ -20,6 +23,8 @@ ALL = (
     VOLUNTEERS_EVENTS,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
+    IDENTITY_COMMANDS,
+    IDENTITY_EVENTS,
     OUTCOMES,
 )
 

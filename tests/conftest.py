@@ -9,16 +9,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from shared.keys import SigningKey, jwks
 
 
 @dataclass(frozen=True)
@@ -124,3 +129,29 @@ async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, b
         return records
     finally:
         await consumer.stop()
+
+
+@contextmanager
+def jwks_served(*keys: SigningKey) -> Iterator[str]:
+    """A real HTTP server publishing ``keys`` as a JWKS (as identity does), for services
+    started in-process by a test: they fetch it as they would identity's."""
+    body = json.dumps(jwks(keys)).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 
 from services.console import pages
 from services.console.live import Changes
-from services.console.session import SignIns
+from services.console.session import Sessions
 from services.console.settings import ConsoleSettings
 from services.console.upstream import Refused, Unavailable, Upstream
 from shared.http import service_app
 from shared.kafka import KafkaProbe
+from shared.keys import KeyRing
 from shared.runtime import supervise
 
 SERVICE = "console"
@@ -29,29 +31,48 @@ DESCRIPTION = "The operations console: live board, hotline, queues, volunteers, 
 def create_app(settings: ConsoleSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstream = Upstream(settings.urls(), settings.jwt_secret)
+        upstream = Upstream(settings.urls())
         changes = Changes()
         probe = KafkaProbe(settings.kafka_bootstrap)
+        keys = KeyRing(settings.jwks_url)
+        sessions = Sessions(settings.identity_url, keys)
         app.state.upstream = upstream
         app.state.changes = changes
-        app.state.sign_ins = SignIns(settings.jwt_secret)
-        app.state.jwt_secret = settings.jwt_secret
+        app.state.sessions = sessions
         app.state.cookie_secure = settings.cookie_secure
-        app.state.readiness = {"services": upstream.ready, "kafka": probe.check}
-        tail = asyncio.create_task(
-            supervise("live-tail", lambda: changes.tail(settings.kafka_bootstrap))
-        )
+        app.state.readiness = {
+            "services": upstream.ready,
+            "kafka": probe.check,
+            "keys": keys.check,
+        }
+        tasks = [
+            asyncio.create_task(
+                supervise("live-tail", lambda: changes.tail(settings.kafka_bootstrap))
+            ),
+            asyncio.create_task(supervise("keys", keys.keep_fresh)),
+        ]
         try:
             yield
         finally:
-            tail.cancel()
-            await asyncio.gather(tail, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await upstream.close()
+            await sessions.close()
             await probe.close()
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(pages.router)
+
+    @app.middleware("http")
+    async def renew_cookies(request: Request, call_next: Any) -> Response:
+        """Tokens refreshed while answering go back to the browser with the answer."""
+        response: Response = await call_next(request)
+        renewed = getattr(request.state, "renewed", None)
+        if renewed is not None:
+            pages.set_tokens(request, response, renewed)
+        return response
 
     @app.exception_handler(pages.SignInNeeded)
     async def to_sign_in(request: Request, exc: Exception) -> Response:
@@ -59,27 +80,27 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
 
     @app.exception_handler(pages.NotYours)
     async def not_yours(request: Request, exc: Exception) -> HTMLResponse:
-        return error_page(request, "not_yours", 404)
+        return await error_page(request, "not_yours", 404)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Exception) -> HTMLResponse:
         assert isinstance(exc, Refused)
         status = 404 if exc.status in (403, 404) else exc.status
-        return error_page(request, exc.detail, status)
+        return await error_page(request, exc.detail, status)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Exception) -> HTMLResponse:
-        response = error_page(request, "unavailable", 503)
+        response = await error_page(request, "unavailable", 503)
         response.headers["Retry-After"] = "5"
         return response
 
     return app
 
 
-def error_page(request: Request, said: str, status: int) -> HTMLResponse:
+async def error_page(request: Request, said: str, status: int) -> HTMLResponse:
     try:
-        who = pages.person(request)
-    except pages.SignInNeeded:
+        who = await pages.person(request)
+    except (pages.SignInNeeded, Unavailable):
         who = None
     response = pages.page(request, "error.html", who, problem=said)
     response.status_code = status

@@ -97,9 +97,23 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "not_yours": ("不在您的网格", "Not in your grid"),
     "staff_only": ("仅社区工作人员", "Community staff only"),
     "signin_help": (
-        "请使用登录链接（运行 make console-link 获取）。",
-        "Open a sign-in link (make console-link prints one).",
+        "验证码发到社区登记的手机号。开发时也可用登录链接（make console-link）。",
+        "The code goes to the phone the community registered. In development, a sign-in link "
+        "works too (make console-link).",
     ),
+    "send_code": ("发送验证码", "Text me a code"),
+    "code": ("验证码", "Code"),
+    "code_sent": (
+        "如果这个号码已登记，验证码已发到这个手机，5分钟内有效。",
+        "If this number is registered, a code was texted to it; it works for 5 minutes.",
+    ),
+    "verify": ("登录", "Sign in"),
+    "choose_who": ("您以哪个身份登录？", "Who are you signing in as?"),
+    "not_office": (
+        "这个号码不是社区工作人员或网格员。",
+        "This number is not community staff or a grid worker.",
+    ),
+    "community_id": ("社区编号", "Community id"),
     "signin_refused": ("登录链接无效或已使用", "This sign-in link is invalid, expired or used"),
     "signed_in_as": ("当前用户", "Signed in as"),
     "whole_community": ("全社区", "whole community"),

@@ -24,12 +24,14 @@ from services.console import live
 from services.console.i18n import LANGUAGES, words
 from services.console.overview import OPEN, overview
 from services.console.session import (
-    COOKIE,
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
     SESSION_SECONDS,
+    IdentityAway,
     Person,
+    Sessions,
     SignInRefused,
-    session_person,
-    session_token,
+    Tokens,
 )
 from services.console.upstream import Queued, Refused, Unavailable, Upstream
 
@@ -59,14 +61,21 @@ class NotYours(Exception):
     """A grid worker asked for something outside their grid, or staff-only."""
 
 
-def person(request: Request) -> Person:
-    token = request.cookies.get(COOKIE)
-    if not token:
-        raise SignInNeeded
+async def person(request: Request) -> Person:
+    """Who is signed in (refreshing their access token at identity when it is due: the
+    new cookies go out with this response, see ``renew_cookies``)."""
+    sessions: Sessions = request.app.state.sessions
     try:
-        return session_person(request.app.state.jwt_secret, token)
+        who, renewed = await sessions.current(
+            request.cookies.get(ACCESS_COOKIE), request.cookies.get(REFRESH_COOKIE)
+        )
     except SignInRefused:
         raise SignInNeeded from None
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    if renewed is not None:
+        request.state.renewed = renewed
+    return who
 
 
 async def staff_only(who: Annotated[Person, Depends(person)]) -> Person:
@@ -147,27 +156,99 @@ async def act(to: str, action: Awaitable[Any], done: str = "done") -> RedirectRe
 
 @router.get("/signin")
 async def sign_in(
-    request: Request, t: Annotated[str | None, Query(max_length=2000)] = None
+    request: Request, t: Annotated[str | None, Query(max_length=4000)] = None
 ) -> Response:
+    """A one-time link's token (``t``) signs in at once; otherwise the phone form."""
     if t is None:
-        return page(request, "signin.html", None)
+        return page(request, "signin.html", None, step="phone")
+    sessions: Sessions = request.app.state.sessions
     try:
-        who = request.app.state.sign_ins.redeem(t)
+        tokens = await sessions.redeem_link(t)
+        await sessions.person(tokens)
     except SignInRefused:
-        return page(request, "signin.html", None, refused=True)
-    return signed_in(request, who)
+        return page(request, "signin.html", None, step="phone", refused=True)
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    return signed_in(request, tokens)
 
 
-def signed_in(request: Request, who: Person) -> Response:
+@router.post("/signin/code", dependencies=[Posted])
+async def sign_in_code(request: Request, phone: Annotated[str, Form(max_length=40)]) -> Response:
+    """The code goes to the phone by SMS (the same answer for a phone nobody knows)."""
+    sessions: Sessions = request.app.state.sessions
+    try:
+        await sessions.send_code(phone)
+    except SignInRefused as refused:
+        return page(request, "signin.html", None, step="phone", problem=str(refused))
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    return page(request, "signin.html", None, step="code", phone=phone)
+
+
+@router.post("/signin/verify", dependencies=[Posted])
+async def sign_in_verify(
+    request: Request,
+    phone: Annotated[str, Form(max_length=40)],
+    code: Annotated[str, Form(max_length=20)],
+    identity_id: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    sessions: Sessions = request.app.state.sessions
+    try:
+        answer = await sessions.verify(phone, code, identity_id)
+    except SignInRefused as refused:
+        return page(request, "signin.html", None, step="code", phone=phone, problem=str(refused))
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    office = [x for x in answer["identities"] if x["role"] in ("staff", "grid_worker", "ops")]
+    if answer.get("access_token") and answer["identity"]["role"] in ("staff", "grid_worker"):
+        return signed_in(request, Tokens(answer["access_token"], answer["refresh_token"]))
+    if not office:
+        await sessions.sign_out(answer["refresh_token"])
+        return page(request, "signin.html", None, step="phone", problem="not_office")
+    # More than one person (or ops, who open a community): choose, with the session kept.
+    response = page(request, "signin.html", None, step="choose", identities=office)
+    set_tokens(request, response, Tokens("", answer["refresh_token"]))
+    return response
+
+
+@router.post("/signin/choose", dependencies=[Posted])
+async def sign_in_choose(
+    request: Request,
+    identity_id: Annotated[str, Form(max_length=200)],
+    community: Annotated[str | None, Form(max_length=100, pattern=ID)] = None,
+) -> Response:
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not refresh:
+        raise SignInNeeded
+    if identity_id == "ops":  # ops act as staff of the community they name
+        identity_id = f"staff:{community or ''}"
+    sessions: Sessions = request.app.state.sessions
+    try:
+        tokens = await sessions.act_as(refresh, identity_id)
+        await sessions.person(tokens)
+    except SignInRefused as refused:
+        return page(request, "signin.html", None, step="phone", problem=str(refused))
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    return signed_in(request, tokens)
+
+
+def set_tokens(request: Request, response: Response, tokens: Tokens) -> None:
+    for name, value in ((ACCESS_COOKIE, tokens.access), (REFRESH_COOKIE, tokens.refresh)):
+        if value:
+            response.set_cookie(
+                name,
+                value,
+                max_age=SESSION_SECONDS,
+                httponly=True,
+                samesite="lax",
+                secure=request.app.state.cookie_secure,
+            )
+
+
+def signed_in(request: Request, tokens: Tokens) -> Response:
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        COOKIE,
-        session_token(request.app.state.jwt_secret, who),
-        max_age=SESSION_SECONDS,
-        httponly=True,
-        samesite="lax",
-        secure=request.app.state.cookie_secure,
-    )
+    set_tokens(request, response, tokens)
     return response
 
 
@@ -181,18 +262,36 @@ async def open_community(
     """Ops open any community (staff and grid workers stay in their own)."""
     if not who.ops:
         raise NotYours
-    opened = who.opening(c)
+    sessions: Sessions = request.app.state.sessions
+    refresh = getattr(request.state, "renewed", None) or Tokens(
+        "", request.cookies.get(REFRESH_COOKIE) or ""
+    )
+    try:  # identity makes ops staff of the community they open
+        tokens = await sessions.act_as(refresh.refresh, f"staff:{c}")
+        opened = await sessions.person(tokens)
+    except SignInRefused:
+        raise SignInNeeded from None
+    except IdentityAway as exc:
+        raise Unavailable("identity") from exc
+    request.state.renewed = None
     try:
         await services.get(opened, "orders", f"/v1/communities/{c}")
     except Refused:
-        return back("/", "no_such_community")
-    return signed_in(request, opened)
+        response = back("/", "no_such_community")
+    else:
+        response = RedirectResponse("/", status_code=303)
+    set_tokens(request, response, tokens)
+    return response
 
 
 @router.post("/signout", dependencies=[Posted])
-async def sign_out() -> Response:
+async def sign_out(request: Request) -> Response:
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if refresh:  # the session ends at identity too, not only in this browser
+        await request.app.state.sessions.sign_out(refresh)
     response = RedirectResponse("/signin", status_code=303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(ACCESS_COOKIE)
+    response.delete_cookie(REFRESH_COOKIE)
     return response
 
 
@@ -270,8 +369,8 @@ async def card(code: str, request: Request) -> Response:
     learns how to order for them: the hotline and the code to read out."""
     code = re.sub(r"[^A-Za-z0-9]", "", code)[:12].upper()
     try:
-        person(request)
-    except SignInNeeded:
+        await person(request)
+    except (SignInNeeded, Unavailable):
         return page(request, "card.html", None, code=code)
     return RedirectResponse(f"/hotline?{urlencode({'q': code})}", status_code=303)
 

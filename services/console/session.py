@@ -1,43 +1,58 @@
-"""Who is signed in to the console, and how they got there.
+"""Who is signed in to the console, and the tokens it calls the services with.
 
-A sign-in link carries a short-lived one-time token (``doorstep console-link`` prints one);
-following it sets an httpOnly cookie holding a console session. Neither is a bearer token
-the services accept (another issuer): the page never holds an API token. The console calls
-the services for the person with a token it mints per call, valid for a minute.
+The console signs nobody in itself and holds no key: the identity service does. A sign-in
+(a one-time link, ``make console-link``; or a phone and the code texted to it) gives an
+access token (15 minutes) and a refresh token, kept in two httpOnly, SameSite=Lax cookies;
+the browser's script never sees them. Each request reads who it is from the access token,
+checked with identity's published keys like every service checks it, and calls the
+services with that same token, so they enforce the person's role and grid themselves.
+An access token about to expire is refreshed at identity first (one refresh per token:
+requests racing with the same cookie share the answer, as a refresh token works once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import httpx
 import jwt
 
-from shared.auth import ALGORITHM, Role, mint
+from shared.auth import Principal, Role, decode, mint_link
+from shared.contracts.identity import Identity
+from shared.keys import KeyRing, SigningKey
+from shared.log import get_logger
+from shared.problem import Problem
 
-ISSUER = "doorstep-console"
-SIGN_IN = "sign-in"
-SESSION = "session"
-COOKIE = "doorstep_console"
-SESSION_SECONDS = 12 * 3600
-LINK_SECONDS = 15 * 60
-CALL_SECONDS = 60
+log = get_logger(__name__)
+
+ACCESS_COOKIE = "doorstep_access"
+REFRESH_COOKIE = "doorstep_refresh"
+SESSION_SECONDS = 12 * 3600  # how long the browser keeps the cookies
+EARLY = 60  # refresh an access token this long before it expires
+SHARED_FOR = 30.0  # seconds a refresh's answer is shared with requests that raced it
 
 
 class SignInRefused(Exception):
     pass
 
 
+class IdentityAway(Exception):
+    """The identity service did not answer (a refresh could not be made)."""
+
+
 @dataclass(frozen=True)
 class Person:
     """Staff of one community; a grid worker: staff scoped to one grid; or ops: staff of
-    whichever community they open (they may open any)."""
+    whichever community they open (they may open any). ``token``: what calls carry."""
 
     name: str
     community_id: str
     grid_id: str | None = None
     ops: bool = False
+    token: str = field(default="", repr=False, compare=False)
 
     @property
     def role(self) -> str:
@@ -49,83 +64,146 @@ class Person:
     def opening(self, community_id: str) -> Person:
         return replace(self, community_id=community_id)
 
-    def claims(self) -> dict[str, object]:
-        claims: dict[str, object] = {"sub": self.name, "community": self.community_id}
-        if self.grid_id:
-            claims["grid"] = self.grid_id
-        if self.ops:
-            claims["ops"] = True
-        return claims
 
-    def api_token(self, secret: str) -> str:
-        # The services know staff of a community; the grid is the console's to enforce.
-        # Ops act as staff of the community they opened: every page reads one community,
-        # and the audit trail names them as it names staff.
-        return mint(
-            secret,
-            role=Role.staff,
-            subject=f"console:{self.name}",
-            community_id=self.community_id,
-            ttl_seconds=CALL_SECONDS,
-        )
+def person_of(principal: Principal, token: str) -> Person:
+    if principal.role not in (Role.staff, Role.grid_worker) or principal.community_id is None:
+        raise SignInRefused("the console is for staff, grid workers and ops")
+    return Person(
+        principal.name or principal.subject,
+        principal.community_id,
+        principal.grid_id,
+        principal.ops,
+        token,
+    )
 
 
-def _sign(secret: str, person: Person, audience: str, seconds: int) -> str:
-    now = int(time.time())
-    claims = {
-        **person.claims(),
-        "iss": ISSUER,
-        "aud": audience,
-        "iat": now,
-        "exp": now + seconds,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+def link_identity(name: str, community_id: str, grid_id: str | None) -> dict[str, Any]:
+    if grid_id:
+        return Identity.of("grid_worker", community_id, grid_id, name=name).model_dump()
+    return Identity.of("staff", community_id, name=name).model_dump()
 
 
-def _read(secret: str, token: str, audience: str) -> tuple[Person, str, int]:
+def sign_in_link(
+    key: SigningKey,
+    base_url: str,
+    name: str,
+    community_id: str,
+    grid_id: str | None = None,
+    ops: bool = False,
+) -> str:
+    """A one-time link (15 minutes) for the person named; whoever holds the issuer's key
+    may make one (development; ops with the key in an emergency)."""
+    token = mint_link(key, link_identity(name, community_id, grid_id), ops=ops)
+    return f"{base_url.rstrip('/')}/signin?t={token}"
+
+
+def expires_soon(token: str) -> bool:
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            audience=audience,
-            options={"require": ["exp", "sub", "jti", "aud"]},
+        exp = int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return True
+    return exp - time.time() < EARLY
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+
+
+class Sessions:
+    """The console's side of sign-in: asks identity, checks what it gets back."""
+
+    def __init__(self, identity_url: str, keys: KeyRing) -> None:
+        self.url = identity_url.rstrip("/")
+        self.keys = keys
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=3.0))
+        self._refreshing: dict[str, asyncio.Future[Tokens]] = {}
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._client.post(f"{self.url}{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise IdentityAway(repr(exc)) from exc
+        if response.status_code >= 500:
+            raise IdentityAway(f"identity answered {response.status_code}")
+        answer: dict[str, Any] = response.json()
+        if response.status_code >= 400:
+            raise SignInRefused(answer.get("detail") or answer.get("title") or "refused")
+        return answer
+
+    async def _tokens(self, path: str, body: dict[str, Any]) -> Tokens:
+        answer = await self._ask(path, body)
+        if not answer.get("access_token"):
+            raise SignInRefused("choose who to act as")
+        return Tokens(answer["access_token"], answer["refresh_token"])
+
+    async def redeem_link(self, link: str) -> Tokens:
+        return await self._tokens("/auth/link", {"link": link})
+
+    async def send_code(self, phone: str) -> dict[str, Any]:
+        return await self._ask("/auth/code", {"phone": phone})
+
+    async def verify(self, phone: str, code: str, identity_id: str | None) -> dict[str, Any]:
+        body = {"phone": phone, "code": code}
+        if identity_id:
+            body["identity_id"] = identity_id
+        return await self._ask("/auth/verify", body)
+
+    async def act_as(self, refresh: str, identity_id: str) -> Tokens:
+        return await self._tokens(
+            "/auth/refresh", {"refresh_token": refresh, "identity_id": identity_id}
         )
-        person = Person(
-            claims["sub"], claims["community"], claims.get("grid"), claims.get("ops") is True
+
+    async def sign_out(self, refresh: str) -> None:
+        try:
+            await self._ask("/auth/sign-out", {"refresh_token": refresh})
+        except (SignInRefused, IdentityAway) as exc:  # gone already, or later by expiry
+            log.info("console.sign_out_not_confirmed", reason=str(exc))
+
+    async def refresh(self, refresh: str) -> Tokens:
+        """The next tokens; requests that race with the same refresh token share one."""
+        waiting = self._refreshing.get(refresh)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[Tokens] = asyncio.get_running_loop().create_future()
+        self._refreshing[refresh] = future
+        try:
+            tokens = await self._tokens("/auth/refresh", {"refresh_token": refresh})
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            del self._refreshing[refresh]
+            raise
+        future.set_result(tokens)
+        asyncio.get_running_loop().call_later(
+            SHARED_FOR, lambda: self._refreshing.pop(refresh, None)
         )
-    except (jwt.PyJWTError, KeyError) as exc:
-        raise SignInRefused(str(exc)) from exc
-    return person, claims["jti"], int(claims["exp"])
+        return tokens
 
+    async def current(
+        self, access: str | None, refresh: str | None
+    ) -> tuple[Person, Tokens | None]:
+        """Who the cookies say is signed in, and new tokens if they had to be refreshed."""
+        if access and not expires_soon(access):
+            try:
+                return person_of(await decode(self.keys, access), access), None
+            except Problem:
+                pass  # not valid (a key retired, tampered): the refresh token decides
+        if not refresh:
+            raise SignInRefused("not signed in")
+        tokens = await self.refresh(refresh)
+        try:
+            principal = await decode(self.keys, tokens.access)
+        except Problem as exc:
+            raise SignInRefused(str(exc)) from exc
+        return person_of(principal, tokens.access), tokens
 
-def sign_in_link(secret: str, base_url: str, person: Person) -> str:
-    return f"{base_url.rstrip('/')}/signin?t={_sign(secret, person, SIGN_IN, LINK_SECONDS)}"
-
-
-def session_token(secret: str, person: Person) -> str:
-    return _sign(secret, person, SESSION, SESSION_SECONDS)
-
-
-def session_person(secret: str, token: str) -> Person:
-    return _read(secret, token, SESSION)[0]
-
-
-class SignIns:
-    """Links are good once: the ids of those used are kept until they expire (one console
-    instance; behind several, pin sign-in to one or share this set)."""
-
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._used: dict[str, int] = {}
-
-    def redeem(self, token: str) -> Person:
-        person, jti, expires = _read(self._secret, token, SIGN_IN)
-        now = int(time.time())
-        self._used = {j: e for j, e in self._used.items() if e > now}
-        if jti in self._used:
-            raise SignInRefused("this sign-in link was used already")
-        self._used[jti] = expires
-        return person
+    async def person(self, tokens: Tokens) -> Person:
+        try:
+            return person_of(await decode(self.keys, tokens.access), tokens.access)
+        except Problem as exc:
+            raise SignInRefused(str(exc)) from exc

@@ -11,6 +11,9 @@ class ConsoleSettings(CommonSettings):
     volunteers_url: str = Field(default="http://127.0.0.1:8002", pattern=r"^https?://")
     dispatch_url: str = Field(default="http://127.0.0.1:8003", pattern=r"^https?://")
     notify_url: str = Field(default="http://127.0.0.1:8004", pattern=r"^https?://")
+    identity_url: str = Field(
+        default="http://127.0.0.1:8006", pattern=r"^https?://", description="Sign-in"
+    )
     cookie_secure: bool = Field(
         default=False, description="Send the session cookie over HTTPS only (set behind TLS)"
     )

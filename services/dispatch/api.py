@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from services.dispatch.views import open_tasks
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import CurrentPrincipal, Principal, Role, Staff, Volunteer, require
+from shared.auth import CurrentPrincipal, Office, Principal, Role, Volunteer, require
 from shared.commands import CommandSender, new_command_id
 from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
@@ -29,13 +29,16 @@ async def list_tasks(
     database: Db,
     community_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    require(principal, Role.volunteer, Role.staff, Role.ops)
+    require(principal, Role.volunteer, Role.staff, Role.grid_worker, Role.ops)
     community = principal.community_id if principal.role is not Role.ops else community_id
     if community is None:
         raise Problem(422, "Invalid request", "community_id is required", kind="validation")
     board = request.app.state.owner.state(community)
     mine = principal.volunteer_id if principal.role is Role.volunteer else None
-    return await open_tasks(board, database, community, mine)
+    found = await open_tasks(board, database, community, mine)
+    if principal.role is Role.grid_worker:  # their grid's tasks, and who is on duty there
+        found = {k: [x for x in v if principal.sees_grid(x["grid_id"])] for k, v in found.items()}
+    return found
 
 
 def volunteer(principal: Principal) -> tuple[str, str]:
@@ -76,8 +79,13 @@ async def pick_up(order_id: str, principal: CurrentPrincipal, commands: Commands
 
 
 @router.post("/tasks/{order_id}/offer-again", summary="Send a waiting order round again (staff)")
-async def offer_again(order_id: str, principal: Staff, commands: Commands) -> JSONResponse:
-    command = d.OfferAgain(command_id=new_command_id(), actor=principal.subject, order_id=order_id)
+async def offer_again(order_id: str, principal: Office, commands: Commands) -> JSONResponse:
+    command = d.OfferAgain(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        grid_id=principal.grid_id,
+    )
     return await send(commands, staff_community(principal), command)
 
 
@@ -89,13 +97,14 @@ class OfferToIn(StrictBody):
     "/tasks/{order_id}/offer-to", summary="Offer a waiting order to a chosen cadre (staff)"
 )
 async def offer_to(
-    order_id: str, body: OfferToIn, principal: Staff, commands: Commands
+    order_id: str, body: OfferToIn, principal: Office, commands: Commands
 ) -> JSONResponse:
     command = d.OfferTo(
         command_id=new_command_id(),
         actor=principal.subject,
         order_id=order_id,
         volunteer_id=body.volunteer_id,
+        grid_id=principal.grid_id,
     )
     return await send(commands, staff_community(principal), command)
 

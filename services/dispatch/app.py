@@ -33,7 +33,7 @@ def create_app(settings: DispatchSettings) -> FastAPI:
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
-            app.state.jwt_secret = settings.jwt_secret
+            app.state.keys = runtime.keys
             app.state.owner = owner
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, DISPATCH_COMMANDS, f"/{SERVICE}"

@@ -311,27 +311,32 @@ class Board(BaseModel):
 
     # --- staff ---------------------------------------------------------------------------
 
-    def _waiting(self, order_id: str) -> Task:
+    def _waiting(self, order_id: str, grid_id: str | None = None) -> Task:
         task = self.tasks.get(order_id)
-        if task is None:
+        if task is None or grid_id not in (None, task.order.grid_id):
             raise Rejection(404, "no such open order on the board")
         if task.state is not TaskState.waiting:
             raise Rejection(409, f"the order is {task.state}, not waiting")
         return task
 
-    def offer_again(self, order_id: str, now: datetime) -> list[Payload]:
+    def offer_again(
+        self, order_id: str, now: datetime, grid_id: str | None = None
+    ) -> list[Payload]:
         """Staff send a waiting order round again (after phoning the cadres, say): whoever
-        let it pass may be asked again, and it escalates again if nobody can take it."""
-        task = self._waiting(order_id)
+        let it pass may be asked again, and it escalates again if nobody can take it. A grid
+        worker (``grid_id``) may do so for their grid's orders only."""
+        task = self._waiting(order_id, grid_id)
         task.tried.clear()
         task.escalated = False
         self._sync(order_id)
         return self.match(now)
 
-    def offer_to(self, order_id: str, volunteer_id: str, now: datetime) -> list[Payload]:
+    def offer_to(
+        self, order_id: str, volunteer_id: str, now: datetime, grid_id: str | None = None
+    ) -> list[Payload]:
         """Staff give a waiting order to the cadre they chose: on duty, with room (grid and
         skills are staff's call); the cadre still accepts or declines."""
-        task = self._waiting(order_id)
+        task = self._waiting(order_id, grid_id)
         volunteer = self.volunteers.get(volunteer_id)
         if volunteer is None or volunteer.shift_grid_id is None:
             raise Rejection(409, "the volunteer is not on duty")

@@ -87,8 +87,10 @@ class DispatchRules:
             d.ReportFailure: command(
                 lambda b, p, t: b.fail(p.order_id, p.volunteer_id, p.reason, p.note, t)
             ),
-            d.OfferAgain: command(lambda b, p, t: b.offer_again(p.order_id, t)),
-            d.OfferTo: command(lambda b, p, t: b.offer_to(p.order_id, p.volunteer_id, t)),
+            d.OfferAgain: command(lambda b, p, t: b.offer_again(p.order_id, t, p.grid_id)),
+            d.OfferTo: command(
+                lambda b, p, t: b.offer_to(p.order_id, p.volunteer_id, t, p.grid_id)
+            ),
             d.EscalateLateOrder: fact(lambda b, p, t: b.escalate_late(p.order_id, t)),
             d.ExpireOffer: fact(lambda b, p, t: b.expire(p.order_id, p.volunteer_id, p.attempt, t)),
         }

@@ -198,7 +198,8 @@ async def stream(
 
 
 def staff(principal: Principal) -> str:
-    require(principal, Role.staff)
+    """Staff's community; a grid worker's too (they see their grid's entries only)."""
+    require(principal, Role.staff, Role.grid_worker)
     assert principal.community_id is not None
     return principal.community_id
 
@@ -217,7 +218,7 @@ async def call_list(
     grid_workers: dict[str, dict[str, str]] = latest["grids"] if latest else {}
     entries = []
     async for doc in database["call_list"].find({"community_id": community}).sort("created_at", 1):
-        if doc["_id"] in done and not include_done:
+        if (doc["_id"] in done and not include_done) or not principal.sees_grid(doc.get("grid_id")):
             continue
         entry = {
             **{k: v for k, v in doc.items() if k != "_id"},
@@ -241,7 +242,7 @@ async def call_list(
 async def call_done(entry_id: str, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
     community = staff(principal)
     entry = await mongo.find_in_community(database["call_list"], entry_id, community)
-    if entry is None:
+    if entry is None or not principal.sees_grid(entry.get("grid_id")):
         raise Problem(404, "Not found", "no such call-list entry")
     with contextlib.suppress(DuplicateKeyError):
         await database["call_done"].insert_one(

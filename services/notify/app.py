@@ -9,12 +9,12 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.notify import api, inbound
-from services.notify.gateway import WebhookGateway
 from services.notify.handlers import NotifyOwner
 from services.notify.inbound import KeypadReplies
 from services.notify.live import LiveFeed
 from services.notify.settings import NotifySettings
 from shared.commands import CommandSender, listen_for_outcomes
+from shared.gateway import WebhookGateway
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
 from shared.topics import DISPATCH_COMMANDS, DISPATCH_EVENTS, ORDERS_EVENTS, VOLUNTEERS_EVENTS
@@ -62,7 +62,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
-            app.state.jwt_secret = settings.jwt_secret
+            app.state.keys = runtime.keys
             app.state.feed = feed
             app.state.sms_secret = settings.sms_secret
             app.state.keypad = KeypadReplies(runtime.db, dispatch, owner)

@@ -15,13 +15,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notify import alarms
-from services.notify.gateway import DeliveryFailed, Gateway
 from services.notify.keypad import phone_key
 from services.notify.live import LiveFeed
 from services.notify.messages import Message, messages_for
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.events import Event
+from shared.gateway import DeliveryFailed, Gateway
 from shared.log import get_logger
 from shared.mongo import insert_once
 

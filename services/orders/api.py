@@ -27,9 +27,10 @@ from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
     CurrentPrincipal,
+    Office,
     Ops,
     Principal,
-    ResidentOrStaff,
+    ResidentOrOffice,
     Role,
     Staff,
     StaffOrOps,
@@ -118,7 +119,7 @@ async def community_or_404(
 async def get_community(
     community_id: str, principal: CurrentPrincipal, database: Db
 ) -> dict[str, Any]:
-    require(principal, Role.staff, Role.ops)
+    require(principal, Role.staff, Role.grid_worker, Role.ops)
     require_community(principal, community_id)
     doc = await community_or_404(database, community_id)
     doc["community_id"] = doc.pop("_id")
@@ -193,6 +194,17 @@ class HouseholdIn(StrictBody):
 def staff_of(principal: Principal, community_id: str) -> None:
     require(principal, Role.staff, Role.ops)
     require_community(principal, community_id)
+
+
+def office_of(principal: Principal, community_id: str) -> None:
+    """Staff (or ops) of the community, or one of its grid workers (who see their grid)."""
+    require(principal, Role.staff, Role.grid_worker, Role.ops)
+    require_community(principal, community_id)
+
+
+def as_staff(principal: Principal) -> str:
+    """The role a command names: a grid worker acts as staff, for their grid."""
+    return Role.staff.value if principal.role is Role.grid_worker else principal.role.value
 
 
 @router.post(
@@ -326,7 +338,7 @@ async def find_households(
     grid_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    staff_of(principal, community_id)
+    office_of(principal, community_id)
     query: dict[str, Any] = {"community_id": community_id}
     if card_code:
         code = domain.normalise_card_code(card_code)
@@ -344,6 +356,8 @@ async def find_households(
         query["phone"] = domain.normalise_phone(phone)
     if grid_id:
         query["grid_id"] = grid_id
+    if principal.role is Role.grid_worker:
+        query["grid_id"] = principal.grid_id if grid_id in (None, principal.grid_id) else "-"
     docs = await database["households"].find(query).limit(limit).to_list()
     return {"households": [household_view(d) for d in docs]}
 
@@ -422,8 +436,9 @@ async def get_household(
     visible = doc is not None and (
         (principal.role is Role.resident and principal.household_id == household_id)
         or (
-            principal.role in (Role.staff, Role.ops)
+            principal.role in (Role.staff, Role.grid_worker, Role.ops)
             and principal.may_see_community(doc["community_id"])
+            and principal.sees_grid(doc["grid_id"])
         )
     )
     if not visible:
@@ -470,8 +485,9 @@ def request_hash(body: BaseModel) -> str:
 )
 async def place_order(
     body: OrderIn,
-    principal: ResidentOrStaff,
+    principal: ResidentOrOffice,
     commands: Commands,
+    database: Db,
     idempotency_key: Annotated[
         str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")
     ] = None,
@@ -494,6 +510,10 @@ async def place_order(
             )
         household_id = body.household_id
         channel = body.channel or "staff_proxy"
+        if principal.role is Role.grid_worker:  # their grid's households only
+            household = await database["households"].find_one({"_id": household_id})
+            if household is None or not principal.sees_grid(household["grid_id"]):
+                raise Problem(404, "Not found", "no such household in your grid")
     assert household_id is not None and principal.community_id is not None
     # The household (in this community) and the Idempotency-Key are checked once, by the
     # owner: a read here would cost every order a round trip to answer what it decides.
@@ -505,7 +525,7 @@ async def place_order(
         category=body.category,
         items=body.items,
         channel=channel,
-        role=principal.role.value,
+        role=as_staff(principal),
         priority=body.priority,
         idempotency_key=idempotency_key,
         request_hash=digest,
@@ -517,13 +537,15 @@ async def visible_order(
     database: AsyncDatabase[dict[str, Any]], principal: Principal, order_id: str
 ) -> dict[str, Any]:
     """The order if this principal may see it; otherwise 404 (its existence is private)."""
-    require(principal, Role.resident, Role.staff, Role.ops)
+    require(principal, Role.resident, Role.staff, Role.grid_worker, Role.ops)
     doc = await database["orders"].find_one({"_id": order_id})
     if doc is None:
         raise Problem(404, "Not found", "no such order")
     if principal.role is Role.resident and doc["household_id"] != principal.household_id:
         raise Problem(404, "Not found", "no such order")
-    if not principal.may_see_community(doc["community_id"]):
+    if not (
+        principal.may_see_community(doc["community_id"]) and principal.sees_grid(doc["grid_id"])
+    ):
         raise Problem(404, "Not found", "no such order")
     return doc
 
@@ -544,11 +566,11 @@ async def list_orders(
     community_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    require(principal, Role.resident, Role.staff, Role.ops)
+    require(principal, Role.resident, Role.staff, Role.grid_worker, Role.ops)
     query: dict[str, Any] = {}
     if principal.role is Role.resident:
         query["household_id"] = principal.household_id
-    elif principal.role is Role.staff:
+    elif principal.role in (Role.staff, Role.grid_worker):
         query["community_id"] = principal.community_id
     elif community_id:
         query["community_id"] = community_id
@@ -556,6 +578,8 @@ async def list_orders(
         query["status"] = status
     if grid_id:
         query["grid_id"] = grid_id
+    if principal.role is Role.grid_worker:  # their own grid, whatever was asked
+        query["grid_id"] = principal.grid_id if grid_id in (None, principal.grid_id) else "-"
     book = request.app.state.owner.state(query["community_id"]) if "community_id" in query else None
     if book is not None:
         docs = newest_orders(book.newest_first(), query, limit)
@@ -575,18 +599,17 @@ class CancelIn(StrictBody):
 )
 async def cancel_order(
     order_id: str,
-    principal: ResidentOrStaff,
+    principal: ResidentOrOffice,
     commands: Commands,
     database: Db,
     body: CancelIn | None = None,
 ) -> JSONResponse:
     doc = await visible_order(database, principal, order_id)
-    require(principal, Role.resident, Role.staff)
     command = o.CancelOrder(
         command_id=new_command_id(),
         actor=principal.subject,
         order_id=order_id,
-        role=principal.role.value,
+        role=as_staff(principal),
         reason=body.reason if body else None,
     )
     return answer(await commands.send(doc["community_id"], command))
@@ -596,7 +619,7 @@ async def staff_order(
     database: AsyncDatabase[dict[str, Any]], principal: Principal, order_id: str
 ) -> dict[str, Any]:
     doc = await visible_order(database, principal, order_id)
-    require(principal, Role.staff)
+    require(principal, Role.staff, Role.grid_worker)
     return doc
 
 
@@ -632,7 +655,7 @@ class PriorityIn(StrictBody):
 
 @router.put("/orders/{order_id}/priority", tags=["orders"], summary="Override the priority (staff)")
 async def set_priority(
-    order_id: str, body: PriorityIn, principal: Staff, commands: Commands, database: Db
+    order_id: str, body: PriorityIn, principal: Office, commands: Commands, database: Db
 ) -> JSONResponse:
     doc = await staff_order(database, principal, order_id)
     command = o.SetPriority(

@@ -41,7 +41,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
-            app.state.jwt_secret = settings.jwt_secret
+            app.state.keys = runtime.keys
             app.state.owner = owner
             app.state.card_url = settings.card_url
             app.state.commands = CommandSender(

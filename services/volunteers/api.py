@@ -88,9 +88,9 @@ async def list_volunteers(
     on_duty: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> dict[str, Any]:
-    require(principal, Role.staff, Role.ops)
+    require(principal, Role.staff, Role.grid_worker, Role.ops)
     query: dict[str, Any] = {}
-    if principal.role is Role.staff:
+    if principal.role is not Role.ops:
         query["community_id"] = principal.community_id
     if status:
         query["status"] = status
@@ -167,5 +167,31 @@ async def check_out(
     doc = await visible(database, principal, volunteer_id)
     command = v.CheckOut(
         command_id=new_command_id(), actor=principal.subject, volunteer_id=volunteer_id
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+class RemovalIn(StrictBody):
+    reason: str = Field(default="", max_length=300, examples=["moved to another community"])
+
+
+@router.post(
+    "/volunteers/{volunteer_id}/remove",
+    summary="Remove a cadre (staff): their shift ends, no more offers, their sign-in ends",
+)
+async def remove(
+    volunteer_id: str,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    database: Db,
+    body: RemovalIn | None = None,
+) -> JSONResponse:
+    doc = await visible(database, principal, volunteer_id)
+    require(principal, Role.staff)
+    command = v.RemoveVolunteer(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        volunteer_id=volunteer_id,
+        reason=body.reason if body else "",
     )
     return answer(await commands.send(doc["community_id"], command))

@@ -77,7 +77,7 @@ def create_app(settings: VolunteersSettings) -> FastAPI:
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
-            app.state.jwt_secret = settings.jwt_secret
+            app.state.keys = runtime.keys
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, VOLUNTEERS_COMMANDS, f"/{SERVICE}"
             )

@@ -13,6 +13,7 @@ from services.volunteers.views import volunteer_view
 from shared.commands import Outcome
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
+from shared.contracts.base import Payload
 from shared.events import Event
 from shared.owner import Change, Decide, Decision, Documents, Rejection
 from shared.topics import VOLUNTEERS_EVENTS
@@ -94,6 +95,8 @@ def approve(state: Documents, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, v.ApproveVolunteer)
     doc = _volunteer(state, cmd.volunteer_id)
+    if doc["status"] == "removed":
+        raise Rejection(409, "this cadre was removed", "Removed")
     if doc["status"] == "approved":
         return Decision(outcome=Outcome.ok(volunteer_view(doc, now)))
     doc = state.put(VOLUNTEERS, {**doc, "status": "approved", "approved_at": now})
@@ -125,6 +128,33 @@ def check_out(state: Documents, event: Event, now: datetime) -> Decision:
     shift = doc.get("shift")
     if shift is None or (cmd.shift_id and shift["shift_id"] != cmd.shift_id):
         raise Rejection(409, "no shift to end", "Not on duty")
+    doc, ended = _end_shift(state, doc, cmd.reason, now)
+    return Decision([ended], Outcome.ok(volunteer_view(doc, now)))
+
+
+def remove(state: Documents, event: Event, now: datetime) -> Decision:
+    """Staff remove a cadre: a shift still open ends first (dispatch withdraws their
+    offers as at any check-out), then they are removed (identity ends their sign-in)."""
+    cmd = event.data
+    assert isinstance(cmd, v.RemoveVolunteer)
+    doc = _volunteer(state, cmd.volunteer_id)
+    if doc["status"] == "removed":
+        return Decision(outcome=Outcome.ok(volunteer_view(doc, now)))
+    events: list[Payload] = []
+    if doc.get("shift") is not None:
+        doc, ended = _end_shift(state, doc, "removed", now)
+        events.append(ended)
+    doc = state.put(VOLUNTEERS, {**doc, "status": "removed", "removed_at": now})
+    events.append(
+        v.VolunteerRemoved(volunteer_id=doc["_id"], phone=doc["phone"], reason=cmd.reason)
+    )
+    return Decision(events, Outcome.ok(volunteer_view(doc, now)))
+
+
+def _end_shift(
+    state: Documents, doc: dict[str, Any], reason: Any, now: datetime
+) -> tuple[dict[str, Any], v.ShiftEnded]:
+    shift = doc["shift"]
     worked = doc.get("worked_seconds", 0.0) + domain.worked_seconds(
         shift["started_at"], now, shift["until"]
     )
@@ -142,8 +172,8 @@ def check_out(state: Documents, event: Event, now: datetime) -> Decision:
             "shifts": doc.get("shifts", 0) + 1,
         },
     )
-    ended = v.ShiftEnded(volunteer_id=doc["_id"], shift_id=shift["shift_id"], reason=cmd.reason)
-    return Decision([ended], Outcome.ok(volunteer_view(doc, now)))
+    ended = v.ShiftEnded(volunteer_id=doc["_id"], shift_id=shift["shift_id"], reason=reason)
+    return doc, ended
 
 
 class VolunteersRules:
@@ -157,6 +187,7 @@ class VolunteersRules:
             v.ApproveVolunteer: approve,
             v.CheckIn: check_in,
             v.CheckOut: check_out,
+            v.RemoveVolunteer: remove,
             o.CommunityDefined: community_defined,
         }
 

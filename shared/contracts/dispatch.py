@@ -62,6 +62,7 @@ class OfferAgain(Payload):
     command_id: str
     actor: str
     order_id: str
+    grid_id: str | None = None  # a grid worker's: only an order of that grid
 
 
 class OfferTo(Payload):
@@ -72,6 +73,7 @@ class OfferTo(Payload):
     actor: str
     order_id: str
     volunteer_id: str
+    grid_id: str | None = None  # a grid worker's: only an order of that grid
 
 
 # --- events ---------------------------------------------------------------------------

@@ -44,7 +44,17 @@ class ShiftEnded(Payload):
     type: Literal["doorstep.shift.ended.v1"] = "doorstep.shift.ended.v1"
     volunteer_id: str
     shift_id: str
-    reason: Literal["checked_out", "expired"]
+    reason: Literal["checked_out", "expired", "removed"]
+
+
+class VolunteerRemoved(Payload):
+    """Staff removed a cadre: no more offers, and their sign-in ends at the next refresh
+    (their shift, if any, ended just before, as its own event)."""
+
+    type: Literal["doorstep.volunteer.removed.v1"] = "doorstep.volunteer.removed.v1"
+    volunteer_id: str
+    phone: str
+    reason: str = ""
 
 
 # --- commands (volunteers.commands) ------------------------------------------------------
@@ -83,6 +93,11 @@ class CheckOut(VolunteersCommand):
     shift_id: str | None = None  # for expiry: only that shift
 
 
-COMMANDS = (RegisterVolunteer, ApproveVolunteer, CheckIn, CheckOut)
-EVENTS = (VolunteerApproved, ShiftStarted, ShiftEnded)
+class RemoveVolunteer(VolunteersCommand):
+    type: Literal["doorstep.volunteer.remove.v1"] = "doorstep.volunteer.remove.v1"
+    reason: str = ""
+
+
+COMMANDS = (RegisterVolunteer, ApproveVolunteer, CheckIn, CheckOut, RemoveVolunteer)
+EVENTS = (VolunteerApproved, ShiftStarted, ShiftEnded, VolunteerRemoved)
 PAYLOADS = COMMANDS + EVENTS

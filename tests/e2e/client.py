@@ -17,7 +17,7 @@ import httpx
 from shared.auth import Role, mint
 from shared.topics import DISPATCH_EVENTS
 from tests.conftest import read_topic
-from tests.e2e.conftest import JWT_SECRET, Running
+from tests.e2e.conftest import SIGNING_KEY, Running
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def datong_rows() -> list[str]:
 
 def token(role: Role, community: str | None = None, **scope: str) -> str:
     return mint(
-        JWT_SECRET,
+        SIGNING_KEY,
         role=role,
         subject=f"{role}-{uuid.uuid4().hex[:6]}",
         community_id=community,

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from doorstep_cli.localstack import free_port
+from shared.keys import SigningKey
 from tests.conftest import Stack
 from tests.gateway import GatewayServer, running_gateway
 
@@ -25,8 +27,13 @@ if TYPE_CHECKING:
     from tests.e2e.client import Community
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("orders", "volunteers", "dispatch", "notify")
-JWT_SECRET = "e2e-secret-e2e-secret-e2e-secret-e2e"
+SERVICES = ("orders", "volunteers", "dispatch", "notify", "identity")
+# The tests hold the issuer's key, as a developer does (make token): they mint tokens
+# for any role; every service checks them with identity's published public key.
+SIGNING_KEY = SigningKey.generate()
+KEY_FILE = Path(tempfile.mkdtemp(prefix="doorstep-e2e-")) / "issuer.pem"
+SIGNING_KEY.save(KEY_FILE)
+IDENTITY_SECRET = "e2e-identity-secret-e2e-identity-secret"
 SMS_SECRET = "e2e-sms-secret-e2e-sms-secret-e2e-sms"
 OFFER_TIMEOUT = 8.0  # short for the lapse scenario; long enough for a loaded CI machine
 
@@ -69,7 +76,10 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "DOORSTEP_MONGO_URL": stack.mongo_url,
         "DOORSTEP_TOPIC_PARTITIONS": "4",
-        "DOORSTEP_JWT_SECRET": JWT_SECRET,
+        "DOORSTEP_SIGNING_KEYS": str(KEY_FILE),
+        "DOORSTEP_IDENTITY_SECRET": IDENTITY_SECRET,
+        "DOORSTEP_ENVIRONMENT": "development",
+        "DOORSTEP_CODES_PER_ADDRESS_HOUR": "100000",  # every test asks from 127.0.0.1
         "DOORSTEP_OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT),
         "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
         "DOORSTEP_SHIFT_CHECK_SECONDS": "1",
@@ -83,14 +93,17 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
 def start_services(stack: Stack, workdir: Path, env_extra: dict[str, str] | None = None) -> Running:
     run_id = uuid.uuid4().hex[:8]
     procs, urls, logs, databases, envs = {}, {}, {}, {}, {}
+    ports = {name: free_port() for name in SERVICES}
+    jwks = f"http://127.0.0.1:{ports['identity']}/.well-known/jwks.json"
     for name in SERVICES:
-        port = free_port()
+        port = ports[name]
         log = workdir / f"{name}.log"
         env = service_env(
             stack,
             run_id,
             DOORSTEP_PORT=str(port),
             DOORSTEP_MONGO_DATABASE=f"{name}_{run_id}",
+            DOORSTEP_JWKS_URL=jwks,
             **(env_extra or {}),
         )
         envs[name] = env

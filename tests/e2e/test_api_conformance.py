@@ -15,7 +15,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from shared.auth import Role
 from tests.e2e.client import Community, token
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import IDENTITY_SECRET, KEY_FILE, Running
 
 EXAMPLES = 12  # per operation and run; enough to reach each status an operation answers
 CHECKS = [
@@ -48,6 +48,7 @@ def tokens(services: Running) -> dict[str, str]:
             "resident": community.resident(home["household_id"]),
             "volunteer": community.volunteer_token(volunteer),
             "staff": community.staff,
+            "grid_worker": token(Role.grid_worker, "conformance", grid_id="g1"),
             "ops": token(Role.ops),
         }
 
@@ -58,8 +59,13 @@ def described(service: str) -> Any:
     module = importlib.import_module(f"services.{service}.app")
     settings_cls = importlib.import_module(f"services.{service}.settings")
     cls = getattr(settings_cls, f"{service.title()}Settings")
+    extra = (
+        {"signing_keys": str(KEY_FILE), "identity_secret": IDENTITY_SECRET}
+        if service == "identity"
+        else {}
+    )
     app = module.create_app(
-        cls(kafka_bootstrap="unused:9092", mongo_url="mongodb://unused/", jwt_secret="x" * 32)
+        cls(kafka_bootstrap="unused:9092", mongo_url="mongodb://unused/", **extra)
     )
     return schemathesis.openapi.from_dict(app.openapi())
 
@@ -116,3 +122,11 @@ def test_dispatch_answers_as_documented(
 @SETTINGS
 def test_notify_answers_as_documented(case: Any, services: Running, tokens: dict[str, str]) -> None:
     conforms(case, services.urls["notify"], tokens)
+
+
+@described("identity").parametrize()
+@SETTINGS
+def test_identity_answers_as_documented(
+    case: Any, services: Running, tokens: dict[str, str]
+) -> None:
+    conforms(case, services.urls["identity"], tokens)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from shared.auth import Role
+from shared.keys import SigningKey
 from tests.e2e.client import (
     HOUSEHOLD_BODY,
     VOLUNTEER_BODY,
@@ -17,6 +18,7 @@ from tests.e2e.client import (
     grids,
     token,
 )
+from tests.e2e.conftest import SIGNING_KEY
 
 ENDPOINTS = [
     ("POST", "orders", "/v1/communities"),
@@ -93,10 +95,11 @@ def test_no_role_gets_what_is_not_theirs(community: Community) -> None:
             "another-secret-another-secret-another",
             algorithm="HS256",
         ),
-        "expired": jwt.encode(
-            {"iss": "doorstep", "sub": "x", "role": "ops", "exp": 1},
-            "e2e-secret-e2e-secret-e2e-secret-e2e",
-            algorithm="HS256",
+        "expired": SIGNING_KEY.sign(
+            {"iss": "doorstep", "sub": "x", "role": "ops", "iat": 0, "exp": 1}
+        ),
+        "another key": SigningKey.generate().sign(
+            {"iss": "doorstep", "sub": "x", "role": "ops", "iat": 0, "exp": 4102444800}
         ),
         "other household": community.resident(other["household_id"]),
         "other volunteer": community.volunteer_token("vol_someone_else"),
@@ -122,7 +125,7 @@ def test_no_role_gets_what_is_not_theirs(community: Community) -> None:
             if (
                 (method, template) in own_scope_reads
                 and tok
-                and who not in ("garbage", "wrong secret", "expired")
+                and who not in ("garbage", "wrong secret", "expired", "another key")
             ):
                 if template == "/v1/inbox/stream":
                     continue
@@ -146,7 +149,12 @@ def test_no_role_gets_what_is_not_theirs(community: Community) -> None:
             response = community.http.request(
                 method, community.url(service, path), headers=headers, **kwargs
             )
-            unauthenticated = tok is None or who in ("garbage", "wrong secret", "expired")
+            unauthenticated = tok is None or who in (
+                "garbage",
+                "wrong secret",
+                "expired",
+                "another key",
+            )
             if response.status_code not in (401, 403, 404):
                 leaks.append((who, method, path, response.status_code))
             elif response.headers.get("content-type") != "application/problem+json":

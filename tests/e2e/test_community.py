@@ -87,12 +87,12 @@ def test_a_shift_past_its_end_checks_out_by_itself(community: Community) -> None
 
 def test_the_demo_seed_builds_a_community_people_can_use(community: Community) -> None:
     from doorstep_cli.seed import seed
-    from tests.e2e.conftest import JWT_SECRET
+    from tests.e2e.conftest import SIGNING_KEY
 
     done = seed(
         community.url("orders", ""),
         community.url("volunteers", ""),
-        JWT_SECRET,
+        SIGNING_KEY,
         community_id=community.community_id,
         households=70,
         cadres=6,

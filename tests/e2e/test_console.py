@@ -24,9 +24,9 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from doorstep_cli.localstack import browser, free_port
-from services.console.session import Person, sign_in_link
+from services.console.session import sign_in_link
 from tests.e2e.client import Community, datong_rows, eventually
-from tests.e2e.conftest import JWT_SECRET, Running, spawn, stop_services, wait_ready
+from tests.e2e.conftest import SIGNING_KEY, Running, spawn, stop_services, wait_ready
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
@@ -43,6 +43,7 @@ def console(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "DOORSTEP_VOLUNTEERS_URL": services.urls["volunteers"],
         "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
         "DOORSTEP_NOTIFY_URL": services.urls["notify"],
+        "DOORSTEP_IDENTITY_URL": services.urls["identity"],
     }
     env.pop("DOORSTEP_MONGO_DATABASE", None)
     proc = spawn("console", env, log)
@@ -108,7 +109,7 @@ def sign_in(
     grid: str | None = None,
     ops: bool = False,
 ) -> None:
-    driver.get(sign_in_link(JWT_SECRET, console, Person("Wang Fang", community, grid, ops)))
+    driver.get(sign_in_link(SIGNING_KEY, console, "Wang Fang", community, grid, ops))
     driver.add_cookie({"name": "lang", "value": "en"})
     driver.get(f"{console}/")
     assert driver.find_element(By.CSS_SELECTOR, "h1").text.startswith(f"Community {community}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shared.auth import Role, mint
 from tests.e2e.client import Community, eventually
-from tests.e2e.conftest import JWT_SECRET
+from tests.e2e.conftest import SIGNING_KEY
 
 
 def test_a_retried_request_returns_the_first_order_and_never_makes_a_second(
@@ -194,7 +194,7 @@ def test_an_idempotency_key_belongs_to_the_household_whatever_the_token_subject(
             "orders",
             "/v1/orders",
             mint(
-                JWT_SECRET,
+                SIGNING_KEY,
                 role=Role.resident,
                 subject="resident",
                 community_id=community.community_id,

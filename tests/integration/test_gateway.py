@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.notify.gateway import DeliveryFailed, WebhookGateway
+from shared.gateway import DeliveryFailed, WebhookGateway
 from tests.gateway import running_gateway
 
 MESSAGE = {

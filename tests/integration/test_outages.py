@@ -29,38 +29,43 @@ from shared.commands import (
 from shared.contracts import orders as o
 from shared.http import service_app
 from shared.kafka import EventPublisher, ensure_topics
+from shared.keys import KeyRing, SigningKey
 from shared.topics import ALL, OUTCOMES
-from tests.conftest import Stack
+from tests.conftest import Stack, jwks_served
 
-SECRET = "test-secret-test-secret-test-secret"
+KEY = SigningKey.generate()
 
 
 async def test_a_request_while_the_database_is_away_answers_503_with_retry_after(
     stack: Stack,
 ) -> None:
     nobody = f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=500"
-    app = orders_app(
-        OrdersSettings(
-            kafka_bootstrap=stack.kafka_bootstrap,
-            mongo_url=nobody,
-            jwt_secret=SECRET,
-            mongo_database="o",
-            topic_partitions=4,  # as the session's other tests create them
+    staff = mint(KEY, role=Role.staff, subject="s", community_id="datong")
+    with jwks_served(KEY) as jwks_url:
+        app = orders_app(
+            OrdersSettings(
+                kafka_bootstrap=stack.kafka_bootstrap,
+                mongo_url=nobody,
+                jwks_url=jwks_url,
+                mongo_database="o",
+                topic_partitions=4,  # as the session's other tests create them
+            )
         )
-    )
-    staff = mint(SECRET, role=Role.staff, subject="s", community_id="datong")
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://svc"
-        ) as client,
-    ):
-        response = await client.get(
-            "/v1/orders/ord_1", headers={"Authorization": f"Bearer {staff}"}
-        )
-        assert response.status_code == 503, response.text
-        assert response.headers["Retry-After"] == "5"
-        assert response.headers["content-type"] == "application/problem+json"
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+                base_url="http://svc",
+            ) as client,
+        ):
+            while not app.state.keys.loaded:  # learnt from the issuer's JWKS, as in production
+                await asyncio.sleep(0.05)
+            response = await client.get(
+                "/v1/orders/ord_1", headers={"Authorization": f"Bearer {staff}"}
+            )
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"] == "5"
+            assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_an_outcome_decided_on_another_instance_reaches_the_waiting_request(
@@ -98,7 +103,7 @@ async def test_a_queued_command_is_looked_up_by_its_sender_only(stack: Stack, un
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.jwt_secret = SECRET
+        app.state.keys = KeyRing.of(KEY)
         app.state.runtime = SimpleNamespace(db=db)
         yield
 
@@ -112,8 +117,8 @@ async def test_a_queued_command_is_looked_up_by_its_sender_only(stack: Stack, un
     try:
         queued = await sender.send("datong", command)
         assert queued.status == 202
-        mine = mint(SECRET, role=Role.staff, subject="staff-a", community_id="datong")
-        theirs = mint(SECRET, role=Role.staff, subject="staff-b", community_id="datong")
+        mine = mint(KEY, role=Role.staff, subject="staff-a", community_id="datong")
+        theirs = mint(KEY, role=Role.staff, subject="staff-b", community_id="datong")
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 
 import httpx
 from fastapi import FastAPI
@@ -17,7 +17,8 @@ from services.orders.app import create_app as orders_app
 from services.orders.settings import OrdersSettings
 from services.volunteers.app import create_app as volunteers_app
 from services.volunteers.settings import VolunteersSettings
-from tests.conftest import BrokerControl, Stack
+from shared.keys import SigningKey
+from tests.conftest import BrokerControl, Stack, jwks_served
 
 
 async def wait_for_status(
@@ -36,11 +37,13 @@ async def wait_for_status(
 async def test_readyz_answers_503_while_the_broker_is_down_and_200_when_it_is_back(
     stack: Stack, own_broker: BrokerControl, unique: str
 ) -> None:
+    stack_keys = ExitStack()
     own_broker.stop()  # down before the services start: they must start anyway
+    jwks_url = stack_keys.enter_context(jwks_served(SigningKey.generate()))
     common = {
         "kafka_bootstrap": own_broker.bootstrap,
         "mongo_url": stack.mongo_url,
-        "jwt_secret": "test-secret-test-secret-test-secret",
+        "jwks_url": jwks_url,
     }
     apps: dict[str, FastAPI] = {
         "orders": orders_app(OrdersSettings(**common, mongo_database=f"o_{unique}")),
@@ -49,6 +52,7 @@ async def test_readyz_answers_503_while_the_broker_is_down_and_200_when_it_is_ba
         "notify": notify_app(NotifySettings(**common, mongo_database=f"n_{unique}")),
     }
     async with AsyncExitStack() as es:
+        es.push(stack_keys.__exit__)
         clients = {}
         for name, app in apps.items():
             await es.enter_async_context(app.router.lifespan_context(app))

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from services.dispatch.settings import DispatchSettings
+from services.identity.settings import IdentitySettings
 from services.notify.settings import NotifySettings
 from services.orders.settings import OrdersSettings
 from services.volunteers.settings import VolunteersSettings
@@ -19,6 +20,7 @@ SETTINGS = {
     "volunteers": VolunteersSettings,
     "dispatch": DispatchSettings,
     "notify": NotifySettings,
+    "identity": IdentitySettings,
 }
 
 

@@ -8,18 +8,12 @@ import jwt
 import pytest
 
 from services.console.overview import overview
-from services.console.session import (
-    Person,
-    SignInRefused,
-    SignIns,
-    session_person,
-    session_token,
-    sign_in_link,
-)
-from shared.auth import Role, decode
+from services.console.session import Person, SignInRefused, person_of, sign_in_link
+from shared.auth import LINK_AUDIENCE, Role, decode, mint, verified_claims
+from shared.keys import KeyRing, SigningKey
 from shared.problem import Problem
 
-SECRET = "console-test-secret-console-test-secret"
+KEY = SigningKey.generate()
 NOW = datetime(2022, 5, 28, 10, 0, tzinfo=UTC)
 COMMUNITY = {
     "grids": [
@@ -33,44 +27,29 @@ def token_of(link: str) -> str:
     return link.split("?t=", 1)[1]
 
 
-def test_a_sign_in_link_works_once_and_its_session_is_no_api_token() -> None:
-    signs = SignIns(SECRET)
-    link = sign_in_link(SECRET, "http://console", Person("Wang Fang", "datong", "g3"))
-    person = signs.redeem(token_of(link))
-    assert person == Person("Wang Fang", "datong", "g3") and person.role == "grid_worker"
-    with pytest.raises(SignInRefused, match="used already"):
-        signs.redeem(token_of(link))
-    session = session_token(SECRET, person)
-    assert session_person(SECRET, session) == person
-    with pytest.raises(SignInRefused):  # a session is not a sign-in link
-        signs.redeem(session)
-    with pytest.raises(Problem):  # nor a bearer token any service accepts
-        decode(SECRET, session)
-    forged = jwt.encode({"sub": "x", "community": "datong"}, "another-secret" * 3, "HS256")
+async def test_a_sign_in_link_names_the_person_and_is_no_access_token() -> None:
+    link = sign_in_link(KEY, "http://console", "Wang Fang", "datong", "g3")
+    claims = await verified_claims(KeyRing.of(KEY), token_of(link), audience=LINK_AUDIENCE)
+    assert claims["identity"]["identity_id"] == "grid_worker:datong:g3"
+    assert claims["identity"]["name"] == "Wang Fang" and claims["ops"] is False
+    with pytest.raises(Problem):  # no service takes a link for a bearer token
+        await decode(KeyRing.of(KEY), token_of(link))
+    with pytest.raises(Problem):  # nor one signed by a key identity does not publish
+        await decode(KeyRing.of(KEY), mint(SigningKey.generate(), role=Role.ops, subject="x"))
+    forged = jwt.encode({"iss": "doorstep", "sub": "x", "role": "ops", "exp": 4102444800}, "s" * 40)
+    with pytest.raises(Problem):  # nor one signed with a shared secret
+        await decode(KeyRing.of(KEY), forged)
+
+
+async def test_the_console_is_for_staff_grid_workers_and_ops_as_staff() -> None:
+    keys = KeyRing.of(KEY)
+    grid = mint(KEY, role=Role.grid_worker, subject="p", community_id="datong", grid_id="g3")
+    who = person_of(await decode(keys, grid), grid)
+    assert who.role == "grid_worker" and who.sees_grid("g3") and not who.sees_grid("g1")
+    assert who.token == grid  # the services are called with the person's own token
+    resident = mint(KEY, role=Role.resident, subject="r", community_id="datong", household_id="h")
     with pytest.raises(SignInRefused):
-        session_person(SECRET, forged)
-
-
-def test_ops_keep_their_role_through_the_session_and_act_as_staff_of_what_they_open() -> None:
-    ops = SignIns(SECRET).redeem(
-        token_of(sign_in_link(SECRET, "http://console", Person("Li Ops", "datong", ops=True)))
-    )
-    assert ops.role == "ops" and session_person(SECRET, session_token(SECRET, ops)) == ops
-    opened = ops.opening("anting")
-    assert opened.ops and opened.community_id == "anting"
-    principal = decode(SECRET, opened.api_token(SECRET))
-    assert principal.role is Role.staff and principal.community_id == "anting"
-    staff = session_person(SECRET, session_token(SECRET, Person("Wang Fang", "datong")))
-    assert not staff.ops  # a session without the claim is never ops
-
-
-def test_the_api_token_minted_per_call_is_staff_of_the_community_for_a_minute() -> None:
-    principal = decode(SECRET, Person("Wang Fang", "datong", "g3").api_token(SECRET))
-    assert principal.community_id == "datong" and principal.subject == "console:Wang Fang"
-    claims = jwt.decode(
-        Person("a", "datong").api_token(SECRET), SECRET, ["HS256"], issuer="doorstep"
-    )
-    assert claims["exp"] - claims["iat"] == 60
+        person_of(await decode(keys, resident), resident)
 
 
 def test_the_board_counts_each_grids_orders_tasks_and_cadres() -> None:

@@ -11,14 +11,15 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from shared.auth import CurrentPrincipal, Role, mint
 from shared.http import CORRELATION_HEADER, service_app
+from shared.keys import KeyRing, SigningKey
 
-SECRET = "s" * 32
+KEY = SigningKey.generate()
 
 
 def app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.jwt_secret = SECRET
+        app.state.keys = KeyRing.of(KEY)
         yield
 
     application = service_app("test", lifespan, body_limits={r"/big$": 1000})
@@ -43,7 +44,7 @@ def app() -> FastAPI:
 
 
 def bearer() -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(SECRET, role=Role.ops, subject='ops-1')}"}
+    return {"Authorization": f"Bearer {mint(KEY, role=Role.ops, subject='ops-1')}"}
 
 
 def test_a_500_carries_the_correlation_id_its_log_line_has() -> None:

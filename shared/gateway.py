@@ -1,5 +1,5 @@
-"""The outbound channel: a small interface and its one real implementation, an HTTP
-webhook to the SMS/push gateway, with retries."""
+"""The outbound channel (notify's texts, identity's sign-in codes): a small interface and
+its one real implementation, an HTTP webhook to the SMS/push gateway, with retries."""
 
 from __future__ import annotations
 

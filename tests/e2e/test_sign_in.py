@@ -1,0 +1,230 @@
+"""Sign-in for everyone, against the services as real processes: a phone, the code the
+SMS gateway received, tokens each role uses where it may (and is refused where not)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import uuid
+from typing import Any
+
+import httpx
+
+from shared.auth import Role
+from shared.contracts.identity import phone_account
+from tests.e2e.client import Community, auth, eventually, grids, token
+from tests.e2e.conftest import Running, restart
+from tests.gateway import GatewayServer
+
+
+def new_phone() -> str:
+    return f"139{uuid.uuid4().int % 10**8:08d}"
+
+
+def codes_for(gateway: GatewayServer, phone: str) -> list[str]:
+    to = f"phone:+{phone_account(phone)}"
+    with gateway.lock:
+        texts = [b["body"] for _, b in gateway.received if b.get("recipient") == to]
+    return [m.group(1) for t in texts if (m := re.search(r"(\d{6})", t))]
+
+
+def known(community: Community, phone: str, role: str) -> None:
+    """Wait until identity learnt what this phone is (from the other services' events,
+    a moment after they happened): a sign-in before that is, rightly, nobody's."""
+    from pymongo import MongoClient
+
+    env = community.env
+    with MongoClient(env.stack.mongo_url) as client:
+        accounts = client[env.databases["identity"]]["accounts"]
+
+        def learnt() -> bool:
+            doc = accounts.find_one({"_id": phone_account(phone)}) or {}
+            return any(x["role"] == role and x["present"] for x in doc.get("identities", []))
+
+        eventually(learnt, what=f"identity to know the {role}'s phone")
+
+
+def ask_code(community: Community, gateway: GatewayServer, phone: str) -> str:
+    before = len(codes_for(gateway, phone))
+    answer = community.http.post(community.url("identity", "/auth/code"), json={"phone": phone})
+    assert answer.status_code == 202, answer.text
+    return eventually(
+        lambda: codes_for(gateway, phone)[before:] and codes_for(gateway, phone)[-1],
+        what="the code at the SMS gateway",
+    )
+
+
+def verify(community: Community, phone: str, code: str, **extra: Any) -> httpx.Response:
+    return community.http.post(
+        community.url("identity", "/auth/verify"), json={"phone": phone, "code": code, **extra}
+    )
+
+
+def sign_in(community: Community, gateway: GatewayServer, phone: str) -> dict[str, Any]:
+    answer = verify(community, phone, ask_code(community, gateway, phone))
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def refresh(community: Community, tokens: dict[str, Any], **extra: Any) -> httpx.Response:
+    return community.http.post(
+        community.url("identity", "/auth/refresh"),
+        json={"refresh_token": tokens["refresh_token"], **extra},
+    )
+
+
+def test_a_resident_signs_in_with_the_texted_code_and_orders_for_their_own_home(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    phone = new_phone()
+    home = community.import_households([f"Datong Garden,2,1,301,g1,{phone},"])["imported"][0]
+    other = community.household("g1")
+    known(community, phone, "resident")
+    tokens = sign_in(community, gateway, phone)
+    assert tokens["identity"]["role"] == "resident" and tokens["expires_in"] <= 15 * 60
+    mine = tokens["access_token"]
+    placed = community.ok(
+        "POST", "orders", "/v1/orders", mine, json={"category": "groceries", "items": "rice"}
+    )
+    assert placed["household_id"] == home["household_id"]
+    path = f"/v1/households/{other['household_id']}"
+    assert community.call("GET", "orders", path, mine).status_code == 404
+    assert community.call("GET", "volunteers", "/v1/volunteers", mine).status_code == 403
+
+
+def test_codes_fail_as_they_should_and_an_unknown_phone_is_answered_the_same(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    phone = new_phone()
+    community.import_households([f"Datong Garden,3,1,302,g1,{phone},"])
+    nobody = new_phone()
+    url = community.url("identity", "/auth/code")
+    known(community, phone, "resident")
+    code = ask_code(community, gateway, phone)
+    unknown = community.http.post(url, json={"phone": nobody})
+    registered = community.http.post(url, json={"phone": phone})
+    assert unknown.status_code == registered.status_code == 202
+    assert unknown.json() == registered.json()
+    code = eventually(
+        lambda: codes_for(gateway, phone)[-1:] != [code] and codes_for(gateway, phone)[-1],
+        what="a new code",
+    )
+    assert codes_for(gateway, nobody) == []  # nothing is texted to a phone nobody knows
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    tries = [verify(community, phone, wrong) for _ in range(5)]
+    assert [t.status_code for t in tries] == [401] * 5
+    assert verify(community, phone, code).status_code == 401  # the sixth try: ended
+    # A few codes per phone an hour, then 429 with when to try again.
+    answers = [community.http.post(url, json={"phone": phone}) for _ in range(5)]
+    refused = answers[-1]
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert community.http.post(url, json={"phone": "not a phone"}).status_code == 422
+
+
+def test_a_refresh_token_works_once_sign_out_ends_sessions_and_a_removed_cadre_is_out(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    phone = new_phone()
+    vid = community.volunteer("g1", phone=phone, check_in=False)
+    known(community, phone, "volunteer")
+    first = sign_in(community, gateway, phone)
+    assert first["identity"]["identity_id"] == f"volunteer:{community.community_id}:{vid}"
+    assert community.call("GET", "dispatch", "/v1/tasks", first["access_token"]).status_code == 200
+    second = refresh(community, first)
+    assert second.status_code == 200
+    assert refresh(community, first).status_code == 401  # used twice: the session ends
+    assert refresh(community, second.json()).status_code == 401
+    # Sign-out ends this session; sign-out-everywhere all of the phone's.
+    a, b = sign_in(community, gateway, phone), sign_in(community, gateway, phone)
+    out = community.http.post(
+        community.url("identity", "/auth/sign-out"), json={"refresh_token": a["refresh_token"]}
+    )
+    assert out.status_code == 200 and refresh(community, a).status_code == 401
+    everywhere = community.call("POST", "identity", "/v1/sign-out-everywhere", b["access_token"])
+    assert everywhere.status_code == 200 and refresh(community, b).status_code == 401
+    # A cadre removed by staff: their next refresh is refused.
+    c = sign_in(community, gateway, phone)
+    community.ok("POST", "volunteers", f"/v1/volunteers/{vid}/remove", community.staff)
+    eventually(
+        lambda: refresh(community, c).status_code == 401, what="the removal to reach identity"
+    )
+
+
+def test_a_grid_worker_signs_in_and_the_services_keep_them_to_their_grid(
+    community: Community, gateway: GatewayServer
+) -> None:
+    phone = new_phone()
+    defined = grids()
+    defined[2]["grid_worker_phone"] = phone  # g3's grid worker
+    body = {"community_id": community.community_id, "name": "C", "grids": defined, "policy": {}}
+    community.ok("POST", "orders", "/v1/communities", token(Role.ops), json=body)
+    mine, theirs = community.household("g3"), community.household("g1")
+    staff_order = {"category": "groceries", "items": "rice"}
+    elsewhere = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.staff,
+        json={**staff_order, "household_id": theirs["household_id"]},
+    )
+    known(community, phone, "grid_worker")
+    tokens = sign_in(community, gateway, phone)
+    grid = tokens["access_token"]
+    assert tokens["identity"]["role"] == "grid_worker"
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        grid,
+        json={**staff_order, "household_id": mine["household_id"]},
+    )
+    listed = community.ok("GET", "orders", "/v1/orders", grid)["orders"]
+    assert {o["grid_id"] for o in listed} == {"g3"} and placed["order_id"] in {
+        o["order_id"] for o in listed
+    }
+    outside = f"/v1/orders/{elsewhere['order_id']}"
+    assert community.call("GET", "orders", outside, grid).status_code == 404
+    refused = community.call(
+        "POST",
+        "orders",
+        "/v1/orders",
+        grid,
+        json={**staff_order, "household_id": theirs["household_id"]},
+    )
+    assert refused.status_code == 404
+    report = f"/v1/communities/{community.community_id}/report"
+    assert community.call("GET", "orders", report, grid).status_code == 403  # staff's
+    assert community.call("GET", "dispatch", "/v1/tasks", grid).status_code == 200
+
+
+def test_no_service_takes_a_token_signed_with_a_shared_secret(community: Community) -> None:
+    import jwt
+
+    forged = jwt.encode(
+        {"iss": "doorstep", "sub": "x", "role": "ops", "iat": 0, "exp": 4102444800}, "s" * 40
+    )
+    for service in ("orders", "volunteers", "dispatch", "notify", "identity"):
+        path = {"identity": "/v1/me", "notify": "/v1/inbox"}.get(service, "/v1/commands/x")
+        assert community.call("GET", service, path, forged).status_code == 401, service
+    assert community.http.get(community.url("identity", "/.well-known/jwks.json")).json()["keys"]
+
+
+def test_identity_killed_mid_sign_in_loses_nothing_and_doubles_nothing(
+    services: Running, community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    phone = new_phone()
+    community.import_households([f"Datong Garden,4,1,303,g2,{phone},"])
+    known(community, phone, "resident")
+    code = ask_code(community, gateway, phone)
+    services.procs["identity"].send_signal(signal.SIGKILL)
+    services.procs["identity"].wait()
+    restart(services, "identity")
+    signed = verify(community, phone, code)
+    assert signed.status_code == 200, signed.text
+    assert verify(community, phone, code).status_code == 401  # still once
+    assert refresh(community, signed.json()).status_code == 200
+    assert auth(signed.json()["access_token"])
