@@ -45,7 +45,8 @@ from doorstep_cli.seed import households_csv
 from services.dispatch import matching
 from services.dispatch.board import Board, Task, TaskState, Volunteer
 from services.dispatch.handlers import DispatchRules
-from shared.auth import Role, mint
+from shared.auth import Role
+from shared.auth import mint as mint_access
 from shared.contracts.orders import Category, Grid, OrderFacts
 from shared.contracts.volunteers import Skill
 from shared.kafka import ensure_topics
@@ -53,6 +54,13 @@ from shared.keys import SigningKey
 from shared.topics import ALL, DISPATCH_EVENTS
 
 KEY = SigningKey.generate()  # the bench is the issuer of its own tokens
+
+
+def mint(key: SigningKey, **claims: Any) -> str:
+    """Tokens that outlive the whole run (access tokens of sign-in live 15 minutes)."""
+    return mint_access(key, ttl_seconds=12 * 3600, **claims)
+
+
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
 GROUPS = ("orders", "volunteers", "dispatch", "notify")
 console = Console(stderr=True)

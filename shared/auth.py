@@ -107,32 +107,10 @@ def claims_of(
     return claims
 
 
-def mint(
-    key: SigningKey,
-    *,
-    role: Role,
-    subject: str,
-    community_id: str | None = None,
-    household_id: str | None = None,
-    volunteer_id: str | None = None,
-    grid_id: str | None = None,
-    name: str | None = None,
-    ttl_seconds: int = ACCESS_SECONDS,
-) -> str:
+def mint(key: SigningKey, **claims: Any) -> str:
     """An access token signed with the issuer's key (the identity service; ``make token``
-    and the tests, which hold a development key)."""
-    return key.sign(
-        claims_of(
-            role=role,
-            subject=subject,
-            community_id=community_id,
-            household_id=household_id,
-            volunteer_id=volunteer_id,
-            grid_id=grid_id,
-            name=name,
-            ttl_seconds=ttl_seconds,
-        )
-    )
+    and the tests, which hold a development key); ``claims`` as ``claims_of`` takes them."""
+    return key.sign(claims_of(**claims))
 
 
 LINK_AUDIENCE = "doorstep-sign-in-link"

@@ -33,7 +33,6 @@ from shared.log import get_logger
 log = get_logger(__name__)
 
 ALGORITHM = "EdDSA"
-REFRESH_EVERY = 300.0  # a service re-reads the JWKS this often (a new key is learnt anyway)
 UNKNOWN_KID_PAUSE = 5.0  # at most one fetch this often for tokens with a kid not known yet
 
 
@@ -118,8 +117,16 @@ class KeyRing:
     (``url``) now and then, and at once when a token names a kid not known yet (a key
     published since), at most once per ``UNKNOWN_KID_PAUSE``."""
 
-    def __init__(self, url: str | None = None, keys: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        keys: Iterable[dict[str, Any]] = (),
+        refresh_every: float = 300.0,
+    ) -> None:
         self.url = url
+        # Read again this often: a retired key is dropped by then (a new one is learnt at
+        # once, when a token names it).
+        self.refresh_every = refresh_every
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._fetching: asyncio.Lock | None = None
@@ -172,15 +179,15 @@ class KeyRing:
         return self._keys.get(kid)
 
     async def keep_fresh(self) -> None:
-        """Background loop: fetch until it works, then every ``REFRESH_EVERY`` seconds."""
+        """Background loop: fetch until it works, then every ``refresh_every`` seconds."""
         delay = 0.5
         while True:
             try:
                 await self.fetch()
-                delay = REFRESH_EVERY
+                delay = self.refresh_every
             except Exception as exc:
                 log.warning("keys.fetch_failed", url=self.url, error=repr(exc))
-                delay = min(delay * 2, 10.0) if not self.loaded else REFRESH_EVERY / 10
+                delay = min(delay * 2, 10.0, self.refresh_every)
             await asyncio.sleep(delay)
 
     async def check(self) -> None:

@@ -69,6 +69,18 @@ COMMAND_ROUTE = {
 }
 
 
+SIGN_IN_ROUTE = {  # /auth/*: no bearer token, no queue (a slow decision is a 503 to retry)
+    "400": "Malformed request (e.g. its Content-Length)",
+    "401": "Wrong, expired or used code; a refresh token spent, ended or not ours",
+    "403": "Not this phone's, or not registered",
+    "409": "More than one person: choose who to act as",
+    "413": "Body over this route's limit",
+    "422": "Invalid request: per-field errors",
+    "429": "Too many codes for this phone or address: try again after Retry-After",
+    "503": "A backing service is away, or busy; try again after Retry-After",
+}
+
+
 def problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -89,10 +101,15 @@ def describe_errors(app: FastAPI) -> None:
         schemas["Problem"] = PROBLEM
         schemas["Queued"] = QUEUED
         for path, operations in schema.get("paths", {}).items():
-            if not path.startswith("/v1/"):
+            if not path.startswith(("/v1/", "/auth/")):
                 continue
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
+                if path.startswith("/auth/"):
+                    for status, description in SIGN_IN_ROUTE.items():
+                        if status == "422" or status not in responses:
+                            responses[status] = problem(description)
+                    continue
                 statuses = dict(EVERY_ROUTE)
                 if method in ("post", "put") and path != "/v1/commands/{command_id}":
                     statuses |= COMMAND_ROUTE

@@ -66,7 +66,7 @@ class ServiceRuntime:
         self.topics_ready = asyncio.Event()
         # The public keys bearer tokens are checked with: the issuer's JWKS, kept fresh
         # (the identity service passes its own keys instead).
-        self.keys = keys or KeyRing(settings.jwks_url)
+        self.keys = keys or KeyRing(settings.jwks_url, refresh_every=settings.jwks_refresh_seconds)
         if keys is None:
             self.loop("keys", self.keys.keep_fresh)
 

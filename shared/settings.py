@@ -28,6 +28,12 @@ class CommonSettings(BaseSettings):
         pattern=r"^https?://",
         description="The identity service's public keys (JWKS): tokens are checked with them",
     )
+    jwks_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="How often the JWKS is read again (a retired key is dropped by then)",
+    )
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level"

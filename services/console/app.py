@@ -34,7 +34,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         upstream = Upstream(settings.urls())
         changes = Changes()
         probe = KafkaProbe(settings.kafka_bootstrap)
-        keys = KeyRing(settings.jwks_url)
+        keys = KeyRing(settings.jwks_url, refresh_every=settings.jwks_refresh_seconds)
         sessions = Sessions(settings.identity_url, keys)
         app.state.upstream = upstream
         app.state.changes = changes

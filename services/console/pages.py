@@ -274,12 +274,17 @@ async def open_community(
     except IdentityAway as exc:
         raise Unavailable("identity") from exc
     request.state.renewed = None
+    response: Response = RedirectResponse("/", status_code=303)
     try:
         await services.get(opened, "orders", f"/v1/communities/{c}")
     except Refused:
+        # No such community: back to the one they had open (the refresh token the switch
+        # spent is replaced by the one switching back gives).
         response = back("/", "no_such_community")
-    else:
-        response = RedirectResponse("/", status_code=303)
+        try:
+            tokens = await sessions.act_as(tokens.refresh, f"staff:{who.community_id}")
+        except SignInRefused:
+            raise SignInNeeded from None
     set_tokens(request, response, tokens)
     return response
 
@@ -478,7 +483,14 @@ async def queues(request: Request, who: Who, services: Services) -> HTMLResponse
 
 
 async def visible_order(services: Upstream, who: Person, order_id: str) -> dict[str, Any]:
-    order: dict[str, Any] = await services.get(who, "orders", f"/v1/orders/{order_id}")
+    try:
+        order: dict[str, Any] = await services.get(who, "orders", f"/v1/orders/{order_id}")
+    except Refused as refused:
+        # Orders keeps a grid worker to their grid (another grid's order is not found):
+        # said as the console says it.
+        if who.grid_id is not None and refused.status == 404:
+            raise NotYours from None
+        raise
     if not who.sees_grid(order["grid_id"]):
         raise NotYours
     return order

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.identity import domain
+from services.identity.directory import Directory
 from shared.api import Commands, Db, StrictBody
 from shared.auth import (
     ACCESS_SECONDS,
@@ -25,7 +26,7 @@ from shared.auth import (
     require_community,
     verified_claims,
 )
-from shared.commands import Outcome, new_command_id
+from shared.commands import CommandSender, Outcome, new_command_id
 from shared.contracts import identity as i
 from shared.keys import KeyRing, SigningKey, jwks
 from shared.log import get_logger
@@ -90,6 +91,13 @@ def secret_of(request: Request) -> str:
     return request.app.state.identity_secret  # type: ignore[no-any-return]
 
 
+async def directory_of(request: Request, account: str) -> list[i.Identity]:
+    """Who the other services' events say this phone is (read the same way whether it
+    is anyone or not: the answer must not tell)."""
+    directory: Directory = request.app.state.directory
+    return await directory.identities_of(account)
+
+
 def problem_of(outcome: Outcome) -> Problem:
     body = outcome.body or {}
     headers = {"Retry-After": str(body["retry_after"])} if "retry_after" in body else {}
@@ -108,6 +116,15 @@ def settled(outcome: Outcome) -> dict[str, Any]:
     return outcome.body or {}
 
 
+def subject_of(account: str, identity: dict[str, Any]) -> str:
+    """Who the audit trails name: office people by name (and the phone's last digits, so
+    two of one name stay two), everyone else by their phone's account."""
+    if identity["role"] in ("staff", "grid_worker", "ops") and identity.get("name"):
+        tail = "link" if account.startswith("link-") else f"…{account[-4:]}"
+        return f"{identity['name']} ({tail})"
+    return account
+
+
 def tokens(request: Request, signed_in: dict[str, Any]) -> dict[str, Any]:
     """The tokens an owner's sign-in or refresh decision stands for."""
     key: SigningKey = request.app.state.signing_key
@@ -120,7 +137,7 @@ def tokens(request: Request, signed_in: dict[str, Any]) -> dict[str, Any]:
     if identity is not None:
         claims = claims_of(
             role=Role(identity["role"]),
-            subject=signed_in["account"],
+            subject=subject_of(signed_in["account"], identity),
             community_id=identity.get("community_id"),
             household_id=identity.get("household_id"),
             volunteer_id=identity.get("volunteer_id"),
@@ -169,6 +186,10 @@ async def within_address_limit(request: Request, database: AsyncDatabase[dict[st
     await requests.insert_one({"ip": address, "at": now})
 
 
+async def forget_old_requests(database: AsyncDatabase[dict[str, Any]]) -> None:
+    await database[REQUESTS].delete_many({"at": {"$lt": datetime.now(UTC) - timedelta(hours=1)}})
+
+
 @public.post(
     "/code",
     status_code=202,
@@ -179,7 +200,12 @@ async def request_code(
     body: PhoneIn, request: Request, commands: Commands, database: Db
 ) -> JSONResponse:
     await within_address_limit(request, database)
-    command = i.RequestCode(command_id=new_command_id(), account=body.phone, actor="self")
+    command = i.RequestCode(
+        command_id=new_command_id(),
+        account=body.phone,
+        actor="self",
+        directory=await directory_of(request, body.phone),
+    )
     decided = settled(await commands.send(body.phone, command))
     return JSONResponse(decided, status_code=202)
 
@@ -196,6 +222,7 @@ async def verify_code(body: VerifyIn, request: Request, commands: Commands) -> d
         actor="self",
         code_mac=domain.code_mac(secret_of(request), body.phone, body.code),
         identity_id=body.identity_id,
+        directory=await directory_of(request, body.phone),
     )
     return tokens(request, settled(await commands.send(body.phone, command)))
 
@@ -221,6 +248,7 @@ async def refresh(body: RefreshIn, request: Request, commands: Commands) -> dict
         session_id=token.session_id,
         generation=token.generation,
         identity_id=body.identity_id,
+        directory=await directory_of(request, token.account),
     )
     return tokens(request, settled(await commands.send(token.account, command)))
 
@@ -274,24 +302,26 @@ async def me(principal: CurrentPrincipal) -> dict[str, Any]:
     return principal.model_dump(mode="json", exclude_none=True)
 
 
-def _staff_command(
-    principal: Principal, community_id: str, phone: str, name: str | None, present: bool
-) -> tuple[str, i.Learn]:
+async def _staff(
+    commands: CommandSender, principal: Principal, community_id: str, phone: str, name: str | None
+) -> dict[str, Any]:
+    """Name a phone staff of the community (``name``), or no longer (None)."""
     require(principal, Role.staff, Role.ops)
     require_community(principal, community_id)
     account = i.phone_account(phone)
     if account is None:
         raise Problem(422, "Invalid request", "not a phone number")
-    identity = i.Identity.of("staff", community_id, name=name)
-    return account, i.Learn(
+    command = i.Learn(
         command_id=new_command_id(),
         account=account,
         actor=principal.subject,
-        identity=identity,
-        present=present,
+        identity=i.Identity.of("staff", community_id, name=name),
+        present=name is not None,
         at=datetime.now(UTC),
         source=f"named by {principal.subject}",
     )
+    settled(await commands.send(account, command))
+    return {"phone": f"+{account}", "community_id": community_id, "name": name}
 
 
 Phone = Annotated[str, Field(min_length=1, max_length=40)]
@@ -304,9 +334,7 @@ Phone = Annotated[str, Field(min_length=1, max_length=40)]
 async def name_staff(
     community_id: str, phone: Phone, body: StaffIn, principal: CurrentPrincipal, commands: Commands
 ) -> dict[str, Any]:
-    account, command = _staff_command(principal, community_id, phone, body.name, True)
-    settled(await commands.send(account, command))
-    return {"phone": f"+{account}", "community_id": community_id, "name": body.name}
+    return await _staff(commands, principal, community_id, phone, body.name)
 
 
 @router.delete(
@@ -316,9 +344,7 @@ async def name_staff(
 async def remove_staff(
     community_id: str, phone: Phone, principal: CurrentPrincipal, commands: Commands
 ) -> dict[str, Any]:
-    account, command = _staff_command(principal, community_id, phone, None, False)
-    settled(await commands.send(account, command))
-    return {"phone": f"+{account}", "community_id": community_id, "removed": True}
+    return await _staff(commands, principal, community_id, phone, None)
 
 
 @keys_router.get("/.well-known/jwks.json", summary="The public keys tokens are signed with")

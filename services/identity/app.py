@@ -9,6 +9,7 @@ per phone: the same owner shell as every other service, keyed by phone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,7 +40,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         runtime.own(
             IdentityRules(settings.identity_secret, settings.codes_per_hour), [IDENTITY_COMMANDS]
         )
-        directory = Directory(runtime.db, runtime.publisher)
+        directory = Directory(runtime.db)
         runtime.consume(
             f"{SERVICE}-directory", [ORDERS_EVENTS, VOLUNTEERS_EVENTS], directory.handle
         )
@@ -49,9 +50,17 @@ def create_app(settings: IdentitySettings) -> FastAPI:
 
         async def ensure_indexes() -> None:
             await runtime.db[api.REQUESTS].create_index([("ip", 1), ("at", 1)])
-            await runtime.db[api.REQUESTS].create_index([("at", 1)], expireAfterSeconds=3600)
+            await directory.ensure_indexes()
+
+        async def forget_old_requests() -> None:
+            # FerretDB v1 has no TTL indexes: the requests past the hour the limit counts
+            # are deleted here (by any instance; deleting twice is harmless).
+            while True:
+                await api.forget_old_requests(runtime.db)
+                await asyncio.sleep(600)
 
         runtime.loop("indexes", ensure_indexes)
+        runtime.loop("forget-old-requests", forget_old_requests)
         async with runtime:
             app.state.runtime = runtime
             app.state.readiness = runtime.readiness
@@ -59,6 +68,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
             app.state.signing_key = settings.keys[0]
             app.state.published_keys = settings.keys
             app.state.identity_secret = settings.identity_secret
+            app.state.directory = directory
             app.state.codes_per_address_hour = settings.codes_per_address_hour
             app.state.commands = CommandSender(
                 runtime.db, runtime.publisher, IDENTITY_COMMANDS, f"/{SERVICE}"

@@ -24,18 +24,22 @@ def refused(status: int, title: str, detail: str, **body: Any) -> Decision:
     return Decision(outcome=Outcome(status=status, title=title, detail=detail, body=body or None))
 
 
-def present(account: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return [x for x in (account or {}).get("identities", []) if x.get("present")]
+def present(
+    account: dict[str, Any] | None, directory: list[i.Identity] | None = None
+) -> list[dict[str, Any]]:
+    """Who the phone is: as named by people (the account's own state) and as the other
+    services' events say (the directory, read when the command was sent)."""
+    named = [x for x in (account or {}).get("identities", []) if x.get("present")]
+    return named + [d.model_dump() for d in directory or []]
 
 
 def summary(identity: dict[str, Any]) -> dict[str, Any]:
     return {k: identity.get(k) for k in ("identity_id", "role", "community_id", "name")}
 
 
-def act_as(account: dict[str, Any] | None, identity_id: str) -> tuple[dict[str, Any], bool] | None:
-    """The identity a session may act as, and whether it is ops acting as staff of a
-    community they opened (ops may open any)."""
-    mine = present(account)
+def act_as(mine: list[dict[str, Any]], identity_id: str) -> tuple[dict[str, Any], bool] | None:
+    """The identity (of ``mine``) a session may act as, and whether it is ops acting as
+    staff of a community they opened (ops may open any)."""
     for x in mine:
         if x["identity_id"] == identity_id:
             return x, False
@@ -101,7 +105,7 @@ class IdentityRules:
                 "issued": [*domain.recent(issued, now), now],
             },
         )
-        known = bool(present(state.get(ACCOUNTS, cmd.account)))
+        known = bool(present(state.get(ACCOUNTS, cmd.account), cmd.directory))
         issued_event = i.CodeIssued(
             account=cmd.account, code_id=cmd.command_id, known=known, expires_at=expires
         )
@@ -130,10 +134,10 @@ class IdentityRules:
                 )
             return refused(401, wrong, f"wrong code: {left} tries left", tries_left=left)
         state.put(CODES, {**code, "used": True})
-        account = state.get(ACCOUNTS, cmd.account)
-        if account is None or not present(account):
+        mine = present(state.get(ACCOUNTS, cmd.account), cmd.directory)
+        if not mine:
             return refused(403, "Not registered", "this phone is not registered in any community")
-        return self._begin(state, cmd.account, cmd.command_id, account, cmd.identity_id, now)
+        return self._begin(state, cmd.account, cmd.command_id, mine, cmd.identity_id, now)
 
     def exchange_link(self, state: Documents, event: Event, now: datetime) -> Decision:
         cmd = event.data
@@ -142,27 +146,25 @@ class IdentityRules:
             return refused(401, "Link used", "this sign-in link was used already")
         if now >= cmd.expires_at:
             return refused(401, "Link expired", "this sign-in link has expired")
-        found = [{**cmd.identity.model_dump(), "present": True, "at": now, "source": "link"}]
-        if cmd.ops:
-            ops = i.Identity.of("ops", name=cmd.identity.name)
-            found.append({**ops.model_dump(), "present": True, "at": now, "source": "link"})
+        # Ops are ops (acting as staff of the community they open), not that staff.
+        named = i.Identity.of("ops", name=cmd.identity.name) if cmd.ops else cmd.identity
+        found = [{**named.model_dump(), "present": True, "at": now, "source": "link"}]
         account = state.put(ACCOUNTS, {"_id": cmd.account, "identities": found})
         chosen = cmd.identity.identity_id
-        return self._begin(state, cmd.account, cmd.command_id, account, chosen, now)
+        return self._begin(state, cmd.account, cmd.command_id, present(account), chosen, now)
 
     def _begin(
         self,
         state: Documents,
         account_id: str,
         session_id: str,
-        account: dict[str, Any],
+        mine: list[dict[str, Any]],
         wanted: str | None,
         now: datetime,
     ) -> Decision:
-        mine = present(account)
         if wanted is None and len(mine) == 1:
             wanted = mine[0]["identity_id"]
-        acting = act_as(account, wanted) if wanted else None
+        acting = act_as(mine, wanted) if wanted else None
         if wanted and acting is None:
             return refused(403, "Not yours", f"this phone is not {wanted}")
         session = state.put(
@@ -178,12 +180,12 @@ class IdentityRules:
                 "refreshed_at": now,
             },
         )
-        return Decision(outcome=Outcome.ok(self._signed_in(session, account, acting)))
+        return Decision(outcome=Outcome.ok(self._signed_in(session, mine, acting)))
 
     @staticmethod
     def _signed_in(
         session: dict[str, Any],
-        account: dict[str, Any] | None,
+        mine: list[dict[str, Any]],
         acting: tuple[dict[str, Any], bool] | None,
     ) -> dict[str, Any]:
         """What the route makes tokens of (no secret in it: it is stored and published)."""
@@ -193,7 +195,7 @@ class IdentityRules:
             "generation": session["generation"],
             "identity": acting[0] if acting else None,
             "ops": bool(acting and acting[1]),
-            "identities": [summary(x) for x in present(account)],
+            "identities": [summary(x) for x in mine],
         }
 
     # --- sessions ------------------------------------------------------------------------
@@ -210,16 +212,16 @@ class IdentityRules:
             return self._end(state, session, "a refresh token was used twice", now)
         if now - session["refreshed_at"] > domain.REFRESH_LIFETIME:
             return self._end(state, session, "not used for too long", now)
-        account = state.get(ACCOUNTS, cmd.account)
+        mine = present(state.get(ACCOUNTS, cmd.account), cmd.directory)
         wanted = cmd.identity_id or session["identity_id"]
         if wanted is None:
             return refused(
                 409,
                 "Choose",
                 "this phone is more than one person: choose who to act as",
-                identities=[summary(x) for x in present(account)],
+                identities=[summary(x) for x in mine],
             )
-        acting = act_as(account, wanted)
+        acting = act_as(mine, wanted)
         if acting is None:
             if cmd.identity_id and cmd.identity_id != session["identity_id"]:
                 return refused(403, "Not yours", f"this phone is not {wanted}")
@@ -234,7 +236,7 @@ class IdentityRules:
                 "refreshed_at": now,
             },
         )
-        return Decision(outcome=Outcome.ok(self._signed_in(session, account, acting)))
+        return Decision(outcome=Outcome.ok(self._signed_in(session, mine, acting)))
 
     def _end(
         self, state: Documents, session: dict[str, Any], reason: str, now: datetime

@@ -3,8 +3,10 @@
 Unlike every other topic these are keyed by **account**, not community: sign-in starts
 from a phone number, before anyone knows which community (or communities) it belongs to.
 An account is a phone in one normal form (``phone_account``), or a one-time sign-in link.
-What a phone is (a household's, a cadre's, a grid worker's...) the service learns from the
-other services' events, re-keyed by phone (``Learn``), and from staff naming staff.
+What a phone is (a household's, a cadre's, a grid worker's...) the service reads from its
+directory (a read model of the other services' events) and hands to the owner with each
+sign-in command (``directory``); staff and ops named by people are the owner's own
+decisions (``Learn``).
 """
 
 from __future__ import annotations
@@ -80,13 +82,19 @@ class IdentityCommand(Payload):
     actor: str = "anyone"
 
 
-class RequestCode(IdentityCommand):
+class AsWhom(IdentityCommand):
+    """A command about who the phone is: what the directory said of it when it was sent."""
+
+    directory: list[Identity] = Field(default_factory=list)
+
+
+class RequestCode(AsWhom):
     """Send a one-time code to this phone (whether it is known or not: same answer)."""
 
     type: Literal["doorstep.sign_in.request_code.v1"] = "doorstep.sign_in.request_code.v1"
 
 
-class VerifyCode(IdentityCommand):
+class VerifyCode(AsWhom):
     """A code typed in, as its MAC (the code itself never travels)."""
 
     type: Literal["doorstep.sign_in.verify_code.v1"] = "doorstep.sign_in.verify_code.v1"
@@ -103,7 +111,7 @@ class ExchangeLink(IdentityCommand):
     expires_at: datetime
 
 
-class Refresh(IdentityCommand):
+class Refresh(AsWhom):
     """A refresh token presented: the next one (and who the session acts as now)."""
 
     type: Literal["doorstep.session.refresh.v1"] = "doorstep.session.refresh.v1"
@@ -119,9 +127,8 @@ class SignOut(IdentityCommand):
 
 
 class Learn(IdentityCommand):
-    """A fact about a phone: it is (``present``) or is no longer this identity. From the
-    other services' events (re-keyed by phone), or from staff naming staff. Older facts than
-    the one known for the identity change nothing (they may come late or twice)."""
+    """A phone is (``present``) or is no longer staff or ops, as people named it (staff,
+    ops, `make ops-account`). An older fact than the one known changes nothing."""
 
     type: Literal["doorstep.identity.learn.v1"] = "doorstep.identity.learn.v1"
     identity: Identity

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -15,9 +16,11 @@ from typing import Any, TypeVar
 import httpx
 
 from shared.auth import Role, mint
+from shared.contracts.identity import phone_account
 from shared.topics import DISPATCH_EVENTS
 from tests.conftest import read_topic
 from tests.e2e.conftest import SIGNING_KEY, Running
+from tests.gateway import GatewayServer
 
 T = TypeVar("T")
 
@@ -69,8 +72,41 @@ def token(role: Role, community: str | None = None, **scope: str) -> str:
         role=role,
         subject=f"{role}-{uuid.uuid4().hex[:6]}",
         community_id=community,
+        ttl_seconds=12 * 3600,  # a session's worth: some tests outlast 15 minutes
         **scope,
     )
+
+
+def new_phone() -> str:
+    return f"139{uuid.uuid4().int % 10**8:08d}"
+
+
+def codes_for(gateway: GatewayServer, phone: str) -> list[str]:
+    to = f"phone:+{phone_account(phone)}"
+    with gateway.lock:
+        texts = [b["body"] for _, b in gateway.received if b.get("recipient") == to]
+    return [m.group(1) for t in texts if (m := re.search(r"(\d{6})", t))]
+
+
+def known(community: Community, phone: str, role: str) -> None:
+    """Wait until identity learnt what this phone is (from the other services' events
+    into its directory, a moment after they happened; staff as named): a sign-in before
+    that is, rightly, nobody's."""
+    from pymongo import MongoClient
+
+    env = community.env
+    account = phone_account(phone)
+    with MongoClient(env.stack.mongo_url) as client:
+        db = client[env.databases["identity"]]
+
+        def learnt() -> bool:
+            held = db["holders"].find({"account": account})
+            named = (db["accounts"].find_one({"_id": account}) or {}).get("identities", [])
+            return any(d["identity"]["role"] == role for d in held) or any(
+                x["role"] == role and x["present"] for x in named
+            )
+
+        eventually(learnt, what=f"identity to know the {role}'s phone")
 
 
 def auth(tok: str) -> dict[str, str]:

@@ -80,6 +80,7 @@ def service_env(stack: Stack, run_id: str, **extra: str) -> dict[str, str]:
         "DOORSTEP_IDENTITY_SECRET": IDENTITY_SECRET,
         "DOORSTEP_ENVIRONMENT": "development",
         "DOORSTEP_CODES_PER_ADDRESS_HOUR": "100000",  # every test asks from 127.0.0.1
+        "DOORSTEP_JWKS_REFRESH_SECONDS": "1",  # a retired key is dropped within a second
         "DOORSTEP_OFFER_TIMEOUT_SECONDS": str(OFFER_TIMEOUT),
         "DOORSTEP_STREAM_POLL_SECONDS": "0.2",
         "DOORSTEP_SHIFT_CHECK_SECONDS": "1",

@@ -25,8 +25,18 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from doorstep_cli.localstack import browser, free_port
 from services.console.session import sign_in_link
-from tests.e2e.client import Community, datong_rows, eventually
+from shared.auth import Role
+from tests.e2e.client import (
+    Community,
+    codes_for,
+    datong_rows,
+    eventually,
+    known,
+    new_phone,
+    token,
+)
 from tests.e2e.conftest import SIGNING_KEY, Running, spawn, stop_services, wait_ready
+from tests.gateway import GatewayServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
@@ -234,7 +244,7 @@ def test_a_hotline_order_by_card_code_is_placed_and_shows_its_trail(
     order_id = page.current_url.rsplit("/", 1)[1].split("?")[0]
     order = community.order(community.staff, order_id)
     assert order["household_id"] == home["household_id"] and order["channel"] == "hotline"
-    assert order["placed_by"] == "console:Wang Fang"
+    assert order["placed_by"] == "Wang Fang (link)"  # who, in words, in the trail too
     # The audit trail: the command (by whom), then what orders and dispatch decided.
     steps = [
         r.get_attribute("data-type") for r in page.find_elements(By.CSS_SELECTOR, "#trail tbody tr")
@@ -244,7 +254,7 @@ def test_a_hotline_order_by_card_code_is_placed_and_shows_its_trail(
         "doorstep.order.received.v1",
         "doorstep.order.accepted.v1",
     ]
-    assert "console:Wang Fang" in page.find_element(By.CSS_SELECTOR, "#trail tbody tr").text
+    assert "Wang Fang (link)" in page.find_element(By.CSS_SELECTOR, "#trail tbody tr").text
 
     def dispatch_decided(d: webdriver.Chrome) -> bool:
         d.refresh()
@@ -554,3 +564,33 @@ def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
     assert (
         httpx.get(f"{console}/", follow_redirects=False).status_code == 303
     )  # signed out: to sign-in
+
+
+def test_staff_sign_in_with_the_code_texted_to_their_phone_on_a_small_phone_and_out_again(
+    page: webdriver.Chrome, console: str, community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    phone = new_phone()
+    named = f"/v1/communities/{community.community_id}/staff/{phone}"
+    community.ok("PUT", "identity", named, token(Role.ops), json={"name": "刘敏"})
+    known(community, phone, "staff")
+    page.set_window_size(360, 740)
+    try:
+        page.get(f"{console}/signin")
+        page.add_cookie({"name": "lang", "value": "zh"})
+        page.get(f"{console}/signin")
+        page.find_element(By.ID, "phone").send_keys(f"+86 {phone}", Keys.ENTER)
+        wait_for(page, "the code form", lambda d: d.find_elements(By.ID, "code"))
+        assert "验证码" in page.find_element(By.TAG_NAME, "main").text
+        code = eventually(lambda: codes_for(gateway, phone)[-1:], what="the texted code")[0]
+        page.find_element(By.ID, "code").send_keys(code, Keys.ENTER)
+        wait_for(page, "the board", lambda d: "看板" in d.find_element(By.TAG_NAME, "h1").text)
+        assert "刘敏" in page.find_element(By.CSS_SELECTOR, ".who").text
+        assert page.execute_script("return document.documentElement.scrollWidth") <= 360
+        page.save_screenshot(str(ARTIFACTS / "signed-in-360px-zh.png"))
+        page.find_element(By.CSS_SELECTOR, "form[action='/signout'] button").click()
+        wait_for(page, "the sign-in page", lambda d: d.find_elements(By.ID, "phone"))
+        page.get(f"{console}/")  # signed out for real: the board asks for a sign-in again
+        wait_for(page, "the sign-in page", lambda d: d.find_elements(By.ID, "phone"))
+    finally:
+        page.set_window_size(1280, 1000)

@@ -20,7 +20,12 @@ def test_every_service_is_ready_and_serves_health_and_metrics(services: Running)
             assert client.get(f"{url}/healthz").json() == {"status": "ok"}, name
             ready = client.get(f"{url}/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"mongo": "ok", "kafka": "ok", "consumers": "ok"}
+            assert ready.json()["checks"] == {
+                "mongo": "ok",
+                "kafka": "ok",
+                "consumers": "ok",
+                "keys": "ok",  # it can check tokens: it knows identity's keys
+            }
             metrics = client.get(f"{url}/metrics").text
             for metric in (
                 "doorstep_events_published_total",

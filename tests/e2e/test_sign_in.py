@@ -3,45 +3,27 @@ SMS gateway received, tokens each role uses where it may (and is refused where n
 
 from __future__ import annotations
 
-import re
 import signal
-import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from shared.auth import Role
+from shared.auth import Role, mint
 from shared.contracts.identity import phone_account
-from tests.e2e.client import Community, auth, eventually, grids, token
+from shared.keys import SigningKey
+from tests.e2e.client import (
+    Community,
+    auth,
+    codes_for,
+    eventually,
+    grids,
+    known,
+    new_phone,
+    token,
+)
 from tests.e2e.conftest import Running, restart
 from tests.gateway import GatewayServer
-
-
-def new_phone() -> str:
-    return f"139{uuid.uuid4().int % 10**8:08d}"
-
-
-def codes_for(gateway: GatewayServer, phone: str) -> list[str]:
-    to = f"phone:+{phone_account(phone)}"
-    with gateway.lock:
-        texts = [b["body"] for _, b in gateway.received if b.get("recipient") == to]
-    return [m.group(1) for t in texts if (m := re.search(r"(\d{6})", t))]
-
-
-def known(community: Community, phone: str, role: str) -> None:
-    """Wait until identity learnt what this phone is (from the other services' events,
-    a moment after they happened): a sign-in before that is, rightly, nobody's."""
-    from pymongo import MongoClient
-
-    env = community.env
-    with MongoClient(env.stack.mongo_url) as client:
-        accounts = client[env.databases["identity"]]["accounts"]
-
-        def learnt() -> bool:
-            doc = accounts.find_one({"_id": phone_account(phone)}) or {}
-            return any(x["role"] == role and x["present"] for x in doc.get("identities", []))
-
-        eventually(learnt, what=f"identity to know the {role}'s phone")
 
 
 def ask_code(community: Community, gateway: GatewayServer, phone: str) -> str:
@@ -117,10 +99,25 @@ def test_codes_fail_as_they_should_and_an_unknown_phone_is_answered_the_same(
     assert [t.status_code for t in tries] == [401] * 5
     assert verify(community, phone, code).status_code == 401  # the sixth try: ended
     # A few codes per phone an hour, then 429 with when to try again.
-    answers = [community.http.post(url, json={"phone": phone}) for _ in range(5)]
+    # However it is written it is one phone: +86, 0086, full-width digits.
+    wide = phone.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+    forms = [f"+86 {phone}", f"0086-{phone}", wide, phone, phone]
+    answers = [community.http.post(url, json={"phone": form}) for form in forms]
     refused = answers[-1]
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert community.http.post(url, json={"phone": "not a phone"}).status_code == 422
+    # Every request, sign-in and refusal is in the phone's audit trail (ops read it).
+    trail = community.ok(
+        "GET",
+        "identity",
+        "/v1/audit",
+        token(Role.ops),
+        params={"subject": f"account/{phone_account(phone)}"},
+    )["steps"]
+    seen = {(s["type"], s["status"]) for s in trail}
+    assert ("doorstep.sign_in.request_code.v1", 429) in seen
+    assert ("doorstep.sign_in.verify_code.v1", 401) in seen
+    assert ("doorstep.sign_in.request_code.v1", 200) in seen
 
 
 def test_a_refresh_token_works_once_sign_out_ends_sessions_and_a_removed_cadre_is_out(
@@ -228,3 +225,54 @@ def test_identity_killed_mid_sign_in_loses_nothing_and_doubles_nothing(
     assert verify(community, phone, code).status_code == 401  # still once
     assert refresh(community, signed.json()).status_code == 200
     assert auth(signed.json()["access_token"])
+
+
+def test_keys_rotate_without_downtime_old_and_new_accepted_until_the_old_retires(
+    services: Running, community: Community, gateway: GatewayServer, tmp_path: Path
+) -> None:
+    import jwt
+
+    from tests.e2e.conftest import KEY_FILE, SIGNING_KEY
+
+    community.define()
+    phone = new_phone()
+    community.import_households([f"Datong Garden,5,1,304,g3,{phone},"])
+    known(community, phone, "resident")
+    new = SigningKey.generate()
+    new_file = tmp_path / "new.pem"
+    new.save(new_file)
+    old_token = community.staff  # signed with the key every service knows
+    new_token = mint(new, role=Role.staff, subject="s", community_id=community.community_id)
+
+    def accepted(tok: str) -> bool:  # a route staff and residents alike may read
+        return community.call("GET", "orders", "/v1/orders", tok).status_code == 200
+
+    def identity_with(*files: Path) -> None:
+        services.envs["identity"]["DOORSTEP_SIGNING_KEYS"] = ",".join(map(str, files))
+        services.procs["identity"].terminate()
+        services.procs["identity"].wait(timeout=30)
+        restart(services, "identity")
+
+    assert not accepted(new_token)  # not published yet: nobody takes it
+    try:
+        identity_with(KEY_FILE, new_file)  # 1. the new key published, not signing
+        eventually(lambda: accepted(new_token), what="the services to learn the new key")
+        assert accepted(old_token)
+        identity_with(new_file, KEY_FILE)  # 2. the new key signs; the old still checks
+        signed = sign_in(community, gateway, phone)["access_token"]
+        assert jwt.get_unverified_header(signed)["kid"] == new.kid
+        assert accepted(signed) and accepted(old_token)
+        identity_with(new_file)  # 3. the old key retires: its tokens stop working
+        eventually(lambda: not accepted(old_token), what="the old key to be dropped")
+        assert accepted(signed)
+    finally:
+        identity_with(KEY_FILE)  # the key the other tests mint with, known everywhere again
+        for service, url in services.urls.items():
+            eventually(
+                lambda url=url: (
+                    community.http.get(f"{url}/v1/nothing", headers=auth(old_token)).status_code
+                    == 404
+                ),
+                what=f"{service} to know the key again",
+            )
+    assert SIGNING_KEY.kid != new.kid

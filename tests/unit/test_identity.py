@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.identity import domain
-from services.identity.directory import facts_of
+from services.identity.directory import facts_of, records_of
 from services.identity.handlers import CODES, SESSIONS, IdentityRules
 from shared.commands import Outcome
 from shared.contracts import identity as i
@@ -25,6 +25,7 @@ class Account:
     def __init__(self, per_hour: int = 5) -> None:
         self.rules = IdentityRules(SECRET, per_hour)
         self.state = Documents(PHONE, {})
+        self.directory: list[i.Identity] = []  # what the other services' events say
         self.n = 0
 
     def __call__(self, payload: i.IdentityCommand, at: datetime = T0) -> Outcome:
@@ -39,7 +40,11 @@ class Account:
         self.n += 1
         return f"cmd{self.n}"
 
-    def learn(self, identity: i.Identity, present: bool = True, at: datetime = T0) -> Outcome:
+    def be(self, identity: i.Identity) -> None:
+        self.directory.append(identity)
+
+    def named(self, identity: i.Identity, present: bool = True, at: datetime = T0) -> Outcome:
+        """Staff or ops, as people named them (the owner's own decision)."""
         return self(
             i.Learn(
                 command_id=self.cid(),
@@ -53,12 +58,20 @@ class Account:
 
     def ask(self, at: datetime = T0) -> tuple[Outcome, str]:
         cid = self.cid()
-        return self(i.RequestCode(command_id=cid, account=PHONE), at), domain.code_for(SECRET, cid)
+        asked = i.RequestCode(command_id=cid, account=PHONE, directory=self.directory)
+        return self(asked, at), domain.code_for(SECRET, cid)
 
     def verify(self, code: str, at: datetime = T0, as_: str | None = None) -> Outcome:
         mac = domain.code_mac(SECRET, PHONE, code)
         return self(
-            i.VerifyCode(command_id=self.cid(), account=PHONE, code_mac=mac, identity_id=as_), at
+            i.VerifyCode(
+                command_id=self.cid(),
+                account=PHONE,
+                code_mac=mac,
+                identity_id=as_,
+                directory=self.directory,
+            ),
+            at,
         )
 
     def refresh(self, body: dict[str, Any], at: datetime = T0, as_: str | None = None) -> Outcome:
@@ -69,6 +82,7 @@ class Account:
                 session_id=body["session_id"],
                 generation=body["generation"],
                 identity_id=as_,
+                directory=self.directory,
             ),
             at,
         )
@@ -76,13 +90,14 @@ class Account:
 
 RESIDENT = i.Identity.of("resident", "datong", "hh_1", name="8-2-301")
 CADRE = i.Identity.of("volunteer", "datong", "vol_1", name="Li Wei")
+STAFF = i.Identity.of("staff", "datong", name="Wang Fang")
 
 
 def test_a_code_signs_in_once_and_the_answer_is_the_same_for_an_unknown_phone() -> None:
     unknown = Account()
     asked, _ = unknown.ask()
     known = Account()
-    known.learn(RESIDENT)
+    known.be(RESIDENT)
     answered, code = known.ask()
     assert asked == answered and asked.status == 200
     assert [e.known for e in unknown.events] == [False]  # nothing is texted to it
@@ -94,7 +109,7 @@ def test_a_code_signs_in_once_and_the_answer_is_the_same_for_an_unknown_phone() 
 
 def test_a_code_is_stored_as_a_mac_and_ends_after_five_minutes_or_five_wrong_tries() -> None:
     phone = Account()
-    phone.learn(RESIDENT)
+    phone.be(RESIDENT)
     _, code = phone.ask()
     stored = phone.state.get(CODES, PHONE)
     assert stored is not None and code not in str(stored)
@@ -118,7 +133,7 @@ def test_a_phone_gets_a_few_codes_an_hour_then_429_with_when_to_retry() -> None:
 
 def test_a_refresh_token_works_once_and_a_second_use_ends_the_session() -> None:
     phone = Account()
-    phone.learn(CADRE)
+    phone.be(CADRE)
     _, code = phone.ask()
     first = phone.verify(code).body
     assert first is not None
@@ -132,20 +147,29 @@ def test_a_refresh_token_works_once_and_a_second_use_ends_the_session() -> None:
 
 def test_a_cadre_removed_loses_access_at_the_next_refresh() -> None:
     phone = Account()
-    phone.learn(CADRE, at=T0)
+    phone.be(CADRE)
     _, code = phone.ask()
     session = phone.verify(code).body
     assert session is not None
-    phone.learn(CADRE, present=False, at=T0 + timedelta(minutes=1))
+    phone.directory.remove(CADRE)  # the directory no longer says this phone is the cadre
     assert phone.refresh(session).status == 401
-    # A late copy of the older fact changes nothing.
-    assert phone.learn(CADRE, present=True, at=T0).body == {"changed": False}
+
+
+def test_staff_removed_lose_access_and_a_late_copy_of_an_older_naming_changes_nothing() -> None:
+    phone = Account()
+    phone.named(STAFF, at=T0)
+    _, code = phone.ask()
+    session = phone.verify(code).body
+    assert session is not None and session["identity"]["identity_id"] == "staff:datong"
+    phone.named(STAFF, present=False, at=T0 + timedelta(minutes=1))
+    assert phone.named(STAFF, present=True, at=T0).body == {"changed": False}
+    assert phone.refresh(session).status == 401
 
 
 def test_a_phone_that_is_two_people_chooses_after_sign_in() -> None:
     phone = Account()
-    phone.learn(RESIDENT)
-    phone.learn(CADRE)
+    phone.be(RESIDENT)
+    phone.be(CADRE)
     _, code = phone.ask()
     session = phone.verify(code).body
     assert session is not None and session["identity"] is None
@@ -161,7 +185,7 @@ def test_a_phone_that_is_two_people_chooses_after_sign_in() -> None:
 
 def test_sign_out_everywhere_ends_every_session_of_the_phone() -> None:
     phone = Account()
-    phone.learn(RESIDENT)
+    phone.be(RESIDENT)
     sessions = []
     for _ in range(2):
         _, code = phone.ask()
@@ -190,3 +214,6 @@ def test_grid_workers_phones_come_from_the_community_definition() -> None:
     defined = o.CommunityDefined(community_id="datong", name="Datong", grids=[grid])
     ((identity, account),) = facts_of("datong", defined)
     assert identity.identity_id == "grid_worker:datong:g3" and account == "8613800000003"
+    event = Event(id="orders:datong:1:0", source="/orders", community_id="datong", data=defined)
+    (record,) = records_of([event, event])[:1]
+    assert record["_id"] == "grid_worker:datong:g3|orders:datong:1:0"  # a redo inserts nothing
