@@ -167,17 +167,20 @@ class AddressIn(StrictBody):
     room: str = Field(min_length=1, max_length=domain.MAX_FIELD, examples=["401"])
 
 
-class HouseholdIn(StrictBody):
-    address: AddressIn
-    grid_id: str = Field(pattern=SLUG, examples=["g3"])
+class PhonesIn(StrictBody):
+    """A household's phones: its own, and relatives' who sign in for it too."""
+
     phone: str | None = Field(
         default=None,
         max_length=30,
         examples=["13912345678"],
         description="Optional: a household without a phone is reached through its grid worker",
     )
-    flags: list[o.HouseholdFlag] = Field(
-        default_factory=list, examples=[["elderly_alone", "no_smartphone"]]
+    relative_phones: list[str] = Field(
+        default_factory=list,
+        max_length=domain.RELATIVES,
+        examples=[["13800000001"]],
+        description="A relative's numbers (outside, say): they sign in for the household too",
     )
 
     @field_validator("phone")
@@ -189,6 +192,22 @@ class HouseholdIn(StrictBody):
         if not domain.PHONE.match(phone):
             raise ValueError("phone must be 7 to 15 digits, optionally starting with +")
         return phone
+
+    @field_validator("relative_phones")
+    @classmethod
+    def relatives_shape(cls, value: list[str]) -> list[str]:
+        phones = domain.phones_in(";".join(v for v in value if v.strip()))
+        if phones is None or any(len(v) > 30 for v in value):
+            raise ValueError("each must be 7 to 15 digits, optionally starting with +")
+        return phones
+
+
+class HouseholdIn(PhonesIn):
+    address: AddressIn
+    grid_id: str = Field(pattern=SLUG, examples=["g3"])
+    flags: list[o.HouseholdFlag] = Field(
+        default_factory=list, examples=[["elderly_alone", "no_smartphone"]]
+    )
 
 
 def staff_of(principal: Principal, community_id: str) -> None:
@@ -236,6 +255,7 @@ async def register_household(
         grid_id=body.grid_id,
         phone=body.phone,
         flags=body.flags,
+        relative_phones=body.relative_phones,
     )
     command = o.RegisterHouseholds(
         command_id=new_command_id(), actor=principal.subject, households=[row]
@@ -375,6 +395,27 @@ async def reissue_card(
         raise Problem(404, "Not found", "no such household in your community")
     command = o.ReissueCard(
         command_id=new_command_id(), actor=principal.subject, household_id=household_id
+    )
+    return answer(await commands.send(doc["community_id"], command))
+
+
+@router.put(
+    "/households/{household_id}/phones",
+    tags=["households"],
+    summary="Set a household's phones anew (staff): a phone left out no longer signs in for it",
+)
+async def set_phones(
+    household_id: str, body: PhonesIn, principal: Staff, commands: Commands, database: Db
+) -> JSONResponse:
+    doc = await database["households"].find_one({"_id": household_id}, {"community_id": 1})
+    if doc is None or doc["community_id"] != principal.community_id:
+        raise Problem(404, "Not found", "no such household in your community")
+    command = o.SetHouseholdPhones(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        household_id=household_id,
+        phone=body.phone,
+        relative_phones=body.relative_phones,
     )
     return answer(await commands.send(doc["community_id"], command))
 

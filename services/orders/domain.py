@@ -152,7 +152,9 @@ def new_handoff_code() -> str:
 
 # --- CSV import ------------------------------------------------------------------------
 
-CSV_COLUMNS = ("compound", "building", "unit", "room", "grid", "phone", "flags")
+CSV_COLUMNS = ("compound", "building", "unit", "room", "grid", "phone", "flags", "relative_phones")
+OPTIONAL_COLUMNS = ("flags", "relative_phones")
+RELATIVES = 5  # phones besides the household's own that may sign in for it
 MAX_FIELD = 100
 
 
@@ -164,6 +166,16 @@ class _Row(BaseModel):
     grid: str = Field(min_length=1, max_length=MAX_FIELD)
     phone: str = Field(default="", max_length=MAX_FIELD)
     flags: list[HouseholdFlag] = Field(default_factory=list)
+    relative_phones: str = Field(default="", max_length=MAX_FIELD)
+
+
+def phones_in(text: str) -> list[str] | None:
+    """Relatives' phones as a cell holds them ("139 1234 5678; 0086 138…"), each in the
+    form the household's own is kept; None when one of them is not a phone."""
+    phones = [normalise_phone(p) for p in text.replace(",", ";").split(";") if p.strip()]
+    if len(phones) > RELATIVES or not all(PHONE.match(p) for p in phones):
+        return None
+    return list(dict.fromkeys(phones))
 
 
 @dataclass
@@ -180,7 +192,7 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
     """Each good row becomes a HouseholdInput; each bad one a {line, reason}."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in CSV_COLUMNS if c != "flags" and c not in header]
+    missing = [c for c in CSV_COLUMNS if c not in OPTIONAL_COLUMNS and c not in header]
     if missing:
         raise CsvHeaderError(f"missing column(s): {', '.join(missing)}; expected {CSV_COLUMNS}")
     reader.fieldnames = header
@@ -213,6 +225,15 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
         if phone is not None and not PHONE.match(phone):
             result.rejected.append({"line": line, "reason": f"phone: malformed {row.phone!r}"})
             continue
+        relatives = phones_in(row.relative_phones)
+        if relatives is None:
+            result.rejected.append(
+                {
+                    "line": line,
+                    "reason": f"relative_phones: at most {RELATIVES} phones, separated by ';'",
+                }
+            )
+            continue
         if row.grid not in known_grids:
             result.rejected.append({"line": line, "reason": f"grid: unknown grid {row.grid!r}"})
             continue
@@ -230,6 +251,7 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
                 grid_id=row.grid,
                 phone=phone,
                 flags=row.flags,
+                relative_phones=relatives,
             )
         )
     return result

@@ -90,6 +90,7 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
                 "address_text": str(row.address),
                 "address_key": key,
                 "phone": row.phone,
+                "relative_phones": row.relative_phones,
                 "card_code": book.new_card_code(),
                 "flags": [f.value for f in row.flags],
                 "registered_at": now,
@@ -103,6 +104,7 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
                 phone=row.phone,
                 card_code=doc["card_code"],
                 flags=row.flags,
+                relative_phones=row.relative_phones,
             )
         )
         imported.append(
@@ -115,6 +117,25 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
 
 
 # --- orders ------------------------------------------------------------------------------
+
+
+def set_household_phones(book: Orderbook, event: Event, now: datetime) -> Decision:
+    """The household's phones, anew: who may sign in for it (and be told by SMS)."""
+    cmd = event.data
+    assert isinstance(cmd, o.SetHouseholdPhones)
+    household = book.get(HOUSEHOLDS, cmd.household_id)
+    if household is None:
+        raise Rejection(404, "no such household in this community", "Not found")
+    doc = book.put(
+        HOUSEHOLDS, {**household, "phone": cmd.phone, "relative_phones": cmd.relative_phones}
+    )
+    changed = o.HouseholdPhonesChanged(
+        household_id=doc["_id"],
+        address=doc["address_text"],
+        phone=cmd.phone,
+        relative_phones=cmd.relative_phones,
+    )
+    return Decision([changed], Outcome.ok(household_view(doc)))
 
 
 def reissue_card(book: Orderbook, event: Event, now: datetime) -> Decision:
@@ -348,6 +369,7 @@ class OrdersRules:
             o.RegisterHouseholds: register_households,
             o.PlaceOrder: place_order,
             o.ReissueCard: reissue_card,
+            o.SetHouseholdPhones: set_household_phones,
             o.CancelOrder: cancel_order,
             o.ReopenOrder: reopen_order,
             o.ReviewOrder: review_order,

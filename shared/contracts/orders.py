@@ -76,6 +76,18 @@ class HouseholdRegistered(Payload):
     phone: str | None = None  # none: reached through the grid worker and the call list
     card_code: str
     flags: list[HouseholdFlag] = Field(default_factory=list)
+    relative_phones: list[str] = Field(default_factory=list)  # sign in for the household
+
+
+class HouseholdPhonesChanged(Payload):
+    """Staff set a household's phones anew (a relative added, a number given up): the
+    whole current set; a phone no longer in it no longer signs in for the household."""
+
+    type: Literal["doorstep.household.phones_changed.v1"] = "doorstep.household.phones_changed.v1"
+    household_id: str
+    address: str
+    phone: str | None = None
+    relative_phones: list[str] = Field(default_factory=list)
 
 
 class OrderFacts(BaseModel):
@@ -201,6 +213,14 @@ class HouseholdInput(BaseModel):
     grid_id: str
     phone: str | None = None
     flags: list[HouseholdFlag] = Field(default_factory=list)
+    relative_phones: list[str] = Field(default_factory=list)
+
+
+class SetHouseholdPhones(OrdersCommand):
+    type: Literal["doorstep.household.set_phones.v1"] = "doorstep.household.set_phones.v1"
+    household_id: str
+    phone: str | None = None
+    relative_phones: list[str] = Field(default_factory=list)
 
 
 class RegisterHouseholds(OrdersCommand):
@@ -247,6 +267,7 @@ class SetPriority(OrdersCommand):
 
 COMMANDS = (
     ReissueCard,
+    SetHouseholdPhones,
     DefineCommunity,
     RegisterHouseholds,
     PlaceOrder,
@@ -259,6 +280,7 @@ COMMANDS = (
 EVENTS = (
     CommunityDefined,
     HouseholdRegistered,
+    HouseholdPhonesChanged,
     OrderReceived,
     OrderHeld,
     OrderAccepted,

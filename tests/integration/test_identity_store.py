@@ -96,3 +96,45 @@ async def test_the_directory_says_who_a_phone_is_now_whatever_order_events_come_
     finally:
         await client.drop_database(f"directory_{unique}")
         await client.close()
+
+
+async def test_a_relatives_number_given_up_no_longer_signs_in_for_the_household(
+    stack: Stack, unique: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    directory = Directory(client[f"directory_{unique}"])
+    t0 = datetime(2022, 5, 28, 8, 0, tzinfo=UTC)
+    own, relative = "8613900000002", "8613800000002"
+
+    def at(n: int, minutes: int, data: Any) -> Event:
+        return Event(
+            id=f"orders:datong:{n}:0",
+            source="/orders",
+            community_id="datong",
+            time=t0 + timedelta(minutes=minutes),
+            data=data,
+        )
+
+    registered = o.HouseholdRegistered(
+        household_id="hh_1",
+        grid_id="g1",
+        address="民主路小区 8-2-301",
+        phone="13900000002",
+        card_code="K7M2AC",
+        relative_phones=["13800000002"],
+    )
+    changed = o.HouseholdPhonesChanged(
+        household_id="hh_1", address="民主路小区 8-2-301", phone="13900000002"
+    )
+    try:
+        await directory.ensure_indexes()
+        await directory.handle_batch([at(1, 0, registered)])
+        for phone in (own, relative):
+            (who,) = await directory.identities_of(phone)
+            assert who.identity_id == "resident:datong:hh_1" and who.name == "民主路小区 8-2-301"
+        await directory.handle_batch([at(2, 5, changed)])
+        assert [x.household_id for x in await directory.identities_of(own)] == ["hh_1"]
+        assert await directory.identities_of(relative) == []
+    finally:
+        await client.drop_database(f"directory_{unique}")
+        await client.close()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.identity import domain
-from services.identity.directory import facts_of, records_of
+from services.identity.directory import facts_of
 from services.identity.handlers import CODES, SESSIONS, IdentityRules
 from shared.commands import Outcome
 from shared.contracts import identity as i
@@ -212,8 +212,19 @@ def test_phones_have_one_normal_form() -> None:
 def test_grid_workers_phones_come_from_the_community_definition() -> None:
     grid = o.Grid(grid_id="g3", name="Grid 3", grid_worker="Zhao", grid_worker_phone="13800000003")
     defined = o.CommunityDefined(community_id="datong", name="Datong", grids=[grid])
-    ((identity, account),) = facts_of("datong", defined)
-    assert identity.identity_id == "grid_worker:datong:g3" and account == "8613800000003"
-    event = Event(id="orders:datong:1:0", source="/orders", community_id="datong", data=defined)
-    (record,) = records_of([event, event])[:1]
-    assert record["_id"] == "grid_worker:datong:g3|orders:datong:1:0"  # a redo inserts nothing
+    ((identity, accounts),) = facts_of("datong", defined)
+    assert identity.identity_id == "grid_worker:datong:g3" and accounts == {"8613800000003"}
+
+
+def test_a_households_phones_and_its_relatives_all_sign_in_for_it() -> None:
+    registered = o.HouseholdRegistered(
+        household_id="hh_1",
+        grid_id="g1",
+        address="8-2-301",
+        phone="139 1234 5678",
+        card_code="K7M2AC",
+        relative_phones=["+8613800000001", "0086 13800000002"],
+    )
+    ((identity, accounts),) = facts_of("datong", registered)
+    assert identity.name == "8-2-301"
+    assert accounts == {PHONE, "8613800000001", "8613800000002"}
