@@ -312,3 +312,47 @@ def test_keys_rotate_without_downtime_old_and_new_accepted_until_the_old_retires
                 what=f"{service} to know the key again",
             )
     assert SIGNING_KEY.kid != new.kid
+
+
+def test_the_first_ops_account_is_made_from_the_command_line_and_names_staff(
+    services: Running, community: Community, gateway: GatewayServer
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO
+
+    community.define()
+    phone = new_phone()
+    made = subprocess.run(
+        [sys.executable, "-m", "doorstep_cli", "ops-account", "--phone", phone, "--name", "李运维"],
+        env={**services.envs["identity"]},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    known(community, phone, "ops")
+    ops = sign_in(community, gateway, phone)
+    assert ops["identity"]["role"] == "ops"
+    listed = community.call(
+        "GET", "orders", f"/v1/orders?community_id={community.community_id}", ops["access_token"]
+    )
+    assert listed.status_code == 200
+    order = {"category": "groceries", "items": "rice", "household_id": "hh_x"}
+    refused = community.call("POST", "orders", "/v1/orders", ops["access_token"], json=order)
+    assert refused.status_code == 403  # ops do not order; staff do
+    # Ops name a staff member, who then signs in as staff of that community.
+    staff_phone = new_phone()
+    named = f"/v1/communities/{community.community_id}/staff/{staff_phone}"
+    community.ok("PUT", "identity", named, ops["access_token"], json={"name": "王芳"})
+    known(community, staff_phone, "staff")
+    staff = sign_in(community, gateway, staff_phone)
+    assert staff["identity"]["identity_id"] == f"staff:{community.community_id}"
+    assert (
+        community.call(
+            "GET", "orders", f"/v1/communities/{community.community_id}", staff["access_token"]
+        ).status_code
+        == 200
+    )
