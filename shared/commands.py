@@ -106,6 +106,9 @@ class CommandSender:
         except TimeoutError as exc:
             _waiting.pop(command_id, None)
             raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
+        except BaseException:  # refused, cancelled: nobody will wait for this outcome
+            _waiting.pop(command_id, None)
+            raise
         outcome = await self.outcome(command_id, local, wait_seconds)
         if outcome.status == 202:
             # Whose it is, for GET /v1/commands/{id}: only its sender may look it up.

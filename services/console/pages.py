@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import re
+import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -394,8 +395,7 @@ async def hotline(
     problem = None
     q = q.strip()
     if q:
-        digits = re.sub(r"[\s-]", "", q)
-        by = {"phone": digits} if digits.lstrip("+").isdigit() else {"card_code": q}
+        by = lookup_of(q)
         try:
             result = await services.get(
                 who, "orders", f"/v1/communities/{who.community_id}/households", **by
@@ -432,9 +432,10 @@ async def hotline_order(
         "channel": "hotline",
     }
     if priority.strip():
-        if not priority.strip().isdigit():
+        value = whole_number(priority)
+        if value is None:
             return back("/hotline", "priority: a whole number from 0 to 100")
-        body["priority"] = int(priority)
+        body["priority"] = value
     try:
         household = await services.get(who, "orders", f"/v1/households/{household_id}")
         if not who.sees_grid(household["grid_id"]):
@@ -512,9 +513,26 @@ def order_action(
     return action
 
 
+def lookup_of(q: str) -> dict[str, str]:
+    """What the hotline box holds: a phone (7+ digits, as people write them) or a card
+    code (six characters, which may all be digits: 3, 4, 7 and 9 are in its alphabet)."""
+    digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", q))  # "１３９…" typed wide
+    number = digits.removeprefix("+")
+    if number.isascii() and number.isdigit() and len(number) >= 7:
+        return {"phone": digits}
+    return {"card_code": q}
+
+
+def whole_number(text: str) -> int | None:
+    """Digits as typed ("５０" on a Chinese keyboard is 50); None for anything else ("²" is
+    a digit to ``isdigit`` but no number to ``int``)."""
+    text = text.strip()
+    return int(text) if text.isdecimal() else None
+
+
 def priority_body(form: dict[str, str]) -> dict[str, int]:
-    value = form.get("priority", "").strip()
-    return {"priority": int(value) if value.isdigit() else -1}  # the service says why not
+    value = whole_number(form.get("priority", ""))
+    return {"priority": -1 if value is None else value}  # the service says why not
 
 
 for verb, method, body in (

@@ -51,8 +51,10 @@ NEED_CATEGORY = {
 
 
 def natural(text: str) -> tuple[Any, ...]:
-    """'Building 10' after 'Building 9': numbers in addresses compare as numbers."""
-    return tuple(int(p) if p.isdigit() else p.casefold() for p in re.split(r"(\d+)", text))
+    """'Building 10' after 'Building 9': numbers in addresses compare as numbers. A part is
+    a number when it is what ``\\d`` matched (decimal digits, full-width ones too); "①" or
+    "²" are digits to ``isdigit`` but not to ``int``: text."""
+    return tuple(int(p) if p.isdecimal() else p.casefold() for p in re.split(r"(\d+)", text))
 
 
 def walk_order(household: dict[str, Any]) -> tuple[Any, ...]:

@@ -282,3 +282,12 @@ def test_exceptions_name_silent_doors_unserved_needs_and_elderly_alone_without_c
         "needs_not_served": [rooms["9-102"]],
         "elderly_alone_no_contact": [],  # the door answered: that is contact
     }
+
+
+def test_addresses_with_circled_or_superscript_digits_sort_without_failing() -> None:
+    # People write "①" and "²" in addresses; a round over them must still start.
+    rooms = ["10", "2", "30①", "3²", "３", "1A"]
+    ordered = sorted(rooms, key=campaigns.natural)
+    assert ordered.index("2") < ordered.index("10")  # numbers compare as numbers
+    assert ordered.index("３") < ordered.index("10")  # full-width digits too
+    assert set(ordered) == set(rooms)

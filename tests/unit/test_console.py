@@ -87,3 +87,22 @@ def test_a_redirect_after_an_action_never_leaves_the_console() -> None:
     assert [on_console(p, "/") for p in ("//evil.example/x", "https://evil.example", "")] == [
         "/"
     ] * 3
+
+
+def test_a_priority_typed_as_superscript_or_full_width_digits_is_no_500() -> None:
+    from services.console.pages import priority_body
+
+    assert priority_body({"priority": "²"}) == {"priority": -1}  # the service refuses it
+    assert priority_body({"priority": "５０"}) == {"priority": 50}  # typed on a Chinese IME
+    assert priority_body({"priority": " 80 "}) == {"priority": 80}
+
+
+def test_a_card_code_of_digits_only_is_looked_up_as_a_card_not_a_phone() -> None:
+    from services.console.pages import lookup_of
+
+    # Card codes use the digits 3, 4, 7 and 9 too: "347934" is a card (~4 % of Datong's).
+    assert lookup_of("347934") == {"card_code": "347934"}
+    assert lookup_of("k7m2ac") == {"card_code": "k7m2ac"}
+    assert lookup_of("139 1234-5678") == {"phone": "13912345678"}
+    assert lookup_of("+86 13912345678") == {"phone": "+8613912345678"}
+    assert lookup_of("１３９１２３４５６７８") == {"phone": "13912345678"}
