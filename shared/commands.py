@@ -20,8 +20,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -30,6 +28,7 @@ from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
 from shared.kafka import EventPublisher
+from shared.outcome import Outcome
 from shared.problem import Problem
 from shared.topics import OUTCOMES
 
@@ -43,30 +42,6 @@ _waiting: dict[str, asyncio.Future[Outcome]] = {}
 
 def new_command_id() -> str:
     return uuid.uuid4().hex
-
-
-class Outcome(BaseModel):
-    """What the owner decided: an HTTP status and a JSON body (or problem details)."""
-
-    status: int
-    body: dict[str, Any] | None = None
-    title: str | None = None
-    detail: str | None = None
-
-    @classmethod
-    def ok(cls, body: dict[str, Any], status: int = 200) -> Outcome:
-        # JSON-safe once, here: the body is stored and later sent as it is.
-        return cls(status=status, body=to_jsonable_python(body))
-
-    @classmethod
-    def rejected(cls, status: int, title: str, detail: str) -> Outcome:
-        return cls(status=status, title=title, detail=detail)
-
-    def unwrap(self) -> dict[str, Any]:
-        """The body, or raise the rejection as problem details."""
-        if self.status >= 400:
-            raise Problem(self.status, self.title or "Rejected", self.detail)
-        return self.body or {}
 
 
 class CommandSender:

@@ -231,6 +231,10 @@ class Input:
         """The source's name in stored offsets: ``topic/partition``."""
         return f"{self.record.topic}/{self.record.partition}"
 
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
 
 BatchHandler = Callable[[list[Input]], Awaitable[None]]
 

@@ -47,10 +47,10 @@ Error policy, per community batch:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import bson
 from aiokafka import TopicPartition
@@ -62,13 +62,30 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
-from shared.audit import AUDIT, command_step, subject_of, trail_of
-from shared.commands import Outcome, OutcomeBoard
+from shared.audit import AUDIT, trail_of
+from shared.commands import OutcomeBoard
 from shared.contracts.base import Payload
+from shared.decision import (
+    Change,
+    Decide,
+    Decision,
+    Documents,
+    Poisoned,
+    Refused,
+    Rejection,
+    Rules,
+    State,
+    decide_entry,
+    entry_event_id,
+    offsets_of,
+    position,
+    stored_offsets,
+)
 from shared.events import Event
 from shared.kafka import EventPublisher, Input, PartitionListener, dead_letter
 from shared.log import get_logger
 from shared.mongo import DUPLICATE_KEY
+from shared.outcome import Outcome
 
 log = get_logger(__name__)
 
@@ -103,7 +120,21 @@ PARKED = Counter(
     ["service"],
 )
 
-S = TypeVar("S")
+S = TypeVar("S", bound=State)
+
+# The pure parts live in shared.decision; named here too for the owner's callers.
+__all__ = [
+    "Change",
+    "CommunityLog",
+    "Decide",
+    "Decision",
+    "Documents",
+    "Rejection",
+    "Rules",
+    "entry_event_id",
+    "partition_of",
+    "position",
+]
 
 
 def now() -> datetime:
@@ -113,18 +144,6 @@ def now() -> datetime:
 def partition_of(community_id: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2 of the key), as the producers use it."""
     return (murmur2(community_id.encode()) & 0x7FFFFFFF) % partitions
-
-
-def stored_offsets(offsets: dict[str, int]) -> list[dict[str, Any]]:
-    # Field names may not contain the topics' dots, and FerretDB v1 has no nested arrays.
-    return [
-        {"topic": key.rsplit("/", 1)[0], "partition": int(key.rsplit("/", 1)[1]), "next": n}
-        for key, n in offsets.items()
-    ]
-
-
-def offsets_of(stored: list[dict[str, Any]]) -> dict[str, int]:
-    return {f"{o['topic']}/{o['partition']}": o["next"] for o in stored}
 
 
 ENTRY_FIELDS = ("_id", "community_id", "n", "at")  # stored as fields; the rest is packed
@@ -171,75 +190,6 @@ def entry_sized(items: list[Input]) -> list[list[Input]]:
     return chunks
 
 
-class Rejection(Exception):
-    """A command the rules refuse. What the rules changed before refusing is kept, with
-    ``events`` (a refused attempt may still count: a wrong handoff code)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        title: str = "Rejected",
-        events: list[Payload] | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.title = title
-        self.events = events or []
-
-
-@dataclass
-class Decision:
-    """What one input decided: the events it causes, for a command its answer (None: to
-    be answered by a later input), and answers to earlier commands it settles."""
-
-    events: list[Payload] = field(default_factory=list)
-    outcome: Outcome | None = None
-    answers: dict[str, Outcome] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Change:
-    """A read-model document the decision changed: its new version, or None if removed."""
-
-    collection: str
-    doc_id: str
-    doc: dict[str, Any] | None
-    new: bool = False  # not stored before: inserted, not replaced (see CommunityLog._derive)
-
-
-Decide = Callable[[S, Event, datetime], Decision]
-
-
-class Rules(Protocol[S]):
-    """What a service supplies: its pure rules and how its state maps to documents."""
-
-    service: str
-    events_topic: str
-    collections: tuple[str, ...]  # read models holding the state (each has community_id)
-
-    def table(self) -> Mapping[type[Any], Decide[S]]: ...
-
-    def restore(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> S: ...
-
-    def changes(self, state: S) -> list[Change]:
-        """The documents changed since the last call (and forget them)."""
-        ...
-
-
-def entry_event_id(service: str, community_id: str, n: int, i: int) -> str:
-    return f"{service}:{community_id}:{n}:{i}"
-
-
-def position(event_id: str) -> tuple[str, tuple[int, int]] | None:
-    """(producer, (entry, index)) of an event an owner stored in its log, else None."""
-    parts = event_id.rsplit(":", 3)
-    if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
-        return None
-    return parts[0], (int(parts[2]), int(parts[3]))
-
-
 @dataclass
 class Loaded(Generic[S]):
     state: S
@@ -256,47 +206,6 @@ class Lane:
 
     waiting: list[Input]
     task: asyncio.Task[None] | None = None
-
-
-class NotOwner(RuntimeError):
-    """The partition moved to another instance while deciding."""
-
-
-class Documents:
-    """A community's documents by collection and id, remembering the ones changed since
-    the last ``take_changes``. Rules replace documents (``put``), never edit them in place,
-    and refuse before they put anything."""
-
-    def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
-        self.community_id = community_id
-        self._docs: dict[str, dict[str, dict[str, Any]]] = {
-            kind: {d["_id"]: d for d in found} for kind, found in docs.items()
-        }
-        self._changed: dict[tuple[str, str], dict[str, Any]] = {}
-        self._new: set[tuple[str, str]] = set()
-
-    def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
-        return self._docs.get(kind, {}).get(doc_id)
-
-    def values(self, kind: str) -> Iterable[dict[str, Any]]:
-        return self._docs.get(kind, {}).values()
-
-    def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
-        doc = {**doc, "community_id": self.community_id}
-        known = self._docs.setdefault(kind, {})
-        if doc["_id"] not in known:
-            self._new.add((kind, doc["_id"]))
-        known[doc["_id"]] = doc
-        self._changed[(kind, doc["_id"])] = doc
-        return doc
-
-    def take_changes(self) -> list[Change]:
-        changes = [
-            Change(kind, doc_id, doc, (kind, doc_id) in self._new)
-            for (kind, doc_id), doc in self._changed.items()
-        ]
-        self._changed, self._new = {}, set()
-        return changes
 
 
 class CommunityLog(PartitionListener, Generic[S]):
@@ -508,18 +417,25 @@ class CommunityLog(PartitionListener, Generic[S]):
     ) -> bool:
         """Decide and store, retrying what fails; False (impatient) when the store
         failed for a reason that is waited out, so the caller parks the community."""
-        poisoned: dict[tuple[str, int], str] = {}
+        settled: dict[tuple[str, int], Outcome] = {}  # answered without the rules
         delay, refused = 0.1, 0
         while True:
             if not self.owns(community_id):
                 return True  # moved away: the next owner decides from the last commit
             try:
                 async with self._lock(community_id):
-                    await self._decide_and_store(community_id, items, poisoned)
+                    await self._decide_and_store(community_id, items, settled)
                 return True
+            except Refused as exc:
+                # The rules refused after changing what they could not undo: decide again
+                # from the stored state, with that input refused from the start.
+                self.forget(community_id)
+                settled[(exc.item.key, exc.item.offset)] = exc.outcome
+                continue
             except Poisoned as exc:
                 self.forget(community_id)
-                await self._poison(exc.item, exc.reason, poisoned)
+                assert isinstance(exc.item, Input)  # what this owner gave the step
+                await self._poison(exc.item, exc.reason, settled)
                 continue
             except TRANSIENT as exc:
                 # The database or broker is away, or another owner stored entry n first:
@@ -537,8 +453,8 @@ class CommunityLog(PartitionListener, Generic[S]):
                 log.error("log.entry_refused", community=community_id, error=repr(exc))
                 if refused >= REFUSALS:
                     self.forget(community_id)
-                    if len(items) == 1 and (items[0].key, items[0].record.offset) not in poisoned:
-                        await self._poison(items[0], repr(exc), poisoned)
+                    if len(items) == 1 and (items[0].key, items[0].offset) not in settled:
+                        await self._poison(items[0], repr(exc), settled)
                         refused = 0
                         continue
                     if len(items) > 1:
@@ -549,119 +465,47 @@ class CommunityLog(PartitionListener, Generic[S]):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _poison(self, item: Input, reason: str, poisoned: dict[tuple[str, int], str]) -> None:
-        poisoned[(item.key, item.record.offset)] = reason
+    async def _poison(
+        self, item: Input, reason: str, settled: dict[tuple[str, int], Outcome]
+    ) -> None:
+        detail = f"the command could not be applied: {reason}"
+        settled[(item.key, item.offset)] = Outcome.rejected(422, "Not applied", detail)
         await dead_letter(self.publisher, item.record, reason, attempts=1, group=self.group_id)
 
     async def _decide_and_store(
-        self, community_id: str, items: list[Input], poisoned: dict[tuple[str, int], str]
+        self, community_id: str, items: list[Input], settled: dict[tuple[str, int], Outcome]
     ) -> None:
         loaded = self.loaded.get(community_id) or await self._load_unlocked(community_id)
-        decided = self._decided.get(community_id, {})
-        fresh_next: dict[str, int] = {}
-        fresh: list[Input] = []
-        for item in items:  # not decided yet, and once each (a lane may be fed a record twice)
-            if item.record.offset >= max(
-                loaded.offsets.get(item.key, 0), fresh_next.get(item.key, 0)
-            ):
-                fresh.append(item)
-                fresh_next[item.key] = item.record.offset + 1
-        if not fresh:
-            return
-        moment = now()
         n = loaded.n + 1
-        offsets: dict[str, int] = {}
-        seen: dict[str, list[int]] = {}
-        events: list[Event] = []
-        outcomes: dict[str, Any] = {}
-        commands: list[dict[str, Any]] = []
-        for item in fresh:
-            offsets[item.key] = item.record.offset + 1
-            event = item.event
-            command_id = getattr(event.data, "command_id", None)
-            reason = poisoned.get((item.key, item.record.offset))
-            if reason is not None:
-                if command_id:
-                    outcomes[command_id] = Outcome.rejected(
-                        422, "Not applied", f"the command could not be applied: {reason}"
-                    ).model_dump()
-                continue
-            if command_id and (command_id in outcomes or command_id in decided):
-                continue  # a second copy of a command already decided and answered
-            pos = position(event.id)
-            if pos is not None:
-                producer, at = pos
-                last = seen.get(producer) or loaded.seen.get(producer)
-                if last is not None and list(at) <= last:
-                    continue  # a re-published copy of an event already applied
-                seen[producer] = list(at)
-            decide = self._table.get(type(event.data))
-            if decide is None:
-                continue  # not this owner's business
+        step = decide_entry(
+            self.rules,
+            self._table,
+            loaded.state,
+            items,
+            community_id=community_id,
+            n=n,
+            offsets=loaded.offsets,
+            seen=loaded.seen,
+            decided=self._decided.get(community_id, {}),
+            settled=settled,
+            clock=now,
+        )
+        entry = step.entry
+        if entry is not None:
             try:
-                # Each input at its own moment: one batch is not one instant (who has been
-                # idle longest is decided by it).
-                decision = decide(loaded.state, event, now())
-            except Rejection as refusal:
-                decision = Decision(
-                    refusal.events,
-                    Outcome.rejected(refusal.status, refusal.title, refusal.reason),
-                )
-            except Exception as exc:
-                raise Poisoned(item, repr(exc)) from exc
-            for payload in decision.events:
-                events.append(
-                    Event(
-                        id=entry_event_id(self.rules.service, community_id, n, len(events)),
-                        source=f"/{self.rules.service}",
-                        community_id=community_id,
-                        time=moment,
-                        subject=subject_of(payload),
-                        correlation_id=event.correlation_id,
-                        data=payload,
-                    )
-                )
-            if command_id:
-                commands.append(command_step(event.data, decision.outcome))
-            if command_id and decision.outcome is not None:
-                outcomes[command_id] = decision.outcome.model_dump()
-            outcomes |= {cid: answer.model_dump() for cid, answer in decision.answers.items()}
-        changes = self.rules.changes(loaded.state)
-        if not (changes or events or outcomes):
-            # Nothing decided (facts that are not this owner's business, copies): no entry.
-            # Re-delivered, they decide nothing again.
-            loaded.offsets |= offsets
-            loaded.seen |= seen
-            return
-        entry = {
-            "_id": f"{community_id}:{n}",
-            "community_id": community_id,
-            "n": n,
-            "at": moment,
-            "inputs": [i.event.id for i in fresh],
-            "offsets": stored_offsets(offsets),
-            "seen": seen,
-            "changes": [
-                {"collection": c.collection, "_id": c.doc_id, "doc": c.doc, "new": c.new}
-                for c in changes
-            ],
-            "events": [e.model_dump(mode="json") for e in events],
-            "outcomes": outcomes,
-            "commands": commands,
-        }
-        try:
-            await self.entries.insert_one(packed(entry))
-        except DuplicateKeyError as exc:
-            raise StaleOwner(f"entry {n} of {community_id} was stored by another owner") from exc
-        ENTRIES.labels(self.rules.service).inc()
-        ENTRY_INPUTS.labels(self.rules.service).observe(len(fresh))
-        self._remember(community_id, outcomes)
-        loaded.n = n
-        loaded.offsets |= offsets
-        loaded.seen |= seen
-        await self._derive(entry, events)
-        if n == 1 or n - loaded.head >= HEAD_EVERY:
-            await self._write_head(community_id, loaded)
+                await self.entries.insert_one(packed(entry))
+            except DuplicateKeyError as exc:
+                raise StaleOwner(f"entry {n} of {community_id} was stored by another") from exc
+            ENTRIES.labels(self.rules.service).inc()
+            ENTRY_INPUTS.labels(self.rules.service).observe(len(entry["inputs"]))
+            self._remember(community_id, entry["outcomes"])
+            loaded.n = n
+        loaded.offsets |= step.offsets
+        loaded.seen |= step.seen
+        if entry is not None:
+            await self._derive(entry, step.events)
+            if n == 1 or n - loaded.head >= HEAD_EVERY:
+                await self._write_head(community_id, loaded)
 
     async def _load_unlocked(self, community_id: str) -> Loaded[S]:
         loaded = await self._load(community_id)
@@ -748,10 +592,3 @@ class CommunityLog(PartitionListener, Generic[S]):
             upsert=True,
         )
         loaded.head = loaded.n
-
-
-class Poisoned(Exception):
-    def __init__(self, item: Input, reason: str) -> None:
-        super().__init__(reason)
-        self.item = item
-        self.reason = reason

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import mongo
 from shared.commands import OutcomeBoard, listen_for_outcomes
+from shared.decision import State
 from shared.http import UNAVAILABLE, ReadinessCheck
 from shared.kafka import (
     BatchHandler,
@@ -40,7 +41,7 @@ from shared.topics import ALL as ALL_TOPICS
 
 log = get_logger(__name__)
 
-S = TypeVar("S")
+S = TypeVar("S", bound=State)
 Loop = Callable[[], Awaitable[None]]
 SHUTDOWN_SECONDS = 5.0
 

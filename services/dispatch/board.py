@@ -31,7 +31,7 @@ from shared.contracts import dispatch as d
 from shared.contracts.base import Payload
 from shared.contracts.orders import Category, Grid, HouseholdFlag, OrderFacts
 from shared.contracts.volunteers import Skill
-from shared.owner import Rejection
+from shared.decision import Rejection
 
 __all__ = ["Board", "Rejection", "Task", "TaskState", "Volunteer"]
 
@@ -64,6 +64,8 @@ class Index:
     dirty_tasks: set[str] = field(default_factory=set)
     dirty_volunteers: set[str] = field(default_factory=set)
     grids_dirty: bool = False
+    touches: int = 0  # changes made, counted: a refusal after one cannot be undone here
+    savepoint: int = 0
     stored_tasks: set[str] = field(default_factory=set)
     stored_volunteers: set[str] = field(default_factory=set)
     volunteer_docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # as last stored
@@ -179,6 +181,7 @@ class Board(BaseModel):
             for volunteer_id in task.tried:
                 ix.tried_by.setdefault(volunteer_id, set()).add(order_id)
         ix.dirty_tasks.add(order_id)
+        ix.touches += 1
         for holder in {before, after}:
             if holder is not None:
                 self._refile(holder)
@@ -187,6 +190,7 @@ class Board(BaseModel):
         ix = self.ix
         volunteer = self.volunteers.get(volunteer_id)
         ix.dirty_volunteers.add(volunteer_id)
+        ix.touches += 1
         if volunteer is None or volunteer.shift_grid_id is None:
             ix.free.withdraw(volunteer_id)
             return
@@ -201,6 +205,15 @@ class Board(BaseModel):
             )
         )
 
+    def savepoint(self) -> None:
+        self.ix.savepoint = self.ix.touches
+
+    def rollback(self) -> bool:
+        """The board's methods refuse before they change anything (every change ends in
+        ``_sync``/``_refile``, which count it): a refusal after a change is not undone
+        here but reported, and the owner decides again from the stored board."""
+        return self.ix.touches == self.ix.savepoint
+
     def take_changes(self) -> tuple[list[str], list[str], bool]:
         """Tasks, volunteers (ids) and whether the grids changed since the last call."""
         return self.ix.take_changes()
@@ -213,6 +226,7 @@ class Board(BaseModel):
     def define(self, grids: list[Grid], now: datetime) -> list[Payload]:
         self.grids = {g.grid_id: g for g in grids}
         self.ix.grids_dirty = True
+        self.ix.touches += 1
         return self.match(now)
 
     def order_open(self, facts: OrderFacts, now: datetime) -> list[Payload]:
@@ -434,12 +448,14 @@ class Board(BaseModel):
         left = MAX_CODE_ATTEMPTS - task.wrong_codes
         if left > 0:
             raise Rejection(
-                422, f"the handoff code does not match this household's ({left} tries left)"
+                422,
+                f"the handoff code does not match this household's ({left} tries left)",
+                counts=True,
             )
         task.locked = True
         self._sync(task.order.order_id)
         reason = f"{MAX_CODE_ATTEMPTS} wrong handoff codes: delivery locked"
-        raise Rejection(423, LOCKED, "Locked", events=[self._escalation(task, reason)])
+        raise Rejection(423, LOCKED, "Locked", events=[self._escalation(task, reason)], counts=True)
 
     def fail(
         self,

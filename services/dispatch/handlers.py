@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from services.dispatch.board import Board
-from shared.commands import Outcome
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
+from shared.decision import Change, Decide, Decision
 from shared.events import Event
-from shared.owner import Change, Decide, Decision
+from shared.outcome import Outcome
 from shared.topics import DISPATCH_EVENTS
 
 BOARDS = "boards"  # one per community: its grids

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from services.identity import domain
-from shared.commands import Outcome
 from shared.contracts import identity as i
+from shared.decision import Change, Decide, Decision, Documents
 from shared.events import Event
-from shared.owner import Change, Decide, Decision, Documents
+from shared.outcome import Outcome
 from shared.topics import IDENTITY_EVENTS
 
 ACCOUNTS, CODES, SESSIONS = "accounts", "codes", "sessions"

@@ -12,7 +12,7 @@ from services.orders import domain
 from services.orders.domain import Status
 from shared.contracts import orders as o
 from shared.contracts.base import Payload
-from shared.owner import Documents, Rejection
+from shared.decision import Documents, Rejection
 
 COMMUNITIES, HOUSEHOLDS, ORDERS, IDEMPOTENCY = "communities", "households", "orders", "idempotency"
 CAMPAIGNS, VISITS = "campaigns", "visits"  # door-knock campaigns, one visit per door
@@ -33,6 +33,9 @@ class Orderbook(Documents):
 
     def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
         super().__init__(community_id, docs)
+        self._reindex()
+
+    def _reindex(self) -> None:
         self.addresses: set[str] = set()
         self.card_codes: set[str] = set()
         self.orders_of: dict[str, list[str]] = {}
@@ -41,6 +44,15 @@ class Orderbook(Documents):
             self._index_household(household)
         for order in sorted(self.values(ORDERS), key=lambda doc: doc["placed_at"]):
             self._index_order(order)
+
+    def rollback(self) -> bool:
+        # The lookups only grow as documents are put: built again when a refused command
+        # had put a household or an order (rare: a batch refused part-way).
+        touched = self.touched()
+        super().rollback()
+        if touched & {HOUSEHOLDS, ORDERS}:
+            self._reindex()
+        return True
 
     def put(self, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         fresh = self.get(kind, doc["_id"]) is None

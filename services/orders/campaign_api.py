@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, StrictInt
+from pydantic import AwareDatetime, Field, StrictInt
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.orders import campaigns
@@ -25,6 +25,7 @@ from shared.http import Problem
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_DOORS = 100  # per request: a phone syncing what it recorded offline
+RECORD_ID = r"^[A-Za-z0-9_-]{8,64}$"  # a UUID, or any id a phone makes that is unlikely to repeat
 
 
 class CampaignIn(StrictBody):
@@ -48,7 +49,17 @@ class DoorIn(StrictBody):
     outcome: c.Outcome
     needs: list[c.Need] = Field(default_factory=list, max_length=4)
     note: str | None = Field(default=None, max_length=500)
-    visited_at: datetime | None = None
+    visited_at: AwareDatetime | None = Field(
+        default=None, description="When the door was knocked (the phone's clock, with offset)"
+    )
+    record_id: str | None = Field(
+        default=None,
+        pattern=RECORD_ID,
+        description="Made on the phone: a record sent again is recorded once",
+    )
+    items: dict[c.Need, Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=dict, description="What each need is, e.g. {'medicine': 'insulin'}"
+    )
 
 
 class VisitsIn(StrictBody):

@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.orders.book import (
@@ -32,13 +32,13 @@ from services.orders.book import (
     Orderbook,
     open_order,
 )
-from shared.commands import Outcome
 from shared.contracts import campaigns as c
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
 from shared.contracts.orders import Category
+from shared.decision import Decision, Rejection
 from shared.events import Event
-from shared.owner import Decision, Rejection
+from shared.outcome import Outcome
 
 LIST_SIZE = 40  # doors per walk list: what one cadre walks in a couple of hours
 REACHED = (c.Outcome.answered.value, c.Outcome.refused.value)
@@ -100,10 +100,17 @@ class DoorState:
     due: bool  # a no-answer door whose revisit time has come
 
 
+def is_reached(visit: dict[str, Any] | None) -> bool:
+    """Someone answered (or refused) at this door in this round, whatever came after."""
+    return visit is not None and (
+        visit["outcome"] in REACHED or visit.get("reached_at") is not None
+    )
+
+
 def door_state(visit: dict[str, Any] | None, revisit_after: timedelta, now: datetime) -> DoorState:
     if visit is None:
         return DoorState("not_yet", False)
-    if visit["outcome"] in REACHED:
+    if is_reached(visit):
         return DoorState("reached", False)
     if visit.get("handed_to"):
         return DoorState("handed_over", False)
@@ -135,7 +142,7 @@ def not_reached(campaign: dict[str, Any], visits: dict[str, dict[str, Any]]) -> 
         1
         for walk in campaign["lists"].values()
         for household_id in walk["households"]
-        if (visits.get(household_id) or {}).get("outcome") not in REACHED
+        if not is_reached(visits.get(household_id))
     )
 
 
@@ -157,8 +164,10 @@ def campaign_id_for(command_id: str) -> str:
     return "cmp_" + command_id[:20]
 
 
-def need_order_id(command_id: str, door: int, need: str) -> str:
-    return "ord_" + hashlib.sha256(f"{command_id}:{door}:{need}".encode()).hexdigest()[:20]
+def need_order_id(record_id: str, need: str) -> str:
+    """A need's order, named by the door record it was found in (the server's records are
+    "{command}:{door}", as the ids were before phones named their records)."""
+    return "ord_" + hashlib.sha256(f"{record_id}:{need}".encode()).hexdigest()[:20]
 
 
 def _campaign(book: Orderbook, campaign_id: str, *, open_only: bool = True) -> dict[str, Any]:
@@ -234,11 +243,21 @@ def take_walk_list(book: Orderbook, event: Event, now: datetime) -> Decision:
     cadre = book.get(CADRES, cmd.volunteer_id)
     if cadre is None or not cadre.get("on_duty"):
         raise Rejection(409, "the cadre is not on duty: check in first", "Not on duty")
-    visits = visits_of(book, campaign)
-    held = open_lists_of(campaign, visits, cmd.volunteer_id)
+    if cmd.role == "volunteer" and cadre["on_duty"] != walk["grid_id"]:
+        raise Rejection(
+            409, f"the list is in grid {walk['grid_id']}; you are on duty in another", "Other grid"
+        )
+    # Every open round counts: two rounds at once do not double what a cadre can walk.
+    held = sum(
+        open_lists_of(other, visits_of(book, other), cmd.volunteer_id)
+        for other in book.values(CAMPAIGNS)
+        if other["status"] == "open"
+    )
     if walk["volunteer_id"] != cmd.volunteer_id and held >= cadre["capacity"]:
         raise Rejection(409, f"the cadre already walks {held} lists: their capacity", "At capacity")
-    lists = {**campaign["lists"], cmd.list_id: {**walk, "volunteer_id": cmd.volunteer_id}}
+    holders = [*walk.get("holders", []), cmd.volunteer_id]
+    taken_walk = {**walk, "volunteer_id": cmd.volunteer_id, "holders": list(dict.fromkeys(holders))}
+    lists = {**campaign["lists"], cmd.list_id: taken_walk}
     campaign = book.put(CAMPAIGNS, {**campaign, "lists": lists})
     taken = c.WalkListTaken(
         campaign_id=cmd.campaign_id,
@@ -249,23 +268,87 @@ def take_walk_list(book: Orderbook, event: Event, now: datetime) -> Decision:
     return Decision([taken], Outcome.ok(lists[cmd.list_id]))
 
 
+def _door_fault(
+    book: Orderbook, campaign: dict[str, Any], cmd: c.RecordVisits, door: c.Door, now: datetime
+) -> tuple[int, str] | None:
+    """Why a door's record cannot be taken (status, words), else None."""
+    list_id = campaign["list_of"].get(door.household_id)
+    if list_id is None:
+        return 404, "not in this round"
+    walk = campaign["lists"][list_id]
+    if cmd.volunteer_id is not None and cmd.volunteer_id not in (
+        walk["volunteer_id"],
+        *walk.get("holders", ()),
+    ):
+        return 403, "on a walk list you do not hold"
+    if campaign["status"] != "open" and not (
+        door.visited_at is not None and when(door.visited_at, now) <= campaign["closed_at"]
+    ):
+        return 409, "recorded after the round was closed"
+    return None
+
+
+def when(at: datetime | None, now: datetime) -> datetime:
+    """When a door was knocked: the phone's time (never after it reached us), else now."""
+    if at is None:
+        return now
+    if at.tzinfo is None:  # the contract's older records: UTC
+        at = at.replace(tzinfo=UTC)
+    return min(at, now)
+
+
+def need_items(door: c.Door, need: c.Need) -> str:
+    """What a need's order is for: as said for that need; the note when it is the only
+    need (a note about insulin is not the food order's items); else the need's name."""
+    said = door.items.get(need)
+    if said:
+        return said
+    if door.note and len(set(door.needs)) == 1:
+        return door.note
+    return f"{need.value.replace('_', ' ')} (door-knock)"
+
+
 def record_visits(book: Orderbook, event: Event, now: datetime) -> Decision:
+    """A cadre's door records, as their phone sends them (maybe late, maybe again): all
+    of them or none; each record once (by the id the phone made); the door's state by
+    when it was knocked, not when the record arrived."""
     cmd = event.data
     assert isinstance(cmd, c.RecordVisits)
-    campaign = _campaign(book, cmd.campaign_id)
+    campaign = _campaign(book, cmd.campaign_id, open_only=False)
+    faults = [
+        (fault, door)
+        for door in cmd.doors
+        if (fault := _door_fault(book, campaign, cmd, door, now)) is not None
+    ]
+    if faults:
+        words = "; ".join(
+            f"{_address(book, door.household_id)}: {why}" for (_, why), door in faults
+        )
+        raise Rejection(
+            faults[0][0][0],
+            f"{len(faults)} of {len(cmd.doors)} doors refused, nothing recorded — {words}",
+            "Doors refused",
+        )
     events: list[Payload] = []
     recorded = []
     for index, door in enumerate(cmd.doors):
-        list_id = campaign["list_of"].get(door.household_id)
-        if list_id is None:
-            raise Rejection(404, f"household {door.household_id} is not in this campaign")
-        walk = campaign["lists"][list_id]
-        if cmd.volunteer_id is not None and walk["volunteer_id"] != cmd.volunteer_id:
-            raise Rejection(403, f"household {door.household_id} is on a walk list you do not hold")
-        household = book.get(HOUSEHOLDS, door.household_id)
-        assert household is not None  # a campaign's households are the book's
+        record_id = door.record_id or f"{cmd.command_id}:{index}"
         visit_id = _visit_id(cmd.campaign_id, door.household_id)
         before = book.get(VISITS, visit_id) or {}
+        records: dict[str, Any] = before.get("records", {})
+        if record_id in records:  # sent again: recorded once, answered the same
+            recorded.append(
+                {
+                    "household_id": door.household_id,
+                    "record_id": record_id,
+                    "order_ids": records[record_id]["order_ids"],
+                    "again": True,
+                }
+            )
+            continue
+        household = book.get(HOUSEHOLDS, door.household_id)
+        assert household is not None  # a campaign's households are the book's
+        at = when(door.visited_at, now)
         order_ids: list[str] = []
         opened_here: list[Payload] = []
         if door.outcome is c.Outcome.answered:
@@ -273,9 +356,9 @@ def record_visits(book: Orderbook, event: Event, now: datetime) -> Decision:
                 order, opened = open_order(
                     book,
                     household,
-                    order_id=need_order_id(cmd.command_id, index, need.value),
+                    order_id=need_order_id(record_id, need.value),
                     category=NEED_CATEGORY[need],
-                    items=door.note or f"{need.value.replace('_', ' ')} (door-knock)",
+                    items=need_items(door, need),
                     channel="door_knock",
                     actor=cmd.actor,
                     role="volunteer" if cmd.volunteer_id else "staff",
@@ -285,6 +368,11 @@ def record_visits(book: Orderbook, event: Event, now: datetime) -> Decision:
                 order_ids.append(order["_id"])
                 opened_here.extend(opened)
         reached = door.outcome.value in REACHED
+        latest = before.get("last_at")
+        newest = latest is None or at >= latest  # the latest knock says how the door is
+        reached_at = before.get("reached_at")
+        if reached and (reached_at is None or at < reached_at):
+            reached_at = at
         book.put(
             VISITS,
             {
@@ -293,17 +381,18 @@ def record_visits(book: Orderbook, event: Event, now: datetime) -> Decision:
                 "campaign_id": cmd.campaign_id,
                 "household_id": door.household_id,
                 "grid_id": household["grid_id"],
-                "list_id": list_id,
-                "outcome": door.outcome.value,
+                "list_id": campaign["list_of"][door.household_id],
+                "outcome": door.outcome.value if newest else before["outcome"],
                 "attempts": before.get("attempts", 0) + 1,
-                "first_at": before.get("first_at", now),
-                "last_at": now,
-                "reached_at": now if reached else before.get("reached_at"),
-                "reported_at": door.visited_at,
-                "by": cmd.volunteer_id or cmd.actor,
+                "first_at": min(before.get("first_at", at), at),
+                "last_at": at if newest else latest,
+                "reached_at": reached_at,
+                "reported_at": now,
+                "by": (cmd.volunteer_id or cmd.actor) if newest else before.get("by"),
                 "needs": [*before.get("needs", []), *(n.value for n in door.needs)],
                 "order_ids": [*before.get("order_ids", []), *order_ids],
                 "notes": [*before.get("notes", []), *([door.note] if door.note else [])],
+                "records": {**records, record_id: {"at": at, "order_ids": order_ids}},
             },
         )
         events.append(
@@ -317,8 +406,53 @@ def record_visits(book: Orderbook, event: Event, now: datetime) -> Decision:
             )
         )
         events.extend(opened_here)
-        recorded.append({"household_id": door.household_id, "order_ids": order_ids})
+        recorded.append(
+            {"household_id": door.household_id, "record_id": record_id, "order_ids": order_ids}
+        )
     return Decision(events, Outcome.ok({"recorded": recorded}))
+
+
+def _address(book: Orderbook, household_id: str) -> str:
+    household = book.get(HOUSEHOLDS, household_id)
+    return household["address_text"] if household else household_id
+
+
+def join_open_rounds(book: Orderbook, households: list[dict[str, Any] | None]) -> None:
+    """Households registered while a round runs are in it (不漏一户: coverage counts them
+    and their doors are taken): on a list of their building with room, else a new one."""
+    for campaign in list(book.values(CAMPAIGNS)):
+        if campaign["status"] != "open":
+            continue
+        lists = dict(campaign["lists"])
+        list_of = dict(campaign["list_of"])
+        for household in households:
+            if household is None or household["_id"] in list_of:
+                continue
+            if campaign["grid_ids"] and household["grid_id"] not in campaign["grid_ids"]:
+                continue
+            a = household["address"]
+            here = (household["grid_id"], a["compound"], a["building"])
+            same = [
+                w for w in lists.values() if (w["grid_id"], w["compound"], w["building"]) == here
+            ]
+            walk = next((w for w in same if len(w["households"]) < LIST_SIZE), None)
+            if walk is None:
+                list_id = f"{campaign['_id']}-{len(lists) + 1:04d}"
+                walk = {
+                    "list_id": list_id,
+                    "grid_id": here[0],
+                    "compound": here[1],
+                    "building": here[2],
+                    "part": len(same) + 1,
+                    "households": [],
+                    "volunteer_id": None,
+                }
+            ordered = [*walk["households"], household["_id"]]
+            ordered.sort(key=lambda h: walk_order(book.get(HOUSEHOLDS, h) or household))
+            lists[walk["list_id"]] = {**walk, "households": ordered}
+            list_of[household["_id"]] = walk["list_id"]
+        if len(list_of) != len(campaign["list_of"]):
+            book.put(CAMPAIGNS, {**campaign, "lists": lists, "list_of": list_of})
 
 
 def hand_to_grid_worker(book: Orderbook, event: Event, now: datetime) -> Decision:
@@ -326,7 +460,7 @@ def hand_to_grid_worker(book: Orderbook, event: Event, now: datetime) -> Decisio
     assert isinstance(cmd, c.HandToGridWorker)
     _campaign(book, cmd.campaign_id)
     visit = book.get(VISITS, _visit_id(cmd.campaign_id, cmd.household_id))
-    if visit is None or visit["outcome"] in REACHED:
+    if visit is None or is_reached(visit):
         raise Rejection(409, "only a door that did not answer is handed over", "Not handed over")
     community = book.get(COMMUNITIES, book.community_id) or {"grids": []}
     grid = next(g for g in community["grids"] if g["grid_id"] == visit["grid_id"])
@@ -474,7 +608,7 @@ def exceptions(
             "handed_to": v.get("handed_to"),
         }
         for v in visits.values()
-        if v["outcome"] not in REACHED
+        if not is_reached(v)
     ]
     unserved = [
         {

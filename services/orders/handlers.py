@@ -27,13 +27,13 @@ from services.orders.book import (
 )
 from services.orders.domain import Status
 from services.orders.views import household_view, order_view
-from shared.commands import Outcome
 from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
+from shared.decision import Change, Decide, Decision, Rejection
 from shared.events import Event
-from shared.owner import Change, Decide, Decision, Rejection
+from shared.outcome import Outcome
 from shared.topics import ORDERS_EVENTS
 
 # --- communities and households --------------------------------------------------------
@@ -110,6 +110,7 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
         imported.append(
             {"line": row.line, "household_id": doc["_id"], "card_code": doc["card_code"]}
         )
+    campaigns.join_open_rounds(book, [book.get(HOUSEHOLDS, i["household_id"]) for i in imported])
     body: dict[str, Any] = {"imported": imported, "rejected": rejected}
     if len(cmd.households) == 1 and imported:  # a single registration answers the household
         body["household"] = household_view(book.get(HOUSEHOLDS, imported[0]["household_id"]) or {})

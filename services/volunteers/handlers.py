@@ -10,12 +10,12 @@ from typing import Any
 
 from services.volunteers import domain
 from services.volunteers.views import volunteer_view
-from shared.commands import Outcome
 from shared.contracts import orders as o
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
+from shared.decision import Change, Decide, Decision, Documents, Rejection
 from shared.events import Event
-from shared.owner import Change, Decide, Decision, Documents, Rejection
+from shared.outcome import Outcome
 from shared.topics import VOLUNTEERS_EVENTS
 
 COMMUNITIES, VOLUNTEERS = "communities", "volunteers"

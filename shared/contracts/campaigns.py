@@ -35,6 +35,10 @@ class Door(BaseModel):
     needs: list[Need] = Field(default_factory=list)
     note: str | None = None
     visited_at: datetime | None = None  # when the phone recorded it (may sync later)
+    # Made on the phone when the door was recorded: the same record sent again (a retry,
+    # a late sync) is one record and opens its needs' orders once. None: the server's.
+    record_id: str | None = None
+    items: dict[Need, str] = Field(default_factory=dict)  # what each need is, if said
 
 
 # --- commands -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ refused; the grid worker's exception list is right at every stage."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from tests.e2e.client import Community, datong_rows, eventually
@@ -178,3 +179,59 @@ def deliver(community: Community, cadre: str, order_id: str) -> None:
     code = community.order(staff, order_id)["handoff_code"]
     assert community.act(vid, order_id, "deliver", handoff_code=code).status_code == 200
     community.order_status(order_id, "delivered")
+
+
+def test_a_phone_batch_is_taken_whole_or_not_at_all_and_a_resent_record_opens_one_order(
+    community: Community,
+) -> None:
+    community.define()
+    phones = [f"139{uuid.uuid4().int % 10**8:08d}" for _ in range(2)]
+    rows = [f"Datong Garden,{b},1,101,g1,{p}," for b, p in zip(("1", "2"), phones, strict=True)]
+    community.import_households(rows)
+    staff = community.staff
+    li, wang = (community.volunteer("g1", capacity=1) for _ in range(2))
+    cid = community.ok(
+        "POST", "orders", "/v1/campaigns", staff, json={"title": "Check", "grid_ids": ["g1"]}
+    )["campaign_id"]
+    path = f"/v1/campaigns/{cid}"
+    lists = community.ok("GET", "orders", f"{path}/walk-lists", staff)["walk_lists"]
+    for vid, walk in zip((li, wang), lists, strict=True):
+        community.ok(
+            "POST",
+            "orders",
+            f"{path}/walk-lists/{walk['list_id']}/take",
+            community.volunteer_token(vid),
+        )
+    mine, theirs = (walk["doors"][0]["household_id"] for walk in lists)
+    need = {
+        "household_id": mine,
+        "outcome": "answered",
+        "needs": ["medicine"],
+        "record_id": f"rec-{uuid.uuid4().hex}",
+    }
+    other = {"household_id": theirs, "outcome": "answered"}
+    tok = community.volunteer_token(li)
+
+    refused = community.call("POST", "orders", f"{path}/visits", tok, json={"doors": [need, other]})
+    assert refused.status_code == 403, refused.text
+    assert "nothing recorded" in refused.json()["detail"]
+    assert "Datong Garden 2-1-101" in refused.json()["detail"]  # the door at fault, in words
+    assert community.ok("GET", "orders", path, staff)["coverage"]["total"]["reached"] == 0
+    assert community.ok("GET", "orders", "/v1/orders", staff)["orders"] == []
+
+    # The phone sends its own door again, and once more after a timeout: one order.
+    first = community.ok("POST", "orders", f"{path}/visits", tok, json={"doors": [need]})
+    again = community.ok("POST", "orders", f"{path}/visits", tok, json={"doors": [need]})
+    (order_id,) = first["recorded"][0]["order_ids"]
+    assert again["recorded"][0]["order_ids"] == [order_id]
+    orders = community.ok("GET", "orders", "/v1/orders", staff)["orders"]
+    assert [o["order_id"] for o in orders] == [order_id]
+    assert orders[0]["status"] == "accepted"  # not held as a duplicate of a lost one
+    # Dispatch heard of it: the order is offered (Li and Wang walk lists; both are free).
+    assert eventually(
+        lambda: any(
+            t["order_id"] == order_id
+            for t in community.ok("GET", "dispatch", "/v1/tasks", staff)["tasks"]
+        ),
+        what="the need's order on the dispatch board",
+    )

@@ -291,3 +291,163 @@ def test_addresses_with_circled_or_superscript_digits_sort_without_failing() -> 
     assert ordered.index("2") < ordered.index("10")  # numbers compare as numbers
     assert ordered.index("３") < ordered.index("10")  # full-width digits too
     assert set(ordered) == set(rooms)
+
+
+def record(
+    book: Orderbook,
+    *door_list: c.Door,
+    at: datetime = T0,
+    command_id: str = "sync",
+    who: str | None = "li",
+) -> Decision:
+    """A phone's sync: the doors as the phone recorded them (ids and times its own)."""
+    command = c.RecordVisits(
+        command_id=command_id,
+        actor=who or "staff",
+        campaign_id="cmp_1",
+        volunteer_id=who,
+        doors=list(door_list),
+    )
+    return decide(book, command, at)
+
+
+def door(book: Orderbook, room: str, outcome: c.Outcome, *needs: c.Need, **kw: Any) -> c.Door:
+    return c.Door(household_id=by_room(book)[room], outcome=outcome, needs=list(needs), **kw)
+
+
+def test_a_refused_door_names_every_door_at_fault_in_words() -> None:
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    batch = [
+        door(book, "9-101", c.Outcome.answered, c.Need.medicine),
+        door(book, "10-101", c.Outcome.answered),  # on a list Li does not hold
+        c.Door(household_id="hh_nobody", outcome=c.Outcome.no_answer),
+    ]
+    with pytest.raises(Rejection) as refused:
+        record(book, *batch)
+    assert refused.value.status == 403
+    assert "2 of 3 doors refused, nothing recorded" in refused.value.reason
+    assert "Datong Garden 10-1-101: on a walk list you do not hold" in refused.value.reason
+    assert "hh_nobody: not in this round" in refused.value.reason
+
+
+def test_the_same_door_record_sent_again_is_one_record_and_one_order() -> None:
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    needy = door(book, "9-101", c.Outcome.answered, c.Need.medicine, record_id="phone-rec-0001")
+    first = record(book, needy, command_id="try-1")
+    again = record(book, needy, command_id="try-2")  # the phone's retry after a timeout
+    assert first.outcome and again.outcome
+    (done,) = first.outcome.body["recorded"]  # type: ignore[index]
+    (redone,) = again.outcome.body["recorded"]  # type: ignore[index]
+    assert redone["order_ids"] == done["order_ids"] and len(done["order_ids"]) == 1
+    assert redone["again"] is True and again.events == []
+    assert len(list(book.values(ORDERS))) == 1
+    visit = book.get("visits", f"cmp_1:{needy.household_id}") or {}
+    assert visit["attempts"] == 1 and visit["needs"] == ["medicine"]
+
+
+def test_door_records_count_by_when_the_door_was_knocked_not_when_they_arrived() -> None:
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    nine, ten = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    synced = T0 + timedelta(hours=3, minutes=30)
+    record(book, door(book, "9-101", c.Outcome.answered, visited_at=ten), command_id="a")
+    # Li's colleague's phone syncs late a "no answer" from an hour earlier: still answered.
+    late = door(book, "9-101", c.Outcome.no_answer, visited_at=nine)
+    record(book, late, at=synced, command_id="b")
+    # A door knocked at 9, synced at 11:30, is due again at 10 (revisit after an hour).
+    silent = door(book, "9-102", c.Outcome.no_answer, visited_at=nine)
+    record(book, silent, at=synced, command_id="c")
+    campaign = book.get("campaigns", "cmp_1") or {}
+    visits = campaigns.visits_of(book, campaign)
+    assert campaigns.door_state(visits[by_room(book)["9-101"]], timedelta(hours=1), synced) == (
+        campaigns.DoorState("reached", False)
+    )
+    (due,) = campaigns.revisits(campaign, visits, synced)
+    assert due["household_id"] == by_room(book)["9-102"] and due["last_at"] == nine
+    # A phone whose clock runs ahead does not push a door's time past when it arrived.
+    ahead = door(book, "9-201", c.Outcome.no_answer, visited_at=synced + timedelta(days=1))
+    record(book, ahead, at=synced, command_id="d")
+    assert (book.get("visits", f"cmp_1:{ahead.household_id}") or {})["last_at"] == synced
+
+
+def test_households_registered_during_a_round_are_in_it() -> None:
+    book = community()
+    campaign = start(book)
+    assert campaigns.coverage(campaign, {}, T0)["total"]["households"] == 5
+    rows = [household(6, "g1", "9", "1", "103"), household(7, "g2", "2", "1", "101")]
+    decide(book, o.RegisterHouseholds(command_id="late", actor="staff", households=rows))
+    campaign = book.get("campaigns", "cmp_1") or {}
+    assert campaigns.coverage(campaign, {}, T0)["total"]["households"] == 7
+    rooms = {h: r for r, h in by_room(book).items()}
+    lists = [[rooms[h] for h in w["households"]] for w in campaign["lists"].values()]
+    assert lists[0] == ["9-101", "9-102", "9-103", "9-201"]  # in walking order
+    assert ["2-101"] in lists  # a building the round had not: a list of its own
+
+
+def test_records_made_before_the_round_closed_still_count_and_open_their_orders() -> None:
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    knocked = T0 + timedelta(minutes=30)
+    closing = c.CloseCampaign(command_id="cl", actor="staff", campaign_id="cmp_1", reason="night")
+    decide(book, closing, T0 + timedelta(hours=1))
+    offline = door(book, "9-101", c.Outcome.answered, c.Need.food, visited_at=knocked)
+    synced = record(book, offline, at=T0 + timedelta(hours=2))
+    assert [o["category"] for o in book.values(ORDERS)] == ["groceries"]
+    assert synced.outcome and synced.outcome.status == 200
+    after = door(book, "9-102", c.Outcome.answered, visited_at=T0 + timedelta(hours=1, minutes=5))
+    with pytest.raises(Rejection, match="after the round was closed"):
+        record(book, after, at=T0 + timedelta(hours=2), command_id="late")
+
+
+def test_each_need_of_a_door_gets_its_own_items() -> None:
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    both = door(
+        book,
+        "9-101",
+        c.Outcome.answered,
+        c.Need.medicine,
+        c.Need.food,
+        note="insulin",
+        items={c.Need.medicine: "insulin, 2 pens"},
+    )
+    record(book, both)
+    items = {o["category"]: o["items"] for o in book.values(ORDERS)}
+    assert items == {"medicine": "insulin, 2 pens", "groceries": "food (door-knock)"}
+    one = door(book, "9-102", c.Outcome.answered, c.Need.medicine, note="blood pressure pills")
+    record(book, one, command_id="second")
+    assert {o["items"] for o in book.values(ORDERS)} >= {"blood pressure pills"}
+
+
+def test_a_cadre_claims_lists_of_their_grid_only_and_up_to_capacity_across_rounds() -> None:
+    book = community()
+    campaign = start(book)
+    g2_list = next(w for w in campaign["lists"].values() if w["grid_id"] == "g2")["list_id"]
+    claim = lambda cid, lid: decide(  # noqa: E731
+        book,
+        c.TakeWalkList(
+            command_id=f"t-{cid}-{lid}",
+            actor="li",
+            campaign_id=cid,
+            list_id=lid,
+            volunteer_id="li",
+            role="volunteer",
+        ),
+    )
+    with pytest.raises(Rejection, match="grid g2"):
+        claim("cmp_1", g2_list)
+    claim("cmp_1", next(iter(campaign["lists"])))
+    second = c.StartCampaign(
+        command_id="start2",
+        actor="staff",
+        campaign_id="cmp_2",
+        title="Evening check",
+        grid_ids=["g1"],
+        revisit_after_seconds=3600,
+    )
+    decide(book, second)
+    first_of_second = next(iter((book.get("campaigns", "cmp_2") or {})["lists"]))
+    with pytest.raises(Rejection, match="capacity"):
+        claim("cmp_2", first_of_second)  # Li's capacity is 1, and Li walks one already
