@@ -350,6 +350,9 @@ class EventConsumer:
             progress = time.monotonic()
             while True:
                 revocations = self.revocations
+                # What lanes wait to store from earlier batches (not committed past): a
+                # rebalance lets go of it, so it must be read again from there.
+                held_before = self._listener.held_offsets() if self._listener is not None else {}
                 batches = await self._waiting("fetch", consumer.getmany(timeout_ms=500))
                 if any(batches.values()):
                     progress = time.monotonic()
@@ -377,10 +380,15 @@ class EventConsumer:
                     # is still current until the group re-forms, and the broker accepts
                     # this generation's commits meanwhile, so committing now could skip
                     # records nobody stored. Commit nothing: they are read again, and what
-                    # was stored is skipped by its offsets.
-                    for tp, records in batches.items():
-                        if records and tp in consumer.assignment():
-                            consumer.seek(tp, records[0].offset)
+                    # was stored is skipped by its offsets. Read again from the first
+                    # record not stored: this batch's first, or one a lane held before it
+                    # (not the batch's first: a record parked earlier would be skipped).
+                    for tp in consumer.assignment():
+                        lane = held_before.get(f"{tp.topic}/{tp.partition}")
+                        starts = [r[0].offset for r in [batches.get(tp)] if r]
+                        starts += [lane] if lane is not None else []
+                        if starts:
+                            consumer.seek(tp, min(starts))
                     continue
                 # Only what was handed on, and only if still ours: records dropped because
                 # their partition was revoked mid-fetch must be read again by whoever owns
