@@ -104,6 +104,7 @@ class Task(BaseModel):
     late: bool = False  # not taken in time; the grid worker was told (once)
     wrong_codes: int = 0  # handoff codes given that did not match
     locked: bool = False  # too many wrong codes: only a failure report closes it now
+    opened_at: datetime | None = None  # accepted or re-opened (None: stored before)
 
     def ref(self) -> d.OrderRef:
         return d.OrderRef(
@@ -232,7 +233,7 @@ class Board(BaseModel):
     def order_open(self, facts: OrderFacts, now: datetime) -> list[Payload]:
         """An accepted or re-opened order joins the queue (unless it is already on it)."""
         if facts.order_id not in self.tasks:
-            self.tasks[facts.order_id] = Task(order=facts)
+            self.tasks[facts.order_id] = Task(order=facts, opened_at=now)
             self._sync(facts.order_id)
         return self.match(now)
 
@@ -392,8 +393,9 @@ class Board(BaseModel):
             or task.state is not TaskState.offered
             or task.volunteer_id != volunteer_id
             or task.attempt != attempt
+            or (task.offer_expires_at is not None and task.offer_expires_at > now)
         ):
-            return []  # answered in time, or already moved on
+            return []  # answered in time, already moved on, or another life's offer
         self._back_to_queue(task)
         self._freed(volunteer_id, now)
         return [d.OfferExpired(order=task.ref(), volunteer_id=volunteer_id), *self.match(now)]
@@ -473,14 +475,15 @@ class Board(BaseModel):
         return [failed, *self.match(now)]
 
     def late_orders(self, now: datetime) -> list[Task]:
-        """Orders still not taken this long after they were placed, not yet escalated."""
+        """Orders still not taken this long after they were accepted (or re-opened: the
+        time held for review or spent in a first life does not count), not yet escalated."""
         limit = timedelta(seconds=self.escalate_after_seconds)
         return [
             t
             for t in self.tasks.values()
             if t.state in (TaskState.waiting, TaskState.offered)
             and not t.late
-            and now - t.order.placed_at >= limit
+            and now - (t.opened_at or t.order.placed_at) >= limit
         ]
 
     def escalate_late(self, order_id: str, now: datetime) -> list[Payload]:
@@ -491,7 +494,7 @@ class Board(BaseModel):
             return []
         task.late = True
         self._sync(order_id)
-        minutes = int((now - task.order.placed_at).total_seconds() // 60)
+        minutes = int((now - (task.opened_at or task.order.placed_at)).total_seconds() // 60)
         return [self._escalation(task, f"not taken after {minutes} minutes")]
 
     def _escalation(self, task: Task, reason: str) -> d.OrderEscalated:

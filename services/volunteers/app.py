@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.volunteers import api, domain
-from services.volunteers.handlers import VolunteersRules
+from services.volunteers import api
+from services.volunteers.handlers import VolunteersRules, shifts_ended
 from services.volunteers.settings import VolunteersSettings
 from shared.audit import audit_router
 from shared.commands import CommandSender, commands_router
-from shared.contracts.volunteers import CheckOut
-from shared.events import Event
 from shared.http import service_app
 from shared.runtime import ServiceRuntime
+from shared.timer import run_timer
 from shared.topics import ORDERS_EVENTS, VOLUNTEERS_COMMANDS
 
 SERVICE = "volunteers"
@@ -38,40 +35,17 @@ def create_app(settings: VolunteersSettings) -> FastAPI:
         runtime.loop("indexes", ensure_indexes)
 
         async def expire_shifts() -> None:
-            # The owner notices its communities' expired shifts in memory and sends their
-            # check-out as a command on the community's own partition, so it is ordered with
-            # the volunteer's own check-out (whichever comes second is refused). A shift is
-            # marked sent only once the send succeeded.
-            sent: set[str] = set()
+            # A shift past its end is checked out by a command on the community's own
+            # partition, ordered with the volunteer's own check-out (the second is refused).
             await runtime.topics_ready.wait()
-            while True:
-                moment = datetime.now(UTC)
-                due = [
-                    (community_id, doc)
-                    for community_id, loaded in list(owner.loaded.items())
-                    for doc in domain.expired_shifts(loaded.state.values("volunteers"), moment)
-                    if doc["shift"]["shift_id"] not in sent
-                ]
-                for community_id, doc in due:
-                    shift_id = doc["shift"]["shift_id"]
-                    command = CheckOut(
-                        command_id=f"expire-{shift_id}",
-                        actor="system",
-                        volunteer_id=doc["_id"],
-                        reason="expired",
-                        shift_id=shift_id,
-                    )
-                    await runtime.publisher.publish(
-                        VOLUNTEERS_COMMANDS,
-                        Event(
-                            id=command.command_id,
-                            source=f"/{SERVICE}",
-                            community_id=community_id,
-                            data=command,
-                        ),
-                    )
-                    sent.add(shift_id)
-                await asyncio.sleep(settings.shift_check_seconds)
+            await run_timer(
+                owner,
+                runtime.publisher,
+                VOLUNTEERS_COMMANDS,
+                f"/{SERVICE}",
+                shifts_ended,
+                tick_seconds=settings.shift_check_seconds,
+            )
 
         runtime.loop("expire-shifts", expire_shifts)
         async with runtime:

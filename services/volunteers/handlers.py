@@ -196,3 +196,17 @@ class VolunteersRules:
 
     def changes(self, state: Documents) -> list[Change]:
         return state.take_changes()
+
+
+def shifts_ended(state: Documents, now: datetime) -> list[Payload]:
+    """The check-outs the clock calls for: shifts past their end (one id per shift)."""
+    return [
+        v.CheckOut(
+            command_id=f"expire-{doc['shift']['shift_id']}",
+            actor="system",
+            volunteer_id=doc["_id"],
+            reason="expired",
+            shift_id=doc["shift"]["shift_id"],
+        )
+        for doc in domain.expired_shifts(state.values(VOLUNTEERS), now)
+    ]

@@ -354,3 +354,13 @@ class BoardMachine(RuleBasedStateMachine):
 
 BoardMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestBoardMachine = BoardMachine.TestCase
+
+
+def test_an_order_held_for_review_is_late_only_counting_from_when_it_was_accepted() -> None:
+    board = board_with()  # nobody on duty: it waits
+    board.escalate_after_seconds = 600
+    accepted = T0 + timedelta(minutes=10)  # placed at T0, held ten minutes for review
+    board.order_open(facts("o1"), accepted)
+    assert board.late_orders(accepted + timedelta(seconds=1)) == []
+    (late,) = board.late_orders(accepted + timedelta(minutes=10))
+    assert late.order.order_id == "o1"

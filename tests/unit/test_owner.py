@@ -105,7 +105,8 @@ async def test_a_lapsed_offer_whose_expiry_could_not_be_sent_is_sent_again() -> 
         await asyncio.sleep(0.1)  # more ticks: sent once it went, not again
     finally:
         task.cancel()
-    assert publisher.sent == ["expire-o1-1"]
+    (sent,) = publisher.sent
+    assert sent.startswith("expire-o1-1-")
 
 
 def test_an_entry_is_stored_with_its_decision_packed_and_unpacks_to_what_was_decided() -> None:
@@ -126,3 +127,32 @@ def test_an_entry_is_stored_with_its_decision_packed_and_unpacks_to_what_was_dec
     assert unpacked(stored, codec) == entry
     before = dict(entry)  # stored before decisions were packed
     assert unpacked(before, codec) == entry
+
+
+async def test_a_reopened_order_has_its_timers_again() -> None:
+    # Offer 1 lapses; the order is later re-opened and offered again as attempt 1: its
+    # expiry is a command of its own, sent though the first life's was sent before.
+    board = board_with(("v1", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.escalate_after_seconds = 10**9
+    board.tasks["o1"].offer_expires_at = T0 - timedelta(seconds=1)
+    owner: Any = SimpleNamespace(loaded={"datong": SimpleNamespace(state=board)})
+    publisher = FlakyPublisher()
+    publisher.failures = 0
+    task = asyncio.create_task(run_offer_timer(owner, publisher, tick_seconds=0.01))
+    try:
+        async with asyncio.timeout(2):
+            while len(publisher.sent) < 1:
+                await asyncio.sleep(0.01)
+            # The owner decides the expiry; the order fails later and is re-opened.
+            board.expire("o1", "v1", 1, T0)
+            board.cancel("o1", "staff", T0)
+            board.order_open(facts("o1"), T0 + timedelta(minutes=30))
+            board.tasks["o1"].offer_expires_at = T0 + timedelta(minutes=31)
+            assert board.tasks["o1"].attempt == 1
+            while len(publisher.sent) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    first, second = publisher.sent
+    assert first != second and first.startswith("expire-o1-1") and second.startswith("expire-o1-1")
