@@ -18,7 +18,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -186,6 +188,41 @@ def browser() -> tuple[Path, Path]:
         if done.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return BROWSER
+
+
+# Noto Sans SC (Google Fonts, SIL OFL) as the npm registry ships it: the cards' font where
+# the system has no Chinese TrueType font. Pinned by the tarball's sha512.
+NOTO_TARBALL = "https://registry.npmjs.org/@expo-google-fonts/noto-sans-sc/-/noto-sans-sc-0.4.3.tgz"
+NOTO_SHA512 = (
+    "f6b0307454c51db3bfbba0acd208f68d96d6ef84c62226853509d7607dace700"
+    "356f3564c1b6af88be2df18515eb8d9e1988e0f3a787e8390011099f3470e771"
+)
+NOTO_MEMBER = "package/400Regular/NotoSansSC_400Regular.ttf"
+
+
+def cjk_font() -> Path:
+    """A Chinese TrueType font for contact cards: a system one (WenQuanYi Micro Hei), else
+    Noto Sans SC fetched once into the cache, where orders looks for it."""
+    from services.orders import cards  # the service's own list of where fonts are
+
+    with contextlib.suppress(cards.FontMissing):
+        return cards.find_font()
+    target = cache_dir() / cards.CACHED_FONT
+    _log(f"fetching Noto Sans SC into {target} (once, 57 MB)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tarball = target.parent / "noto-sans-sc.tgz"
+    urllib.request.urlretrieve(NOTO_TARBALL, tarball)
+    if hashlib.sha512(tarball.read_bytes()).hexdigest() != NOTO_SHA512:
+        tarball.unlink()
+        raise StackError(f"{NOTO_TARBALL}: not the pinned file (sha512 differs)")
+    with tarfile.open(tarball) as archive:
+        member = archive.extractfile(NOTO_MEMBER)
+        assert member is not None
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(member.read())
+    tmp.rename(target)  # atomic: a half-written font is never taken for one
+    tarball.unlink()
+    return target
 
 
 def new_cluster_id() -> str:

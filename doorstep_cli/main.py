@@ -35,14 +35,16 @@ def setup(
     browser: bool = typer.Option(False, help="Also Chromium, for the console's browser tests"),
 ) -> None:
     """Fetch the Kafka jars and build FerretDB into the cache (once; later runs reuse them);
-    install Chromium for the console's browser tests if it is missing."""
+    install Chromium for the console's browser tests if it is missing; find a Chinese font
+    for contact cards (fetched into the cache if the system has none)."""
     started = time.monotonic()
     libs = localstack.kafka_libs()
     ferretdb = localstack.ferretdb_binary()
     console.print(f"Kafka jars: {libs}\nFerretDB:   {ferretdb}")
-    if browser:
+    if browser:  # first: it brings a Chinese font too
         chromium, driver = localstack.browser()
         console.print(f"Chromium:   {chromium} ({driver})")
+    console.print(f"Card font:  {localstack.cjk_font()}")
     console.print(f"set-up took {time.monotonic() - started:.1f}s")
 
 
@@ -254,8 +256,9 @@ def seed_demo(
         cadres=cadres,
     )
     console.print(
-        f"[bold]{done.community_id}[/]: {done.households} households imported "
-        f"({done.rejected} rejected), {done.volunteers} cadres, {done.on_duty} on duty "
+        f"[bold]{done.community_id}[/]: {done.households} households imported, "
+        f"{done.already} there already ({done.rejected} rejected), {done.volunteers} cadres, "
+        f"{done.on_duty} on duty "
         f"in {time.monotonic() - started:.1f}s"
     )
     console.print(f"staff token: make token ARGS='--role staff --community {done.community_id}'")

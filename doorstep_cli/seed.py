@@ -54,6 +54,7 @@ NEIGHBOURS = {i: [(i - 2) % 7 + 1, i % 7 + 1] for i in range(1, 8)}
 class Seeded:
     community_id: str
     households: int
+    already: int  # there from an earlier seed: nothing added
     rejected: int
     volunteers: int
     on_duty: int
@@ -115,6 +116,7 @@ def seed(
         body = {
             "community_id": community_id,
             "name": "Datong community",
+            "hotline": "0371-6398 1234",  # what its contact cards tell people to call
             "grids": grids,
             "policy": {"auto_accept_orders": True, "auto_approve_volunteers": False},
         }
@@ -172,6 +174,7 @@ def seed(
     return Seeded(
         community_id,
         result["imported_count"],
+        result.get("already_count", 0),
         result["rejected_count"],
         cadres,
         min(on_duty, cadres),

@@ -158,3 +158,46 @@ async def fail(
         note=body.note,
     )
     return await send(commands, community, command)
+
+
+class ReleaseIn(StrictBody):
+    reason: str = Field(min_length=3, max_length=300, examples=["the cadre went home ill"])
+    volunteer_id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Offer it to; omit: the queue"
+    )
+
+
+@router.post(
+    "/tasks/{order_id}/release",
+    summary="Take a task from the cadre holding it: to another cadre, or the queue (staff)",
+)
+async def release(
+    order_id: str, body: ReleaseIn, principal: Office, commands: Commands
+) -> JSONResponse:
+    command = d.ReleaseTask(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        reason=body.reason,
+        volunteer_id=body.volunteer_id,
+        grid_id=principal.grid_id,
+    )
+    return await send(commands, staff_community(principal), command)
+
+
+class UnlockIn(StrictBody):
+    reason: str = Field(min_length=3, max_length=300, examples=["checked the code by phone"])
+
+
+@router.post("/tasks/{order_id}/unlock", summary="Lift the lock of five wrong codes (staff)")
+async def unlock(
+    order_id: str, body: UnlockIn, principal: Office, commands: Commands
+) -> JSONResponse:
+    command = d.UnlockTask(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        order_id=order_id,
+        reason=body.reason,
+        grid_id=principal.grid_id,
+    )
+    return await send(commands, staff_community(principal), command)

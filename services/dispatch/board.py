@@ -314,7 +314,9 @@ class Board(BaseModel):
             return []
         volunteer.shift_grid_id = volunteer.shift_id = None
         self._refile(volunteer_id)
-        # Live offers go to someone else; tasks already accepted stay with the volunteer.
+        # Nothing waits on someone gone home: live offers and accepted tasks not picked up
+        # go to someone else; goods already in hand stay (only that cadre has them) and
+        # the grid worker is told at once, by name, to move them.
         events: list[Payload] = []
         for task in self.held_by(volunteer_id):
             if task.state is TaskState.offered:
@@ -322,7 +324,29 @@ class Board(BaseModel):
                     d.OfferWithdrawn(order=task.ref(), volunteer_id=volunteer_id, reason="off duty")
                 )
                 self._back_to_queue(task)
+            elif task.state is TaskState.assigned:
+                events.append(self._release(task, "off duty"))
+            elif not task.late:
+                task.late = True  # told now; the late timer would only say it again
+                self._sync(task.order.order_id)
+                reason = (
+                    f"{volunteer.name} went off duty with the goods picked up; "
+                    "call them, or give the task to another cadre"
+                )
+                events.append(self._escalation(task, reason))
         return events + self.match(now)
+
+    def _release(self, task: Task, reason: str) -> d.TaskReleased:
+        """The task leaves its holder (not to be offered to them again this time)."""
+        holder = task.volunteer_id or ""
+        released = d.TaskReleased(
+            order=task.ref(),
+            volunteer_id=holder,
+            reason=reason,
+            state=task.state.value,  # type: ignore[arg-type]
+        )
+        self._back_to_queue(task)
+        return released
 
     # --- staff ---------------------------------------------------------------------------
 
@@ -360,6 +384,53 @@ class Board(BaseModel):
         if volunteer_id in task.tried:
             task.tried.remove(volunteer_id)
         return [self._offer(task, volunteer_id, now), *self.match(now)]
+
+    def _held(self, order_id: str, grid_id: str | None) -> Task:
+        task = self.tasks.get(order_id)
+        if task is None or grid_id not in (None, task.order.grid_id):
+            raise Rejection(404, "no such open order on the board")
+        return task
+
+    def release(
+        self,
+        order_id: str,
+        reason: str,
+        volunteer_id: str | None,
+        now: datetime,
+        grid_id: str | None = None,
+    ) -> list[Payload]:
+        """Staff take a task from whoever holds it (offered, accepted or picked up: a cadre
+        gone home, unreachable) and offer it to the cadre they chose, or put it back in the
+        queue. The reason is the command's, kept in the audit trail."""
+        task = self._held(order_id, grid_id)
+        if volunteer_id is not None:
+            chosen = self.volunteers.get(volunteer_id)
+            if chosen is None or chosen.shift_grid_id is None:
+                raise Rejection(409, "the volunteer is not on duty")
+            if volunteer_id != task.volunteer_id and self.load(volunteer_id) >= chosen.capacity:
+                raise Rejection(409, "the volunteer has no room: at capacity")
+        events: list[Payload] = []
+        holder = task.volunteer_id
+        if holder is not None:
+            events.append(self._release(task, reason))
+            self._available_again(holder)
+        task.escalated = task.late = False
+        if volunteer_id is not None:
+            if volunteer_id in task.tried:
+                task.tried.remove(volunteer_id)
+            events.append(self._offer(task, volunteer_id, now))
+        else:
+            self._sync(order_id)
+        return events + self.match(now)
+
+    def unlock(self, order_id: str, reason: str, grid_id: str | None = None) -> list[Payload]:
+        """Staff lift the lock of five wrong codes (they checked with the household)."""
+        task = self._held(order_id, grid_id)
+        if not task.locked:
+            raise Rejection(409, "the delivery is not locked", "Not locked")
+        task.locked, task.wrong_codes = False, 0
+        self._sync(order_id)
+        return [d.TaskUnlocked(order=task.ref(), volunteer_id=task.volunteer_id, reason=reason)]
 
     # --- the volunteer's answers and the owner's timer -----------------------------------
 

@@ -91,6 +91,10 @@ class DispatchRules:
             d.OfferTo: command(
                 lambda b, p, t: b.offer_to(p.order_id, p.volunteer_id, t, p.grid_id)
             ),
+            d.ReleaseTask: command(
+                lambda b, p, t: b.release(p.order_id, p.reason, p.volunteer_id, t, p.grid_id)
+            ),
+            d.UnlockTask: command(lambda b, p, t: b.unlock(p.order_id, p.reason, p.grid_id)),
             d.EscalateLateOrder: fact(lambda b, p, t: b.escalate_late(p.order_id, t)),
             d.ExpireOffer: fact(lambda b, p, t: b.expire(p.order_id, p.volunteer_id, p.attempt, t)),
         }

@@ -98,6 +98,34 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     ref.order_id,
                 )
             ]
+        case d.TaskReleased(order=ref, volunteer_id=vid, reason=reason, state=state):
+            goods = (
+                " You have the goods: hand them to the cadre the community sends, or bring "
+                "them back to the community office."
+                if state == "picked_up"
+                else ""
+            )
+            told = [
+                Message(
+                    f"volunteer:{vid}",
+                    "task.released",
+                    "Task taken from you",
+                    f"Order {ref.order_id} is no longer yours ({reason}).{goods}",
+                    ref.order_id,
+                )
+            ]
+            if state != "offered":  # the household was told a volunteer was coming
+                told.append(
+                    Message(
+                        household(ref.household_id),
+                        "task.released",
+                        "Another volunteer",
+                        "Your volunteer cannot bring your order after all; another volunteer "
+                        "will bring it.",
+                        ref.order_id,
+                    )
+                )
+            return told
         case d.OfferExpired(order=ref, volunteer_id=vid):
             return [
                 Message(

@@ -4,6 +4,7 @@ order list from the owner's live documents where this instance owns the communit
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import UTC, date, datetime
@@ -37,7 +38,7 @@ from shared.auth import (
     require,
     require_community,
 )
-from shared.commands import new_command_id
+from shared.commands import CommandSender, new_command_id
 from shared.contracts import orders as o
 from shared.http import Problem
 
@@ -266,7 +267,8 @@ async def register_household(
         return JSONResponse(result, status_code=202)
     if result.get("rejected"):
         raise Problem(409, "Already registered", result["rejected"][0]["reason"])
-    return JSONResponse(result["household"], status_code=201)
+    # The same household registered again (a retry after a timeout): it, as it is.
+    return JSONResponse(result["household"], status_code=200 if result.get("already") else 201)
 
 
 @router.post(
@@ -304,44 +306,81 @@ async def import_households(
         )
     except (UnicodeDecodeError, domain.CsvHeaderError) as exc:
         raise Problem(422, "Invalid CSV", str(exc), kind="validation") from exc
-    imported: list[dict[str, Any]] = []
-    rejected = list(parsed.rejected)
-    # In chunks: each is one command, decided into one log entry of bounded size.
-    for start in range(0, len(parsed.rows), IMPORT_CHUNK):
-        command = o.RegisterHouseholds(
-            command_id=new_command_id(),
-            actor=principal.subject,
-            households=parsed.rows[start : start + IMPORT_CHUNK],
+    report = await imported_in_chunks(commands, community_id, principal, parsed)
+    if report["pending"]:
+        # Some chunks are not decided yet (or not even sent: the broker away). What is
+        # said is exact; the same file sent again finishes it, doubling nothing (rows
+        # already there come back under "already").
+        status = (
+            503
+            if not (report["imported"] or report["already"])
+            and all(p["status"] == "not sent" for p in report["pending"])
+            else 202
         )
-        outcome = await commands.send(community_id, command, wait_seconds=60)
-        if outcome.status == 202:  # still importing: the outcome will be at its link
-            return JSONResponse(
-                {**outcome.unwrap(), "imported_so_far": imported, "rejected_so_far": rejected},
-                status_code=202,
-            )
-        result = outcome.unwrap()
-        imported, rejected = imported + result["imported"], rejected + result["rejected"]
-    rejected.sort(key=lambda r: int(r["line"]))  # type: ignore[call-overload]
-    status = 201 if imported else 422
-    body = {
-        "imported_count": len(imported),
-        "rejected_count": len(rejected),
-        "imported": imported,
-        "rejected": rejected,
-    }
-    if status == 422:
+        return JSONResponse(report, status_code=status)
+    if not (report["imported"] or report["already"]):
         return JSONResponse(
             {
                 "type": "https://doorstep.dev/problems/validation",
                 "title": "No household imported",
                 "status": 422,
                 "detail": "every row was rejected",
-                **body,
+                **report,
             },
             status_code=422,
             media_type="application/problem+json",
         )
-    return JSONResponse(body, status_code=201)
+    return JSONResponse(report, status_code=201)
+
+
+async def imported_in_chunks(
+    commands: CommandSender, community_id: str, principal: Principal, parsed: domain.ParsedCsv
+) -> dict[str, Any]:
+    """Every chunk sent (one command each, one log entry of bounded size), then every
+    answer awaited together: each row ends up imported, already there, rejected (with its
+    reason) or pending (with its chunk's link), never unsaid."""
+    chunks = [
+        o.RegisterHouseholds(
+            command_id=new_command_id(),
+            actor=principal.subject,
+            households=parsed.rows[start : start + IMPORT_CHUNK],
+        )
+        for start in range(0, len(parsed.rows), IMPORT_CHUNK)
+    ]
+    answers = await asyncio.gather(
+        *(commands.send(community_id, chunk, wait_seconds=60) for chunk in chunks),
+        return_exceptions=True,
+    )
+    imported: list[dict[str, Any]] = []
+    already: list[dict[str, Any]] = []
+    rejected = list(parsed.rejected)
+    pending: list[dict[str, Any]] = []
+    for chunk, answer_ in zip(chunks, answers, strict=True):
+        lines = [row.line for row in chunk.households]
+        if isinstance(answer_, Problem):  # not sent: the broker away
+            pending.append({"lines": lines, "status": "not sent", "detail": answer_.detail})
+        elif isinstance(answer_, BaseException):
+            raise answer_
+        elif answer_.status == 202:
+            pending.append({"lines": lines, "status": "queued", **(answer_.body or {})})
+        elif answer_.status >= 400:
+            rejected += [{"line": line, "reason": answer_.detail} for line in lines]
+        else:
+            result = answer_.body or {}
+            imported += result["imported"]
+            already += result.get("already", [])
+            rejected += result["rejected"]
+    rejected.sort(key=lambda r: int(r["line"]))  # type: ignore[call-overload]
+    return {
+        "imported_count": len(imported),
+        "already_count": len(already),
+        "rejected_count": len(rejected),
+        "pending_count": sum(len(p["lines"]) for p in pending),
+        "imported": imported,
+        "already": already,
+        "rejected": rejected,
+        "pending": pending,
+    }
 
 
 @router.get(

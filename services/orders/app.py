@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.orders import api, campaign_api
+from services.orders import api, campaign_api, cards
 from services.orders.handlers import OrdersRules
 from services.orders.settings import OrdersSettings
 from shared.audit import audit_router
@@ -24,6 +24,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
+        cards.use_font(settings.card_font)
         # Volunteers' events say who is on duty: walk lists go to cadres on duty.
         owner = runtime.own(OrdersRules(), [ORDERS_COMMANDS, DISPATCH_EVENTS, VOLUNTEERS_EVENTS])
 

@@ -36,7 +36,7 @@ class Orderbook(Documents):
         self._reindex()
 
     def _reindex(self) -> None:
-        self.addresses: set[str] = set()
+        self.addresses: dict[str, str] = {}  # address key -> household id
         self.card_codes: set[str] = set()
         self.orders_of: dict[str, list[str]] = {}
         self.placement: list[str] = []  # every order id, in the order they were placed
@@ -64,7 +64,7 @@ class Orderbook(Documents):
         return doc
 
     def _index_household(self, doc: dict[str, Any]) -> None:
-        self.addresses.add(doc["address_key"])
+        self.addresses[doc["address_key"]] = doc["_id"]
         self.card_codes.update([doc["card_code"], *doc.get("retired_card_codes", [])])
 
     def _index_order(self, doc: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -62,7 +63,10 @@ OPEN = frozenset(set(Status) - FINAL - {Status.failed})
 
 # Which status an incoming dispatch fact may move an order from.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.accepted: frozenset({Status.received, Status.held, Status.failed}),
+    # back from a cadre (failed and re-opened; or released: off duty, moved by staff)
+    Status.accepted: frozenset(
+        {Status.received, Status.held, Status.failed, Status.assigned, Status.picked_up}
+    ),
     Status.assigned: frozenset({Status.accepted}),
     Status.picked_up: frozenset({Status.assigned}),
     Status.delivered: frozenset({Status.assigned, Status.picked_up}),
@@ -88,7 +92,7 @@ def cancel_refusal(current: Status, role: str) -> str | None:
     """Why this role may not cancel now, or None. Residents may cancel until pickup."""
     if current in FINAL:
         return f"the order is already {current}"
-    if role == "resident" and current in (Status.picked_up, Status.failed):
+    if role == "resident" and current is Status.picked_up:
         return "a volunteer has already picked it up; call the community to cancel"
     return None
 
@@ -197,7 +201,7 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
         raise CsvHeaderError(f"missing column(s): {', '.join(missing)}; expected {CSV_COLUMNS}")
     reader.fieldnames = header
     result = ParsedCsv()
-    seen: dict[tuple[str, ...], int] = {}
+    seen: dict[str, int] = {}
     records = iter(reader)
     while True:
         try:
@@ -237,7 +241,9 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
         if row.grid not in known_grids:
             result.rejected.append({"line": line, "reason": f"grid: unknown grid {row.grid!r}"})
             continue
-        key = (row.compound, row.building, row.unit, row.room)
+        key = address_key(
+            Address(compound=row.compound, building=row.building, unit=row.unit, room=row.room)
+        )
         if key in seen:
             result.rejected.append({"line": line, "reason": f"same address as line {seen[key]}"})
             continue
@@ -258,8 +264,11 @@ def parse_households_csv(text: str, known_grids: set[str]) -> ParsedCsv:
 
 
 def address_key(address: Address) -> str:
+    """One flat however it is written: full-width digits and letters made plain, letter
+    case and every space ignored ('民主路 小区 ８' is '民主路小区 8')."""
     return "|".join(
-        p.strip().lower() for p in (address.compound, address.building, address.unit, address.room)
+        "".join(unicodedata.normalize("NFKC", p).casefold().split())
+        for p in (address.compound, address.building, address.unit, address.room)
     )
 
 

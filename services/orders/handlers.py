@@ -73,13 +73,28 @@ def define_community(book: Orderbook, event: Event, now: datetime) -> Decision:
 def register_households(book: Orderbook, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, o.RegisterHouseholds)
-    imported, rejected, events = [], [], []
+    imported, already, rejected, events = [], [], [], []
     for row in cmd.households:
         key = domain.address_key(row.address)
-        if key in book.addresses:  # case and spacing do not make another address
-            rejected.append(
-                {"line": row.line, "reason": "a household at this address is already registered"}
-            )
+        there = book.get(HOUSEHOLDS, book.addresses.get(key, ""))
+        if there is not None:  # case and spacing do not make another address
+            if (there["grid_id"], there.get("phone")) == (row.grid_id, row.phone):
+                # The same row again (an import resumed or sent twice): nothing to add.
+                already.append(
+                    {
+                        "line": row.line,
+                        "household_id": there["_id"],
+                        "card_code": there["card_code"],
+                    }
+                )
+            else:
+                rejected.append(
+                    {
+                        "line": row.line,
+                        "reason": "a household at this address is already registered "
+                        f"({there['address_text']}, with other details): change it there",
+                    }
+                )
             continue
         doc = book.put(
             HOUSEHOLDS,
@@ -111,9 +126,10 @@ def register_households(book: Orderbook, event: Event, now: datetime) -> Decisio
             {"line": row.line, "household_id": doc["_id"], "card_code": doc["card_code"]}
         )
     campaigns.join_open_rounds(book, [book.get(HOUSEHOLDS, i["household_id"]) for i in imported])
-    body: dict[str, Any] = {"imported": imported, "rejected": rejected}
-    if len(cmd.households) == 1 and imported:  # a single registration answers the household
-        body["household"] = household_view(book.get(HOUSEHOLDS, imported[0]["household_id"]) or {})
+    body: dict[str, Any] = {"imported": imported, "already": already, "rejected": rejected}
+    if len(cmd.households) == 1 and (imported or already):  # one answers the household
+        (one,) = imported or already
+        body["household"] = household_view(book.get(HOUSEHOLDS, one["household_id"]) or {})
     return Decision(events, Outcome.ok(body, 201))  # type: ignore[arg-type]
 
 
@@ -261,6 +277,27 @@ def task_cancelled(book: Orderbook, event: Event, now: datetime) -> Decision:
     return Decision(decision.events, answers={asked["command_id"]: decision.outcome})
 
 
+def task_released(book: Orderbook, event: Event, now: datetime) -> Decision:
+    """The cadre who held the order no longer does (off duty, or staff moved it): back to
+    taken, waiting for the next cadre; the resident is told (notify hears dispatch)."""
+    payload = event.data
+    assert isinstance(payload, d.TaskReleased)
+    order = book.get(ORDERS, payload.order.order_id)
+    if order is None or not domain.can_move(Status(order["status"]), Status.accepted):
+        return Decision()  # only offered: the order was still "accepted"; or it moved on
+    _move(
+        book,
+        order,
+        Status.accepted,
+        f"volunteer:{payload.volunteer_id}",
+        now,
+        volunteer_id=None,
+        volunteer_name=None,
+        released={"reason": payload.reason, "from": payload.volunteer_id},
+    )
+    return Decision()
+
+
 def cancel_refused(book: Orderbook, event: Event, now: datetime) -> Decision:
     payload = event.data
     assert isinstance(payload, d.CancelRefused)
@@ -381,6 +418,7 @@ class OrdersRules:
             d.TaskFailed: dispatch_fact(Status.failed),
             d.OrderEscalated: escalated,
             d.TaskCancelled: task_cancelled,
+            d.TaskReleased: task_released,
             d.CancelRefused: cancel_refused,
             c.StartCampaign: campaigns.start_campaign,
             c.TakeWalkList: campaigns.take_walk_list,

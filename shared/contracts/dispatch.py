@@ -85,6 +85,30 @@ class OrderRef(BaseModel):
     grid_id: str
 
 
+class ReleaseTask(Payload):
+    """Staff take a task from the cadre holding it (gone off duty, unreachable): offered
+    to the cadre they chose, or back to the queue; the reason stays in the audit trail."""
+
+    type: Literal["doorstep.task.release.v1"] = "doorstep.task.release.v1"
+    command_id: str
+    actor: str
+    order_id: str
+    reason: str
+    volunteer_id: str | None = None  # None: back to the queue
+    grid_id: str | None = None  # a grid worker's: only an order of that grid
+
+
+class UnlockTask(Payload):
+    """Staff lift the lock five wrong handoff codes put on a delivery (they checked)."""
+
+    type: Literal["doorstep.task.unlock.v1"] = "doorstep.task.unlock.v1"
+    command_id: str
+    actor: str
+    order_id: str
+    reason: str
+    grid_id: str | None = None
+
+
 class OfferMade(Payload):
     type: Literal["doorstep.offer.made.v1"] = "doorstep.offer.made.v1"
     order: OrderRef
@@ -154,6 +178,25 @@ class OrderEscalated(Payload):
     reason: str
 
 
+class TaskReleased(Payload):
+    """A task taken from the cadre who held it: they went off duty before picking it up,
+    or staff moved it. ``state``: what the cadre had — offered, assigned, picked_up (the
+    goods were with them)."""
+
+    type: Literal["doorstep.task.released.v1"] = "doorstep.task.released.v1"
+    order: OrderRef
+    volunteer_id: str
+    reason: str
+    state: Literal["offered", "assigned", "picked_up"]
+
+
+class TaskUnlocked(Payload):
+    type: Literal["doorstep.task.unlocked.v1"] = "doorstep.task.unlocked.v1"
+    order: OrderRef
+    volunteer_id: str | None
+    reason: str
+
+
 class TaskCancelled(Payload):
     """A requested cancel held: the task left the board (a volunteer holding it was told)."""
 
@@ -196,6 +239,8 @@ COMMANDS = (
     EscalateLateOrder,
     OfferAgain,
     OfferTo,
+    ReleaseTask,
+    UnlockTask,
 )
 EVENTS = (
     OfferMade,
@@ -209,5 +254,7 @@ EVENTS = (
     OrderEscalated,
     TaskCancelled,
     CancelRefused,
+    TaskReleased,
+    TaskUnlocked,
 )
 PAYLOADS = COMMANDS + EVENTS

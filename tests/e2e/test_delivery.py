@@ -226,3 +226,69 @@ def the_trail_shows_each_step(
     # Another community's staff see none of it.
     other = token(Role.staff, "elsewhere")
     assert community.ok("GET", "dispatch", "/v1/audit", other, params=subject)["steps"] == []
+
+
+def test_goods_with_a_cadre_who_went_off_duty_escalate_and_staff_give_them_to_another(
+    community: Community,
+) -> None:
+    community.define()
+    home = community.household("g2")
+    resident = community.resident(home["household_id"])
+    first = community.volunteer("g2", capacity=1)
+    placed = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "groceries", "items": "rice"}
+    )
+    order_id = placed["order_id"]
+    community.offer_for(first, order_id)
+    assert community.act(first, order_id, "accept").status_code == 200
+    assert community.act(first, order_id, "pick-up").status_code == 200
+    community.order_status(order_id, "picked_up")
+
+    # The cadre goes home holding the rice: the grid worker is told at once, by name.
+    tok = community.volunteer_token(first)
+    community.ok("POST", "volunteers", f"/v1/volunteers/{first}/check-out", tok)
+    escalated = eventually(
+        lambda: next(
+            (
+                p
+                for kind, p in community.dispatch_events(order_id)
+                if kind == "doorstep.order.escalated.v1" and "went off duty" in p["reason"]
+            ),
+            None,
+        ),
+        what="the grid worker told of goods with a cadre gone off duty",
+    )
+    assert escalated["order"]["grid_id"] == "g2"
+
+    # Staff call a second cadre, who checks in, and give them the task, with the reason.
+    second = community.volunteer("g2", capacity=1)
+    reason = "first cadre went home ill; fetch the rice from them"
+    staff = community.staff
+    moved = community.call(
+        "POST",
+        "dispatch",
+        f"/v1/tasks/{order_id}/release",
+        staff,
+        json={"reason": reason, "volunteer_id": second},
+    )
+    assert moved.status_code == 200, moved.text
+    community.offer_for(second, order_id)
+    assert community.act(second, order_id, "accept").status_code == 200
+    order = eventually(
+        lambda: (o := community.order(staff, order_id))["volunteer_id"] == second and o,
+        what="the order with the second cadre",
+    )
+    assert order["status"] == "assigned"
+    trail = community.ok(
+        "GET", "dispatch", "/v1/audit", staff, params={"subject": f"order/{order_id}"}
+    )["steps"]
+    assert any(s["type"] == "doorstep.task.release.v1" and s["status"] == 200 for s in trail)
+    inbox = eventually(
+        lambda: (
+            (i := [m["kind"] for m in community.inbox(resident)["items"]])
+            and "task.released" in i
+            and i
+        ),
+        what="the resident told another volunteer is coming",
+    )
+    assert "task.released" in inbox

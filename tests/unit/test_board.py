@@ -364,3 +364,49 @@ def test_an_order_held_for_review_is_late_only_counting_from_when_it_was_accepte
     assert board.late_orders(accepted + timedelta(seconds=1)) == []
     (late,) = board.late_orders(accepted + timedelta(minutes=10))
     assert late.order.order_id == "o1"
+
+
+def test_a_cadre_going_off_duty_gives_back_what_they_have_not_picked_up() -> None:
+    board = board_with(("v1", "g3", 2), ("v2", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", board.tasks["o1"].volunteer_id or "", T0)
+    holder = board.tasks["o1"].volunteer_id or ""
+    events = board.shift_ended(holder, f"s-{holder}", T0 + timedelta(hours=1))
+    assert "task.released" in kinds(events)
+    released = next(e for e in events if isinstance(e, d.TaskReleased))
+    assert released.volunteer_id == holder and released.state == "assigned"
+    task = board.tasks["o1"]
+    assert task.volunteer_id != holder  # offered to the cadre still on duty, or waiting
+
+
+def test_goods_picked_up_by_a_cadre_who_went_off_duty_escalate_and_staff_move_them() -> None:
+    board = board_with(("v1", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", "v1", T0)
+    board.pick_up("o1", "v1", T0)
+    events = board.shift_ended("v1", "s-v1", T0 + timedelta(hours=5))
+    (escalated,) = [e for e in events if isinstance(e, d.OrderEscalated)]
+    assert escalated.reason.startswith("V1 went off duty") and escalated.grid_worker == "W3"
+    assert board.tasks["o1"].state is TaskState.picked_up  # the goods are with them
+    assert board.late_orders(T0 + timedelta(hours=9)) == []  # told once, not again
+    # Staff phone another cadre, who checks in; the task goes to them, the reason kept.
+    board.volunteer_approved("v2", "V2", [Skill.delivery], 1, T0)
+    board.shift_started("v2", "s-v2", "g3", T0 + timedelta(hours=5))
+    moved = board.release("o1", "bring the goods back from v1's door", "v2", T0, None)
+    assert kinds(moved)[0] == "task.released" and moved[0].state == "picked_up"  # type: ignore[attr-defined]
+    assert board.tasks["o1"].volunteer_id == "v2" and board.tasks["o1"].state is TaskState.offered
+
+
+def test_staff_unlock_a_delivery_locked_by_wrong_codes_and_it_can_be_delivered() -> None:
+    board = board_with(("v1", "g3", 1))
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", "v1", T0)
+    for _ in range(5):
+        with pytest.raises(Rejection):
+            board.deliver("o1", "v1", "0000", None, T0)
+    unlocked = board.unlock("o1", "the resident read the code wrong; checked by phone", None)
+    assert kinds(unlocked) == ["task.unlocked"]
+    assert kinds(board.deliver("o1", "v1", "1234", None, T0))[0] == "task.delivered"
+    with pytest.raises(Rejection, match="not locked"):
+        board.order_open(facts("o2"), T0)
+        board.unlock("o2", "no reason", None)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from services.orders import domain
 from services.orders.domain import RecentOrder, Status
 from services.orders.views import newest_orders
-from shared.contracts.orders import Category, HouseholdFlag
+from shared.contracts.orders import Address, Category, HouseholdFlag
 
 T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -34,6 +34,8 @@ def test_residents_cancel_until_pickup_staff_until_the_end() -> None:
     assert domain.cancel_refusal(Status.picked_up, "resident") is not None
     assert domain.cancel_refusal(Status.picked_up, "staff") is None
     assert domain.cancel_refusal(Status.delivered, "staff") is not None
+    # A failed order is with nobody: the resident who no longer wants it may cancel it.
+    assert domain.cancel_refusal(Status.failed, "resident") is None
 
 
 def test_the_same_open_request_within_the_window_is_a_likely_duplicate() -> None:
@@ -137,3 +139,23 @@ def test_staffs_list_from_the_live_documents_is_newest_first_filtered_and_limite
     assert [d["_id"] for d in newest_orders(newest, {"status": "placed"}, 3)] == ["o8", "o6", "o4"]
     assert [d["_id"] for d in newest_orders(newest, {}, 2)] == ["o9", "o8"]
     assert newest_orders(newest, {"status": "cancelled"}, 5) == []
+
+
+def test_one_flat_however_it_is_written_and_one_phone_however_it_is_dialled() -> None:
+    written = [
+        Address(compound="民主路 小区", building="８", unit="2", room="301"),
+        Address(compound="民主路小区", building="8", unit="2", room="３０１"),
+        Address(compound="Datong  Garden", building="8", unit="2", room="301"),
+        Address(compound="datong garden", building="8", unit="2", room="301"),
+    ]
+    keys = [domain.address_key(a) for a in written]
+    assert keys[0] == keys[1] and keys[2] == keys[3] and keys[0] != keys[2]
+    csv_text = (
+        "compound,building,unit,room,grid,phone,flags\n"
+        "Datong Garden,8,2,301,g1,+86 139 1234 5678,\n"
+        "DATONG GARDEN,8,2,301,g1,13912345678,\n"
+        "Datong Garden,8,2,302,g1,0086１３９１２３４５６７９,\n"
+    )
+    parsed = domain.parse_households_csv(csv_text, {"g1"})
+    assert parsed.rejected == [{"line": 3, "reason": "same address as line 2"}]
+    assert [r.phone for r in parsed.rows] == ["13912345678", "13912345679"]

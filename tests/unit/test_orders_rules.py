@@ -72,7 +72,7 @@ def test_an_address_that_differs_only_in_letter_case_is_the_same_household() -> 
         ),
     )
     assert decision.outcome is not None and decision.outcome.body is not None
-    assert [r["line"] for r in decision.outcome.body["rejected"]] == [2, 3]
+    assert [r["line"] for r in decision.outcome.body["already"]] == [2, 3]
     assert [r["line"] for r in decision.outcome.body["imported"]] == [4]
 
 
@@ -205,3 +205,30 @@ def test_the_book_gives_its_orders_newest_first_as_placed_and_as_restored() -> N
     ]
     restored = Orderbook("datong", {ORDERS: stored[::-1]})
     assert [d["_id"] for d in restored.newest_first()] == ids[::-1]
+
+
+def test_an_import_sent_again_reports_rows_already_there_and_adds_none() -> None:
+    # A resumed import (the first answer lost, a chunk still queued): the same rows again.
+    book = community()
+    first = decide(
+        book, o.RegisterHouseholds(command_id="a", actor="staff", households=[row(3, room="402")])
+    )
+    again = decide(
+        book,
+        o.RegisterHouseholds(
+            command_id="b", actor="staff", households=[row(3, room="402"), row(4, room="403")]
+        ),
+    )
+    assert first.outcome and again.outcome and again.outcome.body
+    (done,) = first.outcome.body["imported"]  # type: ignore[index]
+    assert again.outcome.body["already"] == [
+        {"line": 3, "household_id": done["household_id"], "card_code": done["card_code"]}
+    ]
+    assert [r["line"] for r in again.outcome.body["imported"]] == [4]
+    assert len(list(book.values(HOUSEHOLDS))) == 3
+    # The same flat with another phone is a conflict to look at, not the same household.
+    other = row(5, room="402").model_copy(update={"phone": "13700000009"})
+    conflict = decide(book, o.RegisterHouseholds(command_id="c", actor="staff", households=[other]))
+    assert conflict.outcome and conflict.outcome.body
+    (refused,) = conflict.outcome.body["rejected"]
+    assert "already registered" in refused["reason"]
