@@ -116,7 +116,7 @@ def seed(
         body = {
             "community_id": community_id,
             "name": "Datong community",
-            "hotline": "0371-6398 1234",  # what its contact cards tell people to call
+            "hotline": "037163981234",  # what its contact cards tell people to call
             "grids": grids,
             "policy": {"auto_accept_orders": True, "auto_approve_volunteers": False},
         }

@@ -513,6 +513,24 @@ class Board(BaseModel):
         )
         return [delivered, *self.match(now)]
 
+    def deliver_by_code(self, volunteer_id: str, code: str, now: datetime) -> list[Payload]:
+        """The code names the task: the one of the cadre's, taken, whose code it is. A code
+        that is none of theirs counts as a wrong code only when they hold one task (it can
+        only have been meant for that one)."""
+        held = [
+            t
+            for t in self.held_by(volunteer_id)
+            if t.state in (TaskState.assigned, TaskState.picked_up)
+        ]
+        if not held:
+            raise Rejection(404, "you have no task to deliver")
+        matching = [t for t in held if t.order.handoff_code == code.strip()]
+        if matching:
+            return self.deliver(matching[0].order.order_id, volunteer_id, code, None, now)
+        if len(held) == 1:
+            return self.deliver(held[0].order.order_id, volunteer_id, code, None, now)
+        raise Rejection(422, "no task of yours has this code: check it with the household")
+
     def _wrong_code(self, task: Task) -> NoReturn:
         """Four digits are guessed in minutes without a limit: a few tries, then the task
         locks and its grid worker is told (the attempt count is kept, so it refuses)."""

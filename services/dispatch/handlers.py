@@ -49,6 +49,17 @@ def command(apply: Apply) -> Decide[Board]:
     return decide
 
 
+def by_code(board: Board, event: Event, now: datetime) -> Decision:
+    """A delivery named by its code: the answer says which order it was."""
+    cmd = event.data
+    assert isinstance(cmd, d.DeliverByCode)
+    held = {t.order.order_id for t in board.held_by(cmd.volunteer_id)}
+    events = board.deliver_by_code(cmd.volunteer_id, cmd.handoff_code, now)
+    done = next((e for e in events if isinstance(e, d.TaskDelivered)), None)
+    order_id = done.order.order_id if done else next(iter(held), "")
+    return Decision(events, Outcome.ok({"order_id": order_id, "state": "closed"}))
+
+
 class DispatchRules:
     service: str = "dispatch"
     events_topic: str = DISPATCH_EVENTS
@@ -91,6 +102,7 @@ class DispatchRules:
             d.OfferTo: command(
                 lambda b, p, t: b.offer_to(p.order_id, p.volunteer_id, t, p.grid_id)
             ),
+            d.DeliverByCode: by_code,
             d.ReleaseTask: command(
                 lambda b, p, t: b.release(p.order_id, p.reason, p.volunteer_id, t, p.grid_id)
             ),

@@ -26,6 +26,8 @@ from shared.http import Problem
 
 router = APIRouter(prefix="/hooks", tags=["sms"])
 INBOUND = "inbound"  # every signed message once: a replay is refused
+# What asks a phone for a digit: an offer (1/2, D and the code), a delivery (1/9).
+ASKS_A_REPLY = ("offer.made", "task.assigned", "task.delivered")
 
 
 class InboundSms(BaseModel):
@@ -33,6 +35,9 @@ class InboundSms(BaseModel):
 
     sender: str = Field(alias="from", min_length=3, max_length=30)
     text: str = Field(max_length=1000)
+    # The gateway's own id of the message, the same on its retries (whose timestamp and
+    # signature are new): a message is handled once by it. Without one, by signature.
+    message_id: str | None = Field(default=None, alias="id", min_length=1, max_length=100)
 
 
 class KeypadReplies:
@@ -45,17 +50,44 @@ class KeypadReplies:
 
     async def answer(self, sms: InboundSms, message_id: str) -> str:
         phone = keypad.phone_key(sms.sender)
-        if sms.text.strip() == alarms.ACK_DIGIT:
+        if keypad.plain(sms.text) == alarms.ACK_DIGIT:
             taken = await self._acknowledge(phone)
             if taken is not None:
                 return taken
-        volunteer = await self.db["volunteers"].find_one({"phone": phone})
-        if volunteer is not None:
-            return await self._from_volunteer(volunteer, sms.text)
-        household = await self.db["households"].find_one({"phone": phone})
-        if household is not None:
+        volunteers = await self.db["volunteers"].find({"phone": phone}).to_list()
+        households = await self.db["households"].find({"phone": phone}).to_list()
+        # One phone may be a cadre and a household's contact (their own family), or the
+        # contact of two households: the text answers whatever last asked that phone for
+        # a reply; a text only one side understands is that side's.
+        context = await self._asked_last(
+            [f"volunteer:{v['_id']}" for v in volunteers if keypad.from_volunteer(sms.text)]
+            + [f"household:{h['_id']}" for h in households if keypad.from_household(sms.text)]
+        )
+        if context is not None:
+            kind, _, who = context.partition(":")
+            if kind == "volunteer":
+                volunteer = next(v for v in volunteers if v["_id"] == who)
+                return await self._from_volunteer(volunteer, sms.text)
+            household = next(h for h in households if h["_id"] == who)
             return await self._from_household(household, sms.text, message_id)
+        if volunteers:
+            return await self._from_volunteer(volunteers[0], sms.text)
+        if households:
+            return await self._from_household(households[0], sms.text, message_id)
         return keypad.HELP_UNKNOWN
+
+    async def _asked_last(self, recipients: list[str]) -> str | None:
+        """Of these recipients, the one most lately sent a message that asks for a reply."""
+        if len(recipients) < 2:
+            return recipients[0] if recipients else None
+        found = (
+            await self.db["notifications"]
+            .find({"recipient": {"$in": recipients}, "kind": {"$in": list(ASKS_A_REPLY)}})
+            .sort("seq", -1)
+            .limit(1)
+            .to_list()
+        )
+        return str(found[0]["recipient"]) if found else recipients[0]
 
     async def _acknowledge(self, phone: str) -> str | None:
         """An on-call person answering the page: the newest alarm that woke them is theirs."""
@@ -85,25 +117,26 @@ class KeypadReplies:
         said = keypad.from_volunteer(text)
         if said is None:
             return keypad.HELP_VOLUNTEER
-        offer = await self._latest(f"volunteer:{volunteer['_id']}", "offer.made")
-        if offer is None:
-            return "Doorstep: you have no offer or task to answer."
-        order_id, vid = offer["order_id"], volunteer["_id"]
-        command = {
-            "accept": lambda: d.AcceptOffer(
-                command_id=new_command_id(), order_id=order_id, volunteer_id=vid
-            ),
-            "decline": lambda: d.DeclineOffer(
-                command_id=new_command_id(), order_id=order_id, volunteer_id=vid
-            ),
-            "deliver": lambda: d.Deliver(
-                command_id=new_command_id(),
-                order_id=order_id,
-                volunteer_id=vid,
-                handoff_code=said.code,
-            ),
-        }[said.intent]()
+        vid = volunteer["_id"]
+        command: d.AcceptOffer | d.DeclineOffer | d.DeliverByCode
+        if said.intent == "deliver":
+            # The code names the household at the door: dispatch finds the task it is of
+            # (the cadre may hold several; the latest offer is not the one at the door).
+            assert said.code is not None
+            command = d.DeliverByCode(
+                command_id=new_command_id(), volunteer_id=vid, handoff_code=said.code
+            )
+            order_id = ""
+        else:
+            offer = await self._latest(f"volunteer:{vid}", "offer.made")
+            if offer is None:
+                return "Doorstep: you have no offer or task to answer."
+            order_id = offer["order_id"]
+            kind = d.AcceptOffer if said.intent == "accept" else d.DeclineOffer
+            command = kind(command_id=new_command_id(), order_id=order_id, volunteer_id=vid)
         outcome = await self.dispatch.send(volunteer["community_id"], command, wait_seconds=10)
+        if outcome.status < 400 and outcome.body:
+            order_id = outcome.body.get("order_id", order_id)
         return reply_to(said.intent, order_id, outcome)
 
     async def _from_household(self, household: dict[str, Any], text: str, message_id: str) -> str:
@@ -183,16 +216,19 @@ async def inbound_sms(
         sms = InboundSms.model_validate_json(body)
     except ValidationError as exc:
         raise Problem(422, "Invalid request", 'expected {"from": ..., "text": ...}') from exc
+    seen = f"id:{sms.message_id}" if sms.message_id else x_doorstep_signature
     try:
         await database[INBOUND].insert_one(
-            {
-                "_id": x_doorstep_signature,
-                "from": sms.sender,
-                "text": sms.text,
-                "at": datetime.now(UTC),
-            }
+            {"_id": seen, "from": sms.sender, "text": sms.text, "at": datetime.now(UTC)}
         )
     except DuplicateKeyError:
         raise Problem(409, "Replayed", "this message was delivered already") from None
     replies: KeypadReplies = request.app.state.keypad
-    return {"reply": await replies.answer(sms, x_doorstep_signature)}
+    try:
+        return {"reply": await replies.answer(sms, seen)}
+    except BaseException:
+        # Not handled (dispatch away: 503): the gateway's retry must be, not refused as a
+        # replay. Handled once: the mark goes only when the answer failed.
+        with contextlib.suppress(Exception):
+            await database[INBOUND].delete_one({"_id": seen})
+        raise

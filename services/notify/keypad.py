@@ -11,18 +11,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass
 
-VOLUNTEER_DIGITS = "Reply 1 to accept, 2 to decline; at the door, D and the code (D 4821)."
-HOUSEHOLD_DIGITS = "Reply 1 when it has arrived, 9 and the community will call you."
+# Chinese first (the people are Chinese; many read nothing else), then English.
+VOLUNTEER_DIGITS = (
+    "回复1接受，2拒绝；送到门口回复D加取件码（如 D 4821）。"
+    " Reply 1 to accept, 2 to decline; at the door, D and the code (D 4821)."
+)
+HOUSEHOLD_DIGITS = (
+    "收到请回复1；需要社区给您打电话请回复9。"
+    " Reply 1 when it has arrived, 9 and the community will call you."
+)
 HELP_VOLUNTEER = f"Doorstep: {VOLUNTEER_DIGITS}"
 HELP_HOUSEHOLD = f"Doorstep: {HOUSEHOLD_DIGITS}"
 HELP_UNKNOWN = (
-    "Doorstep: this number is not registered with a community here. Please call the "
+    "Doorstep: 此号码未在本社区登记，请拨打联系卡上的热线。"
+    " This number is not registered with a community here. Please call the "
     "hotline on your contact card."
 )
 SKEW_SECONDS = 300  # a signed request older or newer than this is refused
-DELIVERY = re.compile(r"^\s*[dD]?\s*#?\s*(\d{4})\s*$")
+DELIVERY = re.compile(r"^\s*[dD]?\s*#?\s*([0-9]{4})\s*$")
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,13 @@ class Said:
     code: str | None = None
 
 
+def plain(text: str) -> str:
+    """A text as typed on any keypad: full-width letters, digits and spaces made plain."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
 def from_volunteer(text: str) -> Said | None:
-    text = text.strip()
+    text = plain(text)
     if text == "1":
         return Said("accept")
     if text == "2":
@@ -45,13 +59,17 @@ def from_volunteer(text: str) -> Said | None:
 
 
 def from_household(text: str) -> Said | None:
-    return {"1": Said("confirm"), "9": Said("call_me")}.get(text.strip())
+    return {"1": Said("confirm"), "9": Said("call_me")}.get(plain(text))
 
 
 def phone_key(raw: str) -> str:
-    """A number as the gateway gives it (+86 139 1234 5678) as the directory keeps it."""
-    digits = re.sub(r"\D", "", raw)
-    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+    """A number as the gateway gives it (+86 139 1234 5678, 0086…, full-width) as the
+    directory keeps it."""
+    digits = re.sub(r"[^0-9]", "", unicodedata.normalize("NFKC", raw))
+    for prefix in ("0086", "86"):
+        if len(digits) == 11 + len(prefix) and digits.startswith(prefix):
+            return digits[len(prefix) :]
+    return digits
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -65,4 +83,6 @@ def signed(secret: str, timestamp: str, body: bytes, given: str, now: float) -> 
         fresh = abs(now - int(timestamp)) <= SKEW_SECONDS
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(signature(secret, timestamp, body), given)
+    # As bytes: a header with other characters is a wrong signature, not an error.
+    expected = signature(secret, timestamp, body).encode()
+    return fresh and hmac.compare_digest(expected, given.encode("utf-8", "replace"))

@@ -24,6 +24,26 @@ CATEGORY_NAMES = {
     "transfer": "transfer",
     "other": "request",
 }
+CATEGORY_ZH = {
+    "groceries": "生活物资",
+    "medicine": "药品",
+    "garbage": "垃圾清运",
+    "home_test": "上门检测",
+    "app_help": "手机使用帮助",
+    "visit": "上门探视",
+    "transfer": "转运就医",
+    "other": "需求",
+}
+
+
+def zh_en(zh: str, en: str) -> str:
+    """What people read: Chinese first (the people are Chinese; many read nothing else),
+    then English, in one text — an SMS reaches a plain phone as it is."""
+    return f"{zh} {en}"
+
+
+def what(category: str) -> tuple[str, str]:
+    return CATEGORY_ZH.get(category, "需求"), CATEGORY_NAMES.get(category, category)
 
 
 @dataclass(frozen=True)
@@ -45,46 +65,81 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
     staff = f"staff:{community_id}"
     match payload:
         case o.OrderAccepted(order=order):
-            what = CATEGORY_NAMES.get(order.category, "request")
+            zh, en = what(order.category)
             return [
                 Message(
                     household(order.household_id),
                     "order.accepted",
-                    "Order taken",
-                    f"The community has taken your {what} order; a volunteer will be found.",
+                    zh_en("社区已接单", "Order taken"),
+                    zh_en(
+                        f"社区已收到您的{zh}订单，正在安排志愿者。",
+                        f"The community has taken your {en} order; a volunteer will be found.",
+                    ),
                     order.order_id,
                 )
             ]
         case o.OrderHeld(order=order, reason=reason):
+            zh, en = what(order.category)
             return [
                 Message(
                     staff,
                     "order.held",
-                    "Order held for review",
-                    f"Order {order.order_id} ({order.category}, {order.address}): {reason}.",
+                    zh_en("待审核订单", "Order held for review"),
+                    zh_en(
+                        f"{order.address} 的{zh}订单待审核：{reason}。",
+                        f"Order {order.order_id} ({en}, {order.address}): {reason}.",
+                    ),
+                    order.order_id,
+                ),
+                Message(
+                    household(order.household_id),
+                    "order.held",
+                    zh_en("订单待社区确认", "Order being checked"),
+                    zh_en(
+                        f"您的{zh}订单已收到，社区工作人员确认后安排配送。",
+                        f"Your {en} order was received; community staff will check it and "
+                        "then send a volunteer.",
+                    ),
+                    order.order_id,
+                ),
+            ]
+        case o.OrderReopened(order=order):
+            zh, en = what(order.category)
+            return [
+                Message(
+                    household(order.household_id),
+                    "order.reopened",
+                    zh_en("重新安排配送", "Trying again"),
+                    zh_en(
+                        f"您的{zh}订单将重新安排志愿者配送。",
+                        f"Your {en} order will be brought by a volunteer after all.",
+                    ),
                     order.order_id,
                 )
             ]
-        case o.OrderCancelled(order_id=order_id, household_id=household_id):
+        case o.OrderCancelled(order_id=order_id, household_id=household_id, reason=reason):
+            why_zh = f"原因：{reason}。" if reason else ""
+            why_en = f" Reason: {reason}." if reason else ""
             return [
                 Message(
                     household(household_id),
                     "order.cancelled",
-                    "Order cancelled",
-                    "Your order was cancelled.",
+                    zh_en("订单已取消", "Order cancelled"),
+                    zh_en(f"您的订单已取消。{why_zh}", f"Your order was cancelled.{why_en}"),
                     order_id,
                 )
             ]
         case d.OfferMade(
             order=ref, volunteer_id=vid, category=category, address=address, items=items
         ):
+            zh, en = what(category)
             return [
                 Message(
                     f"volunteer:{vid}",
                     "offer.made",
-                    "New task offered",
-                    f"{CATEGORY_NAMES.get(category, category)} to {address}: {items}. "
-                    f"{VOLUNTEER_DIGITS}",
+                    zh_en("新任务", "New task offered"),
+                    zh_en(f"{zh}送至 {address}：{items}。", f"{en} to {address}: {items}.")
+                    + f" {VOLUNTEER_DIGITS}",
                     ref.order_id,
                 )
             ]
@@ -93,15 +148,21 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 Message(
                     f"volunteer:{vid}",
                     "offer.withdrawn",
-                    "Offer withdrawn",
-                    f"The offer for order {ref.order_id} was withdrawn ({reason}).",
+                    zh_en("任务已撤回", "Offer withdrawn"),
+                    zh_en(
+                        f"订单 {ref.order_id} 的任务已撤回（{reason}）。",
+                        f"The offer for order {ref.order_id} was withdrawn ({reason}).",
+                    ),
                     ref.order_id,
                 )
             ]
         case d.TaskReleased(order=ref, volunteer_id=vid, reason=reason, state=state):
             goods = (
-                " You have the goods: hand them to the cadre the community sends, or bring "
-                "them back to the community office."
+                zh_en(
+                    "物资在您手中：请交给社区派来的志愿者，或送回社区办公室。",
+                    "You have the goods: hand them to the cadre the community sends, or "
+                    "bring them back to the community office.",
+                )
                 if state == "picked_up"
                 else ""
             )
@@ -109,8 +170,12 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 Message(
                     f"volunteer:{vid}",
                     "task.released",
-                    "Task taken from you",
-                    f"Order {ref.order_id} is no longer yours ({reason}).{goods}",
+                    zh_en("任务已转交", "Task taken from you"),
+                    zh_en(
+                        f"订单 {ref.order_id} 已不再由您配送（{reason}）。",
+                        f"Order {ref.order_id} is no longer yours ({reason}).",
+                    )
+                    + (f" {goods}" if goods else ""),
                     ref.order_id,
                 )
             ]
@@ -119,9 +184,12 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     Message(
                         household(ref.household_id),
                         "task.released",
-                        "Another volunteer",
-                        "Your volunteer cannot bring your order after all; another volunteer "
-                        "will bring it.",
+                        zh_en("更换志愿者", "Another volunteer"),
+                        zh_en(
+                            "原志愿者无法为您配送，社区将安排其他志愿者。",
+                            "Your volunteer cannot bring your order after all; another "
+                            "volunteer will bring it.",
+                        ),
                         ref.order_id,
                     )
                 )
@@ -131,8 +199,11 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 Message(
                     f"volunteer:{vid}",
                     "offer.expired",
-                    "Offer lapsed",
-                    f"The offer for order {ref.order_id} went to someone else.",
+                    zh_en("任务已超时", "Offer lapsed"),
+                    zh_en(
+                        f"订单 {ref.order_id} 已转给其他志愿者。",
+                        f"The offer for order {ref.order_id} went to someone else.",
+                    ),
                     ref.order_id,
                 )
             ]
@@ -141,28 +212,37 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
             household_id=household_id,
             status=status,
             volunteer_name=name,
-            failure_reason=reason,
         ):
             steps: dict[str, tuple[str, str, str]] = {
                 "assigned": (
                     "task.assigned",
-                    "Volunteer assigned",
-                    f"{name or 'A volunteer'} will bring your order.",
+                    zh_en("已安排志愿者", "Volunteer assigned"),
+                    zh_en(
+                        f"{name or '志愿者'}将为您送达。",
+                        f"{name or 'A volunteer'} will bring your order.",
+                    ),
                 ),
                 "picked_up": (
                     "task.picked_up",
-                    "On the way",
-                    f"{name or 'Your volunteer'} has picked up your order and is on the way.",
+                    zh_en("配送中", "On the way"),
+                    zh_en(
+                        f"{name or '志愿者'}已取货，正在送往您家。",
+                        f"{name or 'Your volunteer'} has picked up your order and is on the way.",
+                    ),
                 ),
                 "delivered": (
                     "task.delivered",
-                    "Delivered",
-                    f"Your order was delivered to your door. {HOUSEHOLD_DIGITS}",
+                    zh_en("已送达", "Delivered"),
+                    zh_en("您的订单已送到家门口。", "Your order was delivered to your door.")
+                    + f" {HOUSEHOLD_DIGITS}",
                 ),
                 "failed": (
                     "task.failed",
-                    "Delivery failed",
-                    "We could not deliver your order; the community will call you.",
+                    zh_en("未能送达", "Delivery failed"),
+                    zh_en(
+                        "这次未能送达，社区工作人员会联系您。",
+                        "We could not deliver your order; the community will call you.",
+                    ),
                 ),
             }
             if status not in steps:
@@ -175,22 +255,34 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 Message(
                     staff,
                     "task.failed",
-                    "Delivery failed",
-                    f"Order {ref.order_id} failed ({detail}): retry or close.",
+                    zh_en("配送失败", "Delivery failed"),
+                    zh_en(
+                        f"订单 {ref.order_id} 配送失败（{detail}）：请重新安排或关闭。",
+                        f"Order {ref.order_id} failed ({detail}): retry or close.",
+                    ),
                     ref.order_id,
                 )
             ]
         case d.OrderEscalated(order=ref, grid_worker=worker, reason=reason):
-            summary = f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}."
+            summary = zh_en(
+                f"网格 {ref.grid_id} 的订单 {ref.order_id} 需要志愿者：{reason}。",
+                f"Order {ref.order_id} in grid {ref.grid_id} needs a volunteer: {reason}.",
+            )
             return [
                 Message(
                     f"grid_worker:{community_id}:{ref.grid_id}",
                     "order.escalated",
-                    "Escalated to you",
+                    zh_en("请您处理", "Escalated to you"),
                     f"{worker}: {summary}",
                     ref.order_id,
                 ),
-                Message(staff, "order.escalated", "Order escalated", summary, ref.order_id),
+                Message(
+                    staff,
+                    "order.escalated",
+                    zh_en("订单升级", "Order escalated"),
+                    summary,
+                    ref.order_id,
+                ),
             ]
         case c.HandedToGridWorker(
             grid_id=grid_id, grid_worker=worker, address=address, household_id=household_id
@@ -199,9 +291,13 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 Message(
                     f"grid_worker:{community_id}:{grid_id}",
                     "campaign.handed_over",
-                    "A door that never answers",
-                    f"{worker}: {address} did not answer the door-knock round; please reach "
-                    f"them (household {household_id}).",
+                    zh_en("敲门无人应答", "A door that never answers"),
+                    f"{worker}: "
+                    + zh_en(
+                        f"{address} 在敲门排查中一直无人应答，请设法联系。",
+                        f"{address} did not answer the door-knock round; please reach them "
+                        f"(household {household_id}).",
+                    ),
                 )
             ]
     return []

@@ -85,6 +85,16 @@ class OrderRef(BaseModel):
     grid_id: str
 
 
+class DeliverByCode(Payload):
+    """A cadre at a door texts the household's code ("D 4821"), not the order: the task of
+    theirs whose code it is is delivered (a plain phone cannot say which order it means)."""
+
+    type: Literal["doorstep.task.deliver_by_code.v1"] = "doorstep.task.deliver_by_code.v1"
+    command_id: str
+    volunteer_id: str
+    handoff_code: str
+
+
 class ReleaseTask(Payload):
     """Staff take a task from the cadre holding it (gone off duty, unreachable): offered
     to the cadre they chose, or back to the queue; the reason stays in the audit trail."""
@@ -241,6 +251,7 @@ COMMANDS = (
     OfferTo,
     ReleaseTask,
     UnlockTask,
+    DeliverByCode,
 )
 EVENTS = (
     OfferMade,

@@ -99,6 +99,17 @@ def test_the_demo_seed_builds_a_community_people_can_use(community: Community) -
         on_duty=4,
     )
     assert (done.households, done.rejected, done.volunteers, done.on_duty) == (70, 0, 6, 4)
+    # Seeded again (make run restarted on the same data): nothing added, nothing refused.
+    again = seed(
+        community.url("orders", ""),
+        community.url("volunteers", ""),
+        SIGNING_KEY,
+        community_id=community.community_id,
+        households=70,
+        cadres=6,
+        on_duty=4,
+    )
+    assert (again.households, again.already, again.rejected) == (0, 70, 0)
     info = community.ok(
         "GET", "orders", f"/v1/communities/{community.community_id}", community.staff
     )

@@ -252,7 +252,7 @@ def test_goods_with_a_cadre_who_went_off_duty_escalate_and_staff_give_them_to_an
             (
                 p
                 for kind, p in community.dispatch_events(order_id)
-                if kind == "doorstep.order.escalated.v1" and "went off duty" in p["reason"]
+                if kind == "order.escalated" and "went off duty" in p["reason"]
             ),
             None,
         ),

@@ -23,9 +23,11 @@ def text(
     *,
     secret: str = SMS_SECRET,
     at: float | None = None,
+    message_id: str | None = None,
 ) -> httpx.Response:
     """What the gateway does when a text arrives: sign it and post it."""
-    raw = json.dumps({"from": sender, "text": body}).encode()
+    sms = {"from": sender, "text": body} | ({"id": message_id} if message_id else {})
+    raw = json.dumps(sms).encode()
     stamp = str(int(at if at is not None else time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -123,3 +125,39 @@ def test_a_cadre_answers_by_digit_and_a_resident_confirms_or_asks_for_a_call(
     assert "Reply 1 to accept" in reply(text(community, phone, "yes please"))
     assert "not registered" in reply(text(community, "13000000000", "1"))
     assert offer["order_id"] == first
+
+
+def test_a_code_at_the_door_delivers_that_door_and_a_phone_answers_what_asked_it_last(
+    community: Community,
+) -> None:
+    community.define()
+    phone = f"137{random.randrange(10**8):08d}"
+    cadre = community.volunteer("g3", capacity=2, phone=phone)
+    # The cadre's own family lives here, with the cadre's phone as its contact.
+    room = f"{random.randrange(10**5):05d}"
+    family = community.import_households([f"Datong Garden,1,1,{room},g3,{phone},"])
+    own = family["imported"][0]["household_id"]
+    other = community.household("g3")["household_id"]
+    orders = [order(community, own, "rice"), order(community, other, "eggs")]
+    for order_id in orders:
+        community.offer_for(cadre, order_id)
+        assert community.act(cadre, order_id, "accept").status_code == 200
+    code = community.order(community.staff, orders[0])["handoff_code"]
+
+    # At the family's door, the cadre texts its code: that order is delivered, not the
+    # latest offer's.
+    assert f"order {orders[0]} delivered" in reply(text(community, phone, f"Ｄ {code}"))
+    community.order_status(orders[0], "delivered")
+    assert community.order(community.staff, orders[1])["status"] == "assigned"
+
+    # The last text to that phone asked the household to confirm: "1" confirms it.
+    eventually(
+        lambda: any(
+            n["kind"] == "task.delivered" for n in community.inbox(community.resident(own))["items"]
+        ),
+        what="the family told of the delivery",
+    )
+    assert "confirmed" in reply(text(community, phone, "1", message_id="gw-42"))
+    # The gateway's retry, signed anew a second later: the same message, refused.
+    again = text(community, phone, "1", at=time.time() + 1, message_id="gw-42")
+    assert again.status_code == 409

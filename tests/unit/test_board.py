@@ -410,3 +410,16 @@ def test_staff_unlock_a_delivery_locked_by_wrong_codes_and_it_can_be_delivered()
     with pytest.raises(Rejection, match="not locked"):
         board.order_open(facts("o2"), T0)
         board.unlock("o2", "no reason", None)
+
+
+def test_a_code_texted_at_the_door_delivers_the_task_it_belongs_to() -> None:
+    board = board_with(("v1", "g3", 2))
+    first, second = facts("o1"), facts("o2").model_copy(update={"handoff_code": "5678"})
+    for order in (first, second):
+        board.order_open(order, T0)
+        board.accept(order.order_id, "v1", T0)
+    done = board.deliver_by_code("v1", "5678", T0)  # the second household's door
+    assert kinds(done)[0] == "task.delivered" and "o2" not in board.tasks
+    with pytest.raises(Rejection):  # none of theirs, and one held: counted on it
+        board.deliver_by_code("v1", "0000", T0)
+    assert board.tasks["o1"].wrong_codes == 1

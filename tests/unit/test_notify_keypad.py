@@ -33,3 +33,16 @@ def test_only_a_fresh_body_signed_with_the_secret_is_the_gateways() -> None:
     assert not signed(secret, "1000", body, good, now=2000)  # too old: a replay later
     assert not signed("t" * 32, "1000", body, good, now=1100)
     assert not signed(secret, "soon", body, good, now=1100)
+
+
+def test_full_width_digits_and_a_0086_sender_mean_what_their_plain_forms_mean() -> None:
+    assert from_volunteer("Ｄ　４８２１") == Said("deliver", "4821")
+    assert from_volunteer("１") == Said("accept") and from_household("９") == Said("call_me")
+    assert from_volunteer("D ٤٨٢١") is None  # other scripts' digits are not a code
+    assert phone_key("0086 139 1234 5678") == "13912345678" == phone_key("+８６13912345678")
+
+
+def test_a_malformed_signature_header_is_a_wrong_signature_not_a_crash() -> None:
+    secret, body = "s" * 32, b'{"from": "139", "text": "1"}'
+    assert not signed(secret, "1000", body, "sha256=ñ" + "0" * 63, now=1100)
+    assert not signed(secret, "１０００", body, signature(secret, "1000", body), now=1100)
