@@ -84,11 +84,23 @@ def to_record(event: Event) -> Record:
     return Record(key=key, value=msg.value, headers=sorted(msg.headers.items()))
 
 
+class UnknownEventType(Exception):
+    """A well-formed Doorstep event of a type or version this code does not know yet (a
+    producer upgraded before this consumer): not an error of the record."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(event_type)
+        self.event_type = event_type
+
+
 def from_record(key: bytes | None, value: bytes | None, headers: Any) -> Event:
-    """Parse a binary-mode record; raise UndecodableRecord with the reason if it isn't one."""
+    """Parse a binary-mode record; raise UndecodableRecord with the reason if it isn't one,
+    UnknownEventType if it is one of a type not known here."""
     try:
         msg = ce_kafka.KafkaMessage(headers=dict(headers or ()), key=key, value=value or b"")
         ce = ce_kafka.from_binary_event(msg)
+        if ce.get_type().startswith("doorstep.") and ce.get_type() not in KNOWN_TYPES:
+            raise UnknownEventType(ce.get_type())
         data = ce.get_data()
         if not isinstance(data, dict):
             raise UndecodableRecord("data is not a JSON object")
@@ -103,7 +115,7 @@ def from_record(key: bytes | None, value: bytes | None, headers: Any) -> Event:
             correlation_id=attrs.get("correlationid"),
             data=payload,
         )
-    except UndecodableRecord:
+    except (UndecodableRecord, UnknownEventType):
         raise
     except ValidationError as exc:
         reasons = "; ".join(

@@ -30,7 +30,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Histogram
 from pymongo.errors import ConnectionFailure
 
-from shared.events import Event, UndecodableRecord, from_record, to_record
+from shared.events import Event, UndecodableRecord, UnknownEventType, from_record, to_record
 from shared.log import bind_contextvars, get_logger, unbind_contextvars
 from shared.topics import dlq
 
@@ -321,6 +321,7 @@ class EventConsumer:
         self.running = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
         self.revocations = 0  # rebalances begun (the listener told to let go), ever
+        self._unknown_types: set[str] = set()  # said once each
 
     def _new_client(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -490,6 +491,14 @@ class EventConsumer:
     async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Input | None:
         try:
             return Input(record, from_record(record.key, record.value, record.headers))
+        except UnknownEventType as exc:
+            # A newer producer's event (a .v2, a new type) during a rolling upgrade: not
+            # this consumer's to judge. Skipped (and committed past), counted, said once.
+            EVENTS_HANDLED.labels(record.topic, "unknown_type").inc()
+            if exc.event_type not in self._unknown_types:
+                self._unknown_types.add(exc.event_type)
+                log.warning("kafka.unknown_event_type", topic=record.topic, type=exc.event_type)
+            return None
         except UndecodableRecord as exc:
             await dead_letter(self._publisher, record, str(exc), attempts=0, group=self.group_id)
             EVENTS_HANDLED.labels(record.topic, "undecodable").inc()

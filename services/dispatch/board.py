@@ -101,6 +101,9 @@ class Task(BaseModel):
     attempt: int = 0
     tried: list[str] = Field(default_factory=list)
     escalated: bool = False  # nobody suitable is free (cleared when someone is offered it)
+    # Suitable cadres are on duty, all at capacity: it waits for one (busy is not absent);
+    # the late timer tells the grid worker if that takes too long.
+    waits_busy: bool = False
     late: bool = False  # not taken in time; the grid worker was told (once)
     wrong_codes: int = 0  # handoff codes given that did not match
     locked: bool = False  # too many wrong codes: only a failure report closes it now
@@ -176,7 +179,7 @@ class Board(BaseModel):
                 ix.held.setdefault(after, set()).add(order_id)
             if task.state is TaskState.waiting:
                 ix.waiting.add(need_of(task))
-                if not task.escalated:
+                if not (task.escalated or task.waits_busy):
                     ix.unescalated.add(order_id)
             ix.tried_of[order_id] = set(task.tried)
             for volunteer_id in task.tried:
@@ -314,6 +317,11 @@ class Board(BaseModel):
             return []
         volunteer.shift_grid_id = volunteer.shift_id = None
         self._refile(volunteer_id)
+        # Orders waiting for a busy cadre may now have nobody suitable: looked at again.
+        for task in self.tasks.values():
+            if task.waits_busy:
+                task.waits_busy = False
+                self._sync(task.order.order_id)
         # Nothing waits on someone gone home: live offers and accepted tasks not picked up
         # go to someone else; goods already in hand stay (only that cadre has them) and
         # the grid worker is told at once, by name, to move them.
@@ -584,7 +592,8 @@ class Board(BaseModel):
         task.late = True
         self._sync(order_id)
         minutes = int((now - (task.opened_at or task.order.placed_at)).total_seconds() // 60)
-        return [self._escalation(task, f"not taken after {minutes} minutes")]
+        busy = ": every suitable cadre on duty is busy" if task.waits_busy else ""
+        return [self._escalation(task, f"not taken after {minutes} minutes{busy}")]
 
     def _escalation(self, task: Task, reason: str) -> d.OrderEscalated:
         grid = self.grids.get(task.order.grid_id)
@@ -652,9 +661,15 @@ class Board(BaseModel):
                 decided[order_id] = self._offer(task, chosen, now)
             elif not task.escalated:
                 decided[order_id] = self._escalate_waiting(task)
-        # Whoever is left unescalated has nobody free with their skill at all.
+        # Whoever is left unescalated has nobody free with their skill at all: they wait
+        # for a busy cadre, or the grid worker is told now that nobody suitable is here.
         for order_id in list(ix.unescalated):
-            decided[order_id] = self._escalate_waiting(self.tasks[order_id])
+            task = self.tasks[order_id]
+            if self._suitable_on_duty(task):
+                task.waits_busy = True
+                self._sync(order_id)
+            else:
+                decided[order_id] = self._escalate_waiting(task)
         return [decided[o] for o in sorted(decided, key=lambda o: urgency_of(self.tasks[o]))]
 
     def _while_free(self, skill: Skill | None) -> Iterator[tuple[matching.Urgency, Skill | None]]:
@@ -665,6 +680,7 @@ class Board(BaseModel):
 
     def _offer(self, task: Task, volunteer_id: str, now: datetime) -> Payload:
         task.state, task.volunteer_id = TaskState.offered, volunteer_id
+        task.waits_busy = False
         task.attempt += 1
         task.offer_expires_at = now + timedelta(seconds=self.offer_timeout_seconds)
         task.escalated = False
@@ -677,6 +693,18 @@ class Board(BaseModel):
             address=task.order.address,
             items=task.order.items,
             attempt=task.attempt,
+        )
+
+    def _suitable_on_duty(self, task: Task) -> bool:
+        """Someone on duty who could take it when free: the skill, in its grid or a
+        neighbour, not one who let it pass."""
+        skill = matching.REQUIRED_SKILL[Category(task.order.category)]
+        grids = {task.order.grid_id, *self.neighbours().get(task.order.grid_id, ())}
+        return any(
+            v.shift_grid_id in grids
+            and (skill is None or skill in v.skills)
+            and v.volunteer_id not in task.tried
+            for v in self.volunteers.values()
         )
 
     def _escalate_waiting(self, task: Task) -> Payload:

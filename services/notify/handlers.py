@@ -41,12 +41,18 @@ class Sequence:
 
 @dataclass
 class Writes:
-    """The documents a batch of events adds, by collection; each is insert-once by id."""
+    """The documents a batch of events adds, by collection; each is insert-once by id.
+    A directory entry that changes (a household's phone, its card) is replaced, after the
+    inserts, in the order the events came."""
 
     docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    replaced: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def add(self, collection: str, doc: dict[str, Any]) -> None:
         self.docs.setdefault(collection, []).append(doc)
+
+    def replace(self, collection: str, doc: dict[str, Any]) -> None:
+        self.replaced.append((collection, doc))
 
     async def store(self, db: AsyncDatabase[dict[str, Any]]) -> dict[str, set[str]]:
         """Insert every collection's documents at once; per collection, the ids that were
@@ -54,6 +60,8 @@ class Writes:
         stored = await asyncio.gather(
             *(insert_once(db[name], docs) for name, docs in self.docs.items())
         )
+        for collection, doc in self.replaced:
+            await db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
         return dict(zip(self.docs, stored, strict=True))
 
 
@@ -144,6 +152,18 @@ class NotifyOwner:
             }
             writes.add("households", entry)
             self._directory[payload.household_id] = entry
+            return
+        if isinstance(payload, o.HouseholdPhonesChanged | o.HouseholdCardReissued):
+            # Keypad replies match the phone, call lists show the card: both follow.
+            known = await self.household(payload.household_id)
+            if known is not None:
+                if isinstance(payload, o.HouseholdPhonesChanged):
+                    changed = {"phone": phone_key(payload.phone) if payload.phone else None}
+                else:
+                    changed = {"card_code": payload.card_code}
+                known = {**known, **changed}
+                writes.replace("households", known)
+                self._directory[payload.household_id] = known
             return
         if isinstance(payload, v.VolunteerApproved):
             # Who texts from this number (keypad replies): insert-once, like households.

@@ -95,6 +95,7 @@ class Snapshot:
     visits: dict[str, dict[str, Any]]
     households: dict[str, dict[str, Any]]
     orders: dict[str, dict[str, Any]]
+    every_visit: list[dict[str, Any]]  # of every round (last contact), with_orders only
 
 
 async def snapshot(
@@ -116,6 +117,7 @@ async def snapshot(
             campaigns.visits_of(book, campaign),
             {h["_id"]: h for h in book.values(HOUSEHOLDS)},
             {o["_id"]: o for o in book.values(ORDERS)} if with_orders else {},
+            list(book.values(VISITS)) if with_orders else [],
         )
     campaign = await database[CAMPAIGNS].find_one({"_id": campaign_id, "community_id": community})
     if campaign is None:
@@ -125,11 +127,15 @@ async def snapshot(
     orders = (
         await database[ORDERS].find({"community_id": community}).to_list() if with_orders else []
     )
+    every = (
+        await database[VISITS].find({"community_id": community}).to_list() if with_orders else []
+    )
     return Snapshot(
         campaign,
         {v["household_id"]: v for v in visits},
         {h["_id"]: h for h in households},
         {o["_id"]: o for o in orders},
+        every,
     )
 
 
@@ -242,7 +248,8 @@ async def exception_list(
     grid_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     seen = await snapshot(request, database, principal, campaign_id, with_orders=True)
-    contacts = campaigns.last_contacts(seen.visits.values(), seen.orders.values())
+    # Contact in any round counts: with a round a day, yesterday's answer is contact.
+    contacts = campaigns.last_contacts(seen.every_visit, seen.orders.values())
     found = campaigns.exceptions(
         seen.campaign,
         seen.visits,

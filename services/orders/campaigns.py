@@ -458,14 +458,30 @@ def join_open_rounds(book: Orderbook, households: list[dict[str, Any] | None]) -
 def hand_to_grid_worker(book: Orderbook, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, c.HandToGridWorker)
-    _campaign(book, cmd.campaign_id)
-    visit = book.get(VISITS, _visit_id(cmd.campaign_id, cmd.household_id))
-    if visit is None or is_reached(visit):
-        raise Rejection(409, "only a door that did not answer is handed over", "Not handed over")
+    campaign = _campaign(book, cmd.campaign_id)
+    list_id = campaign["list_of"].get(cmd.household_id)
+    if list_id is None:
+        raise Rejection(404, "no such household in this round", "Not found")
+    household = book.get(HOUSEHOLDS, cmd.household_id) or {}
+    visit = book.get(VISITS, _visit_id(cmd.campaign_id, cmd.household_id)) or {
+        # A door nobody has knocked at yet (staff know it is empty, the cadre cannot go):
+        # it may go to the grid worker too.
+        "_id": _visit_id(cmd.campaign_id, cmd.household_id),
+        "campaign_id": cmd.campaign_id,
+        "household_id": cmd.household_id,
+        "grid_id": household.get("grid_id", ""),
+        "list_id": list_id,
+        "outcome": c.Outcome.no_answer.value,
+        "attempts": 0,
+        "last_at": now,
+    }
+    if is_reached(visit):
+        raise Rejection(409, "the door was answered: nothing to hand over", "Not handed over")
+    if visit.get("handed_to"):
+        raise Rejection(409, f"handed to {visit['handed_to']} already", "Handed over already")
     community = book.get(COMMUNITIES, book.community_id) or {"grids": []}
     grid = next(g for g in community["grids"] if g["grid_id"] == visit["grid_id"])
     book.put(VISITS, {**visit, "handed_to": grid["grid_worker"], "handed_at": now})
-    household = book.get(HOUSEHOLDS, cmd.household_id) or {}
     handed = c.HandedToGridWorker(
         campaign_id=cmd.campaign_id,
         household_id=cmd.household_id,
@@ -531,7 +547,23 @@ def shift_ended(book: Orderbook, event: Event, now: datetime) -> Decision:
     before = book.get(CADRES, fact.volunteer_id)
     if before is not None and before.get("shift_id") == fact.shift_id:
         book.put(CADRES, {**before, "on_duty": None})
+        release_walk_lists(book, fact.volunteer_id)
     return Decision()
+
+
+def release_walk_lists(book: Orderbook, volunteer_id: str) -> None:
+    """A cadre gone off duty holds no walk list: another can take it. What they recorded
+    offline still syncs (a former holder's records are taken, see ``_door_fault``)."""
+    for campaign in list(book.values(CAMPAIGNS)):
+        if campaign["status"] != "open":
+            continue
+        held = [i for i, w in campaign["lists"].items() if w["volunteer_id"] == volunteer_id]
+        if held:
+            lists = {
+                i: {**w, "volunteer_id": None} if i in held else w
+                for i, w in campaign["lists"].items()
+            }
+            book.put(CAMPAIGNS, {**campaign, "lists": lists})
 
 
 def campaign_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -600,20 +632,27 @@ def exceptions(
     """For the grid worker: doors never reached (no answer every time); needs found at a
     door whose orders are not delivered yet; elderly people living alone with no contact
     (a door answered, an order delivered) in ``no_contact_days``."""
+    homes = {h["_id"]: h for h in households}
+    # Not reached: doors that never answered; once the round is closed, also the doors
+    # nobody knocked at (while it runs, those are its coverage's "not yet").
+    closed = campaign["status"] != "open"
     never = [
         {
-            "household_id": v["household_id"],
-            "grid_id": v["grid_id"],
-            "attempts": v["attempts"],
-            "handed_to": v.get("handed_to"),
+            "household_id": household_id,
+            "grid_id": homes.get(household_id, {}).get("grid_id", ""),
+            "address": homes.get(household_id, {}).get("address_text"),
+            "attempts": (visits.get(household_id) or {}).get("attempts", 0),
+            "handed_to": (visits.get(household_id) or {}).get("handed_to"),
         }
-        for v in visits.values()
-        if not is_reached(v)
+        for household_id in campaign["list_of"]
+        if not is_reached(visits.get(household_id))
+        and (closed or visits.get(household_id) is not None)
     ]
     unserved = [
         {
             "household_id": v["household_id"],
             "grid_id": v["grid_id"],
+            "address": homes.get(v["household_id"], {}).get("address_text"),
             "order_id": order_id,
             "status": orders[order_id]["status"] if order_id in orders else "unknown",
         }
@@ -630,7 +669,7 @@ def exceptions(
             "address": h.get("address_text"),
             "last_contact": last_contact.get(h["_id"]),
         }
-        for h in households
+        for h in homes.values()
         if h["_id"] in in_campaign
         and "elderly_alone" in h.get("flags", [])
         and (last_contact.get(h["_id"]) is None or last_contact[h["_id"]] < since)

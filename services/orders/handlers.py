@@ -166,7 +166,10 @@ def reissue_card(book: Orderbook, event: Event, now: datetime) -> Decision:
     doc = book.put(
         HOUSEHOLDS, {**household, "card_code": book.new_card_code(), "retired_card_codes": retired}
     )
-    return Decision(outcome=Outcome.ok(household_view(doc)))
+    reissued = o.HouseholdCardReissued(
+        household_id=doc["_id"], card_code=doc["card_code"], retired_card_code=retired[-1]
+    )
+    return Decision([reissued], Outcome.ok(household_view(doc)))
 
 
 def place_order(book: Orderbook, event: Event, now: datetime) -> Decision:
@@ -318,7 +321,25 @@ def reopen_order(book: Orderbook, event: Event, now: datetime) -> Decision:
         raise Rejection(
             409, f"the order is {order['status']}, not failed or cancelled", "Cannot re-open"
         )
-    order = _move(book, order, Status.accepted, cmd.actor, now, volunteer_id=None, failure=None)
+    # A second life: a new handoff code (the old one may have been guessed at five times),
+    # and nothing of the first cadre or of the old hold, cancel or failure left on it.
+    code = domain.new_handoff_code()
+    while code == order["handoff_code"]:
+        code = domain.new_handoff_code()
+    order = _move(
+        book,
+        order,
+        Status.accepted,
+        cmd.actor,
+        now,
+        handoff_code=code,
+        volunteer_id=None,
+        volunteer_name=None,
+        failure=None,
+        hold_reason=None,
+        cancel_reason=None,
+        released=None,
+    )
     return Decision([o.OrderReopened(order=facts(order))], Outcome.ok(order_view(order)))
 
 

@@ -79,6 +79,16 @@ class HouseholdRegistered(Payload):
     relative_phones: list[str] = Field(default_factory=list)  # sign in for the household
 
 
+class HouseholdCardReissued(Payload):
+    """A lost card replaced: the household answers to the new code; the old one is retired
+    (never given out again) and no longer finds it."""
+
+    type: Literal["doorstep.household.card_reissued.v1"] = "doorstep.household.card_reissued.v1"
+    household_id: str
+    card_code: str
+    retired_card_code: str
+
+
 class HouseholdPhonesChanged(Payload):
     """Staff set a household's phones anew (a relative added, a number given up): the
     whole current set; a phone no longer in it no longer signs in for the household."""
@@ -281,6 +291,7 @@ EVENTS = (
     CommunityDefined,
     HouseholdRegistered,
     HouseholdPhonesChanged,
+    HouseholdCardReissued,
     OrderReceived,
     OrderHeld,
     OrderAccepted,

@@ -423,3 +423,22 @@ def test_a_code_texted_at_the_door_delivers_the_task_it_belongs_to() -> None:
     with pytest.raises(Rejection):  # none of theirs, and one held: counted on it
         board.deliver_by_code("v1", "0000", T0)
     assert board.tasks["o1"].wrong_codes == 1
+
+
+def test_busy_is_not_absent_an_order_waits_for_a_busy_cadre_and_escalates_late_saying_so() -> None:
+    board = board_with(("v1", "g3", 1))
+    board.escalate_after_seconds = 600
+    board.order_open(facts("o1"), T0)
+    board.accept("o1", "v1", T0)
+    events = board.order_open(facts("o2"), T0)  # the only cadre is at capacity
+    assert [e for e in events if isinstance(e, d.OrderEscalated)] == []
+    (late,) = board.late_orders(T0 + timedelta(minutes=10))
+    (escalated,) = board.escalate_late(late.order.order_id, T0 + timedelta(minutes=10))
+    assert "busy" in escalated.reason  # type: ignore[attr-defined]
+    # Free again, the cadre is offered it.
+    board.deliver("o1", "v1", "1234", None, T0 + timedelta(minutes=11))
+    assert board.tasks["o2"].state is TaskState.offered
+    # Nobody with the skill on duty at all: escalated at once, as before.
+    alone = board_with()
+    (absent,) = alone.order_open(facts("o3"), T0)
+    assert "no suitable volunteer on duty" in absent.reason  # type: ignore[attr-defined]

@@ -451,3 +451,47 @@ def test_a_cadre_claims_lists_of_their_grid_only_and_up_to_capacity_across_round
     first_of_second = next(iter((book.get("campaigns", "cmp_2") or {})["lists"]))
     with pytest.raises(Rejection, match="capacity"):
         claim("cmp_2", first_of_second)  # Li's capacity is 1, and Li walks one already
+
+
+def test_staff_see_doors_in_words_hand_an_unknocked_door_over_once_and_contact_spans_rounds() -> (
+    None
+):
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    rooms = by_room(book)
+    record(book, door(book, "9-101", c.Outcome.no_answer))
+    hand = lambda hh, cid: decide(  # noqa: E731
+        book,
+        c.HandToGridWorker(command_id=cid, actor="staff", campaign_id="cmp_1", household_id=hh),
+    )
+    hand(rooms["10-101"], "h1")  # nobody knocked there (staff know it is empty)
+    with pytest.raises(Rejection, match="already"):
+        hand(rooms["10-101"], "h2")  # the grid worker is not told twice
+    closing = c.CloseCampaign(command_id="cl", actor="staff", campaign_id="cmp_1", reason="night")
+    decide(book, closing)
+    campaign = book.get("campaigns", "cmp_1") or {}
+    visits = campaigns.visits_of(book, campaign)
+    found = campaigns.exceptions(campaign, visits, book.values(HOUSEHOLDS), {}, {}, T0, 3)
+    never = {e["household_id"]: e for e in found["never_reached"]}
+    assert set(never) == {rooms[r] for r in ("9-101", "9-102", "9-201", "10-101")}
+    assert never[rooms["9-101"]]["address"] == "Datong Garden 9-1-101"
+    # Yesterday's round reached the elderly neighbour: that is contact, today too.
+    yesterday = [{"household_id": rooms["9-102"], "reached_at": T0 - timedelta(days=1)}]
+    contacts = campaigns.last_contacts(yesterday, [])
+    found = campaigns.exceptions(campaign, visits, book.values(HOUSEHOLDS), {}, contacts, T0, 3)
+    assert found["elderly_alone_no_contact"] == []
+
+
+def test_a_cadre_going_off_duty_lets_go_of_their_lists_and_their_offline_records_still_sync() -> (
+    None
+):
+    book = community()
+    li_walks_the_first_list(book, grids=["g1"])
+    knocked = T0 + timedelta(minutes=20)
+    ended = v.ShiftEnded(volunteer_id="li", shift_id="s1", reason="expired")
+    decide(book, ended, T0 + timedelta(hours=1))
+    first = next(iter((book.get("campaigns", "cmp_1") or {})["lists"].values()))
+    assert first["volunteer_id"] is None and first["holders"] == ["li"]
+    offline = door(book, "9-101", c.Outcome.answered, visited_at=knocked)
+    synced = record(book, offline, at=T0 + timedelta(hours=2))
+    assert synced.outcome and synced.outcome.status == 200

@@ -118,3 +118,58 @@ async def test_a_record_waiting_in_a_lane_is_read_again_after_a_rebalance_mid_ba
     finally:
         run.cancel()
     assert seen[2][0] == 100  # read again from the record nobody stored
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.dead: list[bytes] = []
+
+    async def publish_raw(self, topic: str, value: bytes, key: bytes, headers: Any) -> None:
+        self.dead.append(value)
+
+
+async def test_an_event_of_a_type_or_version_not_known_yet_is_skipped_not_dead_lettered() -> None:
+    # A producer already upgraded publishes a .v2 while this consumer knows only .v1.
+    client = ScriptedClient(sizes=[3])
+    seen: list[int] = []
+
+    def later(offset: int) -> ConsumerRecord[bytes, bytes]:
+        r = record(offset)
+        headers = [(k, b"doorstep.order.review.v2" if k == "ce_type" else v) for k, v in r.headers]
+        return ConsumerRecord(TP.topic, 0, offset, 0, 0, r.key, r.value, None, 0, 0, headers)
+
+    async def getmany(timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        if client.sizes:
+            client.sizes.pop()
+            return {TP: [record(100), later(101), record(102)]}
+        await asyncio.sleep(3600)
+        return {}
+
+    client.getmany = getmany  # type: ignore[method-assign]
+
+    async def handle(inputs: list[Input]) -> None:
+        seen.extend(i.record.offset for i in inputs)
+
+    class Scripted(EventConsumer):
+        def _new_client(self) -> Any:
+            return client
+
+    publisher = Publisher()
+    consumer = Scripted(
+        bootstrap="unused",
+        group_id="orders",
+        topics=[TP.topic],
+        publisher=publisher,  # type: ignore[arg-type]
+        batch_handler=handle,
+        listener=Lanes(),
+    )
+    run = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+    assert seen == [100, 102] and publisher.dead == []
+    assert client.committed == 103  # skipped, and passed

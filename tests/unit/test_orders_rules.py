@@ -232,3 +232,42 @@ def test_an_import_sent_again_reports_rows_already_there_and_adds_none() -> None
     assert conflict.outcome and conflict.outcome.body
     (refused,) = conflict.outcome.body["rejected"]
     assert "already registered" in refused["reason"]
+
+
+def test_a_reopened_order_has_a_new_handoff_code_and_nothing_left_of_its_first_life() -> None:
+    book = community()
+    placed = place(book)
+    assert placed.outcome and placed.outcome.body
+    order_id = placed.outcome.body["order_id"]
+    old_code = book.order(order_id)["handoff_code"]
+    order = book.order(order_id)
+    book.put(
+        ORDERS,
+        {
+            **order,
+            "status": "failed",
+            "volunteer_id": "v1",
+            "volunteer_name": "Li",
+            "failure": {"reason": "no_answer", "note": None},
+            "hold_reason": "possible duplicate",
+            "cancel_reason": "x",
+        },
+    )
+    decide(book, o.ReopenOrder(command_id="re", actor="staff", order_id=order_id))
+    again = book.order(order_id)
+    assert again["handoff_code"] != old_code  # five more guesses would open the old one
+    assert again["status"] == "accepted"
+    assert [again.get(k) for k in ("volunteer_id", "volunteer_name", "failure", "hold_reason")] == [
+        None
+    ] * 4
+
+
+def test_a_reissued_card_is_announced_so_others_follow_the_new_code() -> None:
+    book = community()
+    household = next(iter(book.values(HOUSEHOLDS)))
+    decision = decide(
+        book, o.ReissueCard(command_id="r", actor="staff", household_id=household["_id"])
+    )
+    (reissued,) = decision.events
+    assert isinstance(reissued, o.HouseholdCardReissued)
+    assert reissued.retired_card_code == household["card_code"] != reissued.card_code
