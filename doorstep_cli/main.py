@@ -26,6 +26,7 @@ SERVICES = {
     "notify": 8004,
     "console": 8005,
     "identity": 8006,
+    "field": 8007,
 }
 GATEWAY_PORT = 8009  # the development SMS gateway: prints sign-in codes
 
@@ -99,11 +100,13 @@ def run(
     )
     console.print(f"Kafka     {kafka.bootstrap}\nFerretDB  {ferret.url}")
     for service, port in SERVICES.items():
-        if service != "console":
+        if service not in ("console", "field"):
             console.print(f"{service:<11}http://127.0.0.1:{port}/docs")
     console.print(
         "Console:   make console-link ARGS='--community datong'   (prints a one-time sign-in "
         "link to http://127.0.0.1:8005; --grid g3 for a grid worker)\n"
+        "Phone app: http://127.0.0.1:8007 (cadres and residents sign in with their phone; "
+        "the code is printed by `sms` below)\n"
         'Sign-in:   POST http://127.0.0.1:8006/auth/code {"phone"}: the code is printed '
         "by `sms` below; make ops-account ARGS='--phone ... --name ...' for the first ops\n"
         "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "

@@ -12,35 +12,35 @@ requests racing with the same cookie share the answer, as a refresh token works 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import httpx
-import jwt
 
 from shared.auth import Principal, Role, decode, mint_link
 from shared.contracts.identity import Identity
 from shared.keys import KeyRing, SigningKey
-from shared.log import get_logger
 from shared.problem import Problem
+from shared.signin import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    SESSION_SECONDS,
+    IdentityAway,
+    IdentityClient,
+    SignInRefused,
+    Tokens,
+    expires_soon,
+)
 
-log = get_logger(__name__)
-
-ACCESS_COOKIE = "doorstep_access"
-REFRESH_COOKIE = "doorstep_refresh"
-SESSION_SECONDS = 12 * 3600  # how long the browser keeps the cookies
-EARLY = 60  # refresh an access token this long before it expires
-SHARED_FOR = 30.0  # seconds a refresh's answer is shared with requests that raced it
-
-
-class SignInRefused(Exception):
-    pass
-
-
-class IdentityAway(Exception):
-    """The identity service did not answer (a refresh could not be made)."""
+__all__ = [
+    "ACCESS_COOKIE",
+    "REFRESH_COOKIE",
+    "SESSION_SECONDS",
+    "IdentityAway",
+    "Person",
+    "Sessions",
+    "SignInRefused",
+    "Tokens",
+    "sign_in_link",
+]
 
 
 @dataclass(frozen=True)
@@ -97,92 +97,12 @@ def sign_in_link(
     return f"{base_url.rstrip('/')}/signin?t={token}"
 
 
-def expires_soon(token: str) -> bool:
-    try:
-        exp = int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
-    except (jwt.PyJWTError, ValueError, TypeError):
-        return True
-    return exp - time.time() < EARLY
-
-
-@dataclass
-class Tokens:
-    access: str
-    refresh: str
-
-
-class Sessions:
+class Sessions(IdentityClient):
     """The console's side of sign-in: asks identity, checks what it gets back."""
 
     def __init__(self, identity_url: str, keys: KeyRing) -> None:
-        self.url = identity_url.rstrip("/")
+        super().__init__(identity_url)
         self.keys = keys
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=3.0))
-        self._refreshing: dict[str, asyncio.Future[Tokens]] = {}
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-    async def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._client.post(f"{self.url}{path}", json=body)
-        except httpx.HTTPError as exc:
-            raise IdentityAway(repr(exc)) from exc
-        if response.status_code >= 500:
-            raise IdentityAway(f"identity answered {response.status_code}")
-        answer: dict[str, Any] = response.json()
-        if response.status_code >= 400:
-            raise SignInRefused(answer.get("detail") or answer.get("title") or "refused")
-        return answer
-
-    async def _tokens(self, path: str, body: dict[str, Any]) -> Tokens:
-        answer = await self._ask(path, body)
-        if not answer.get("access_token"):
-            raise SignInRefused("choose who to act as")
-        return Tokens(answer["access_token"], answer["refresh_token"])
-
-    async def redeem_link(self, link: str) -> Tokens:
-        return await self._tokens("/auth/link", {"link": link})
-
-    async def send_code(self, phone: str) -> dict[str, Any]:
-        return await self._ask("/auth/code", {"phone": phone})
-
-    async def verify(self, phone: str, code: str, identity_id: str | None) -> dict[str, Any]:
-        body = {"phone": phone, "code": code}
-        if identity_id:
-            body["identity_id"] = identity_id
-        return await self._ask("/auth/verify", body)
-
-    async def act_as(self, refresh: str, identity_id: str) -> Tokens:
-        return await self._tokens(
-            "/auth/refresh", {"refresh_token": refresh, "identity_id": identity_id}
-        )
-
-    async def sign_out(self, refresh: str) -> None:
-        try:
-            await self._ask("/auth/sign-out", {"refresh_token": refresh})
-        except (SignInRefused, IdentityAway) as exc:  # gone already, or later by expiry
-            log.info("console.sign_out_not_confirmed", reason=str(exc))
-
-    async def refresh(self, refresh: str) -> Tokens:
-        """The next tokens; requests that race with the same refresh token share one."""
-        waiting = self._refreshing.get(refresh)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
-        future: asyncio.Future[Tokens] = asyncio.get_running_loop().create_future()
-        self._refreshing[refresh] = future
-        try:
-            tokens = await self._tokens("/auth/refresh", {"refresh_token": refresh})
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting
-            del self._refreshing[refresh]
-            raise
-        future.set_result(tokens)
-        asyncio.get_running_loop().call_later(
-            SHARED_FOR, lambda: self._refreshing.pop(refresh, None)
-        )
-        return tokens
 
     async def current(
         self, access: str | None, refresh: str | None

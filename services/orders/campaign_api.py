@@ -139,14 +139,18 @@ async def snapshot(
     )
 
 
-@router.get("/campaigns", summary="The community's campaigns (staff)")
-async def list_campaigns(request: Request, principal: Staff, database: Db) -> dict[str, Any]:
+@router.get("/campaigns", summary="The community's campaigns (staff); the open ones (a cadre)")
+async def list_campaigns(
+    request: Request, principal: VolunteerOrStaff, database: Db
+) -> dict[str, Any]:
     community = community_of(principal)
     book = request.app.state.owner.state(community)
     if book is not None:
         docs = list(book.values(CAMPAIGNS))
     else:
         docs = await database[CAMPAIGNS].find({"community_id": community}).to_list()
+    if principal.volunteer_id is not None:  # a cadre walks open rounds only
+        docs = [d for d in docs if d["status"] == "open"]
     docs.sort(key=lambda d: d["started_at"], reverse=True)
     return {"campaigns": [campaigns.campaign_view(d) for d in docs]}
 

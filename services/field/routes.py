@@ -1,0 +1,265 @@
+"""The field app's routes: the app itself (page, script, service worker, manifest), sign-in
+by phone and code, and ``/api/{service}/...`` passed on to the services with the person's
+token. Every write needs the ``X-Doorstep-App`` header: a page on another site cannot send
+it without asking first (CORS), so the cookies cannot be used from there."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import Field
+
+from shared.api import StrictBody
+from shared.auth import Principal, Role, decode
+from shared.problem import Problem
+from shared.signin import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    SESSION_SECONDS,
+    IdentityAway,
+    IdentityClient,
+    SignInRefused,
+    Tokens,
+    expires_soon,
+)
+
+STATIC = Path(__file__).parent / "static"
+SHELL = ("app.js", "app.css", "icon.svg")  # what the service worker keeps for offline
+FIELD_ROLES = (Role.resident, Role.volunteer)
+SERVICES = ("orders", "volunteers", "dispatch", "notify")
+PASSED_HEADERS = ("content-type", "idempotency-key", "x-correlation-id", "accept-language")
+
+router = APIRouter()
+
+
+def version() -> str:
+    """The app's version: a hash of its files. A new one makes phones update."""
+    digest = hashlib.sha256()
+    for name in (*SHELL, "index.html", "sw.js"):
+        digest.update((STATIC / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+VERSION = version()
+
+
+class Upstream:
+    """The services, called with the person's own token (they enforce role and scope)."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=3.0))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def app_only(request: Request) -> None:
+    if request.method not in ("GET", "HEAD") and request.headers.get("x-doorstep-app") != "1":
+        raise Problem(403, "Forbidden", "writes come from the app (X-Doorstep-App: 1)")
+
+
+Written = Annotated[None, Depends(app_only)]
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    page = (STATIC / "index.html").read_text().replace("__VERSION__", VERSION)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> Response:
+    script = (STATIC / "sw.js").read_text().replace("__VERSION__", VERSION)
+    headers = {"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"}
+    return Response(script, media_type="text/javascript", headers=headers)
+
+
+@router.get("/manifest.webmanifest", include_in_schema=False)
+async def manifest() -> JSONResponse:
+    return JSONResponse(
+        {
+            "name": "Doorstep 社区服务",
+            "short_name": "Doorstep",
+            "start_url": "/",
+            "display": "standalone",
+            "background_color": "#ffffff",
+            "theme_color": "#b91c1c",
+            "lang": "zh-CN",
+            "icons": [{"src": f"/static/icon.svg?v={VERSION}", "sizes": "any"}],
+        },
+        media_type="application/manifest+json",
+    )
+
+
+# --- who is signed in ----------------------------------------------------------------------
+
+
+def who_of(principal: Principal) -> dict[str, Any]:
+    return {
+        "role": principal.role.value,
+        "community_id": principal.community_id,
+        "volunteer_id": principal.volunteer_id,
+        "household_id": principal.household_id,
+        "name": principal.name,
+    }
+
+
+async def principal_of(request: Request) -> tuple[Principal, str, Tokens | None]:
+    """The person the cookies say, their access token, and new tokens if refreshed."""
+    access = request.cookies.get(ACCESS_COOKIE)
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if access and not expires_soon(access):
+        try:
+            return await decode(request.app.state.keys, access), access, None
+        except Problem:
+            pass  # a retired key, tampered: the refresh token decides
+    if not refresh:
+        raise Problem(401, "Unauthorized", "sign in first")
+    identity: IdentityClient = request.app.state.identity
+    try:
+        tokens = await identity.refresh(refresh)
+    except SignInRefused as exc:
+        raise Problem(401, "Unauthorized", f"signed out: {exc}") from exc
+    except IdentityAway as exc:
+        raise Problem(503, "Service unavailable", "sign-in is not answering") from exc
+    return await decode(request.app.state.keys, tokens.access), tokens.access, tokens
+
+
+def set_tokens(request: Request, response: Response, tokens: Tokens) -> None:
+    for name, value in ((ACCESS_COOKIE, tokens.access), (REFRESH_COOKIE, tokens.refresh)):
+        if value:
+            response.set_cookie(
+                name,
+                value,
+                max_age=SESSION_SECONDS,
+                httponly=True,
+                samesite="lax",
+                secure=request.app.state.cookie_secure,
+            )
+
+
+async def signed_in(request: Request, tokens: Tokens) -> JSONResponse:
+    principal = await decode(request.app.state.keys, tokens.access)
+    if principal.role not in FIELD_ROLES:
+        raise Problem(403, "Forbidden", "the app is for cadres and residents; staff: console")
+    response = JSONResponse({"who": who_of(principal)})
+    set_tokens(request, response, tokens)
+    return response
+
+
+@router.get("/session", tags=["session"], summary="Who is signed in")
+async def session(request: Request) -> JSONResponse:
+    principal, _, renewed = await principal_of(request)
+    response = JSONResponse({"who": who_of(principal)})
+    if renewed is not None:
+        set_tokens(request, response, renewed)
+    return response
+
+
+class CodeIn(StrictBody):
+    phone: str = Field(min_length=3, max_length=40)
+
+
+class VerifyIn(CodeIn):
+    code: str = Field(min_length=4, max_length=12)
+    identity_id: str | None = Field(default=None, max_length=200)
+
+
+class ChooseIn(StrictBody):
+    identity_id: str = Field(min_length=3, max_length=200)
+
+
+async def asked(call: Any) -> Any:
+    try:
+        return await call
+    except SignInRefused as exc:
+        raise Problem(422, "Refused", str(exc)) from exc
+    except IdentityAway as exc:
+        raise Problem(503, "Service unavailable", "sign-in is not answering") from exc
+
+
+@router.post("/session/code", tags=["session"], summary="Text a sign-in code to a phone")
+async def send_code(body: CodeIn, request: Request, _: Written) -> dict[str, Any]:
+    await asked(request.app.state.identity.send_code(body.phone))
+    return {"sent": True}
+
+
+@router.post("/session/verify", tags=["session"], summary="Sign in with the texted code")
+async def verify(body: VerifyIn, request: Request, _: Written) -> JSONResponse:
+    answer = await asked(request.app.state.identity.verify(body.phone, body.code, body.identity_id))
+    mine = [x for x in answer.get("identities", []) if x["role"] in ("resident", "volunteer")]
+    if answer.get("access_token") and answer["identity"]["role"] in ("resident", "volunteer"):
+        return await signed_in(request, Tokens(answer["access_token"], answer["refresh_token"]))
+    if not mine:
+        await request.app.state.identity.sign_out(answer["refresh_token"])
+        raise Problem(403, "Forbidden", "no cadre or household answers to this phone here")
+    # The phone is more than one person (a cadre whose family is a household): choose.
+    response = JSONResponse({"choose": mine})
+    set_tokens(request, response, Tokens("", answer["refresh_token"]))
+    return response
+
+
+@router.post("/session/choose", tags=["session"], summary="Act as one of the phone's people")
+async def choose(body: ChooseIn, request: Request, _: Written) -> JSONResponse:
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not refresh:
+        raise Problem(401, "Unauthorized", "sign in first")
+    tokens = await asked(request.app.state.identity.act_as(refresh, body.identity_id))
+    return await signed_in(request, tokens)
+
+
+@router.post("/session/sign-out", tags=["session"], summary="Sign out (here and at identity)")
+async def sign_out(request: Request, _: Written) -> JSONResponse:
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if refresh:
+        await request.app.state.identity.sign_out(refresh)
+    response = JSONResponse({"signed_out": True})
+    response.delete_cookie(ACCESS_COOKIE)
+    response.delete_cookie(REFRESH_COOKIE)
+    return response
+
+
+# --- the services, with the person's token ---------------------------------------------------
+
+
+@router.api_route(
+    "/api/{service}/v1/{path:path}",
+    methods=["GET", "POST", "PUT"],
+    tags=["api"],
+    summary="A service's /v1 route, called with the signed-in person's token",
+)
+async def passed_on(service: str, path: str, request: Request, _: Written) -> Response:
+    if service not in SERVICES:
+        raise Problem(404, "Not found", f"no service {service!r}")
+    _principal, access, renewed = await principal_of(request)
+    upstream: Upstream = request.app.state.upstream
+    headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
+    headers["authorization"] = f"Bearer {access}"
+    try:
+        answer = await upstream.client.request(
+            request.method,
+            f"{upstream.urls[service]}/v1/{path}",
+            params=request.query_params,
+            content=await request.body(),
+            headers=headers,
+        )
+    except httpx.HTTPError as exc:
+        raise Problem(503, "Service unavailable", f"{service} is not answering") from exc
+    response = Response(
+        answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
+        headers={"Cache-Control": "no-store"},
+    )
+    if renewed is not None:
+        set_tokens(request, response, renewed)
+    return response

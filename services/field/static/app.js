@@ -1,0 +1,391 @@
+// The field app: one page for cadres and residents, Chinese first. Everything is fetched
+// from this origin (/session, /api/<service>/v1/...); the tokens are httpOnly cookies.
+// What must go on offline — a taken walk list and the door records made on it — lives in
+// IndexedDB: records queue in an outbox with ids made here and go up when the network is
+// back (on "online", on opening the app, every 30 s, and "Sync now"); the server keeps
+// each record id once, so sending one again never makes a second record or order.
+
+const T = {
+  zh: {
+    title: "社区服务", lang: "EN", big: "大字", small: "标准字", out: "退出",
+    phone: "手机号", send_code: "获取验证码", code: "短信验证码", sign_in: "登录",
+    code_sent: "验证码已发送，请查看短信。", choose: "您要以哪个身份使用？",
+    update: "有新版本。", reload: "更新", offline: "没有网络：记录会保存在手机上，联网后自动上传。",
+    order_new: "下单", items: "需要什么（如：大米 5 斤）", place: "提交订单", my_orders: "我的订单",
+    code_for_door: "取件码（给志愿者看）", cancel: "取消订单", none: "暂无",
+    duty: "值班", on_duty: "值班中 · 网格", off_duty: "未在值班", check_in: "开始值班",
+    check_out: "结束值班", grid: "网格", tasks: "我的任务", accept: "接受", decline: "拒绝",
+    pick_up: "已取货", deliver: "送达", handoff: "住户取件码", fail: "无法送达",
+    rounds: "敲门排查", take: "领取", doors: "门户", answered: "已应答", no_answer: "无人应答",
+    refused: "拒绝开门", needs: "需求", waiting_up: "待上传", sync: "立即同步", synced: "已全部上传",
+    sync_refused: "被退回", discard: "删除", inbox: "消息", left: "剩余",
+    medicine: "药品", food: "食物", medical_attention: "就医", other: "其他",
+    groceries: "生活物资", garbage: "垃圾清运", home_test: "上门检测", visit: "上门探视",
+    received: "已收到", held: "待审核", accepted: "已接单", assigned: "已安排志愿者",
+    picked_up: "配送中", delivered: "已送达", failed: "未能送达", cancelled: "已取消",
+    offered: "待接受", not_yet: "未敲门", reached: "已联系", handed_over: "已交网格员",
+    back: "返回", saved: "已保存在手机上", problem: "出错了", needs_network: "联网后显示任务。",
+  },
+  en: {
+    title: "Community service", lang: "中文", big: "Large text", small: "Normal text", out: "Sign out",
+    phone: "Phone number", send_code: "Text me a code", code: "Code from the SMS", sign_in: "Sign in",
+    code_sent: "The code is on its way by SMS.", choose: "Who are you signing in as?",
+    update: "A new version is ready.", reload: "Update", offline: "No network: records stay on this phone and go up when it is back.",
+    order_new: "Order", items: "What you need (e.g. rice, 2.5 kg)", place: "Place order", my_orders: "My orders",
+    code_for_door: "Handoff code (show the volunteer)", cancel: "Cancel order", none: "Nothing yet",
+    duty: "Duty", on_duty: "On duty · grid", off_duty: "Off duty", check_in: "Start shift",
+    check_out: "End shift", grid: "Grid", tasks: "My tasks", accept: "Accept", decline: "Decline",
+    pick_up: "Picked up", deliver: "Delivered", handoff: "Household's code", fail: "Could not deliver",
+    rounds: "Door-knock rounds", take: "Take", doors: "Doors", answered: "Answered", no_answer: "No answer",
+    refused: "Refused", needs: "Needs", waiting_up: "Waiting to go up", sync: "Sync now", synced: "All sent",
+    sync_refused: "refused", discard: "Discard", inbox: "Messages", left: "left",
+    medicine: "Medicine", food: "Food", medical_attention: "Medical care", other: "Other",
+    groceries: "Groceries", garbage: "Garbage pickup", home_test: "Home test", visit: "Visit",
+    received: "Received", held: "Being checked", accepted: "Taken", assigned: "Volunteer assigned",
+    picked_up: "On the way", delivered: "Delivered", failed: "Not delivered", cancelled: "Cancelled",
+    offered: "Offered", not_yet: "Not yet", reached: "Reached", handed_over: "With grid worker",
+    back: "Back", saved: "Saved on this phone", problem: "Something went wrong", needs_network: "Tasks show when the network is back.",
+  },
+};
+// Chinese unless the browser asks for English (or the person chose).
+let lang = localStorage.getItem("lang") || ((navigator.language || "zh").toLowerCase().startsWith("en") ? "en" : "zh");
+const t = (key) => T[lang][key] ?? key;
+const $ = (sel) => document.querySelector(sel);
+const main = $("#main");
+let who = null;
+let timer = null;
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v !== false && v != null) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return el;
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const init = { method, headers: { "X-Doorstep-App": "1", "Accept-Language": lang } };
+  if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+  const res = await fetch(path, init);
+  const data = res.headers.get("content-type")?.includes("json") ? await res.json() : {};
+  if (res.status === 401 && !path.startsWith("/session")) { who = null; render(); }
+  if (!res.ok) throw Object.assign(new Error(data.detail || data.title || res.status), { status: res.status, data });
+  return data;
+}
+
+function problem(err) { return h("p", { class: "problem", role: "alert" }, `${t("problem")}: ${err.message}`); }
+
+// --- IndexedDB: walk lists and the outbox ---------------------------------------------------
+
+const DB = new Promise((resolve, reject) => {
+  const req = indexedDB.open("doorstep-field", 1);
+  req.onupgradeneeded = () => {
+    req.result.createObjectStore("lists", { keyPath: "list_id" });
+    req.result.createObjectStore("outbox", { keyPath: "record_id" });
+  };
+  req.onsuccess = () => resolve(req.result);
+  req.onerror = () => reject(req.error);
+});
+async function store(name, mode, fn) {
+  const db = await DB;
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(name, mode);
+    const result = fn(tx.objectStore(name));
+    tx.oncomplete = () => resolve(result?.result ?? result);
+    tx.onerror = () => reject(tx.error);
+  });
+}
+const all = (name) => store(name, "readonly", (s) => s.getAll());
+const put = (name, value) => store(name, "readwrite", (s) => s.put(value));
+const remove = (name, key) => store(name, "readwrite", (s) => s.delete(key));
+
+// --- sync: the outbox goes up, each record once -------------------------------------------
+
+let syncing = null;
+function sync() {
+  syncing ??= (async () => {
+    try {
+      const waiting = (await all("outbox")).filter((r) => r.state === "waiting");
+      const byRound = Map.groupBy ? Map.groupBy(waiting, (r) => r.campaign_id)
+        : waiting.reduce((m, r) => m.set(r.campaign_id, [...(m.get(r.campaign_id) || []), r]), new Map());
+      for (const [campaign, records] of byRound) {
+        for (let i = 0; i < records.length; i += 100) {
+          const chunk = records.slice(i, i + 100);
+          try {
+            await api(`/api/orders/v1/campaigns/${campaign}/visits`, { method: "POST", body: { doors: chunk.map((r) => r.door) } });
+            for (const r of chunk) await remove("outbox", r.record_id);
+          } catch (err) {
+            if (!err.status || err.status >= 500 || err.status === 401 || err.status === 429) return; // later
+            for (const r of chunk) await put("outbox", { ...r, state: "refused", detail: err.message });
+          }
+        }
+      }
+    } catch (offline) { /* no network: the records wait */ }
+    finally { syncing = null; showOutbox(); }
+  })();
+  return syncing;
+}
+addEventListener("online", () => { $("#offline").hidden = true; sync(); });
+addEventListener("offline", () => { $("#offline").hidden = false; });
+setInterval(() => navigator.onLine && sync(), 30000);
+
+async function showOutbox() {
+  const box = $("#outbox");
+  if (!box) return;
+  const records = await all("outbox");
+  const waiting = records.filter((r) => r.state === "waiting").length;
+  const refused = records.filter((r) => r.state === "refused");
+  box.replaceChildren(
+    h("div", { class: "row" },
+      h("span", { id: "waiting", "data-count": waiting }, waiting ? `${t("waiting_up")}: ${waiting}` : t("synced")),
+      h("button", { type: "button", class: "secondary", onclick: () => sync() }, t("sync"))),
+    ...refused.map((r) => h("div", { class: "problem" }, `${r.address || r.door.household_id} — ${t("sync_refused")}: ${r.detail} `,
+      h("button", { type: "button", class: "link", onclick: async () => { await remove("outbox", r.record_id); showOutbox(); } }, t("discard")))),
+  );
+}
+
+// --- sign-in --------------------------------------------------------------------------------
+
+function signIn() {
+  const phone = h("input", { id: "phone", type: "tel", inputmode: "tel", autocomplete: "tel", required: true });
+  const code = h("input", { id: "code", inputmode: "numeric", autocomplete: "one-time-code", maxlength: 6 });
+  const said = h("div");
+  const step2 = h("form", { hidden: true, onsubmit: async (e) => {
+    e.preventDefault();
+    try { done(await api("/session/verify", { method: "POST", body: { phone: phone.value, code: code.value } })); }
+    catch (err) { said.replaceChildren(problem(err)); }
+  } }, h("label", { for: "code" }, t("code")), code, h("p"), h("button", { id: "verify" }, t("sign_in")));
+  const done = (answer) => {
+    if (answer.who) { who = answer.who; localStorage.setItem("who", JSON.stringify(who)); return render(); }
+    said.replaceChildren(h("p", {}, t("choose")), ...answer.choose.map((x) => h("button", {
+      type: "button", class: "secondary", onclick: async () => done(await api("/session/choose", { method: "POST", body: { identity_id: x.identity_id } })),
+    }, x.name || x.role)));
+  };
+  main.replaceChildren(h("div", { class: "card" },
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      try { await api("/session/code", { method: "POST", body: { phone: phone.value } }); said.replaceChildren(h("p", {}, t("code_sent"))); step2.hidden = false; code.focus(); }
+      catch (err) { said.replaceChildren(problem(err)); }
+    } }, h("label", { for: "phone" }, t("phone")), phone, h("p"), h("button", { id: "send" }, t("send_code"))),
+    step2, said));
+}
+
+// --- the resident ---------------------------------------------------------------------------
+
+const CATEGORIES = ["groceries", "medicine", "garbage", "home_test", "visit", "other"];
+const OPEN = ["received", "held", "accepted", "assigned"];
+
+async function resident() {
+  let chosen = "groceries";
+  const items = h("textarea", { id: "items", rows: 2, maxlength: 500 });
+  const said = h("div");
+  const tiles = h("div", { class: "tiles" }, CATEGORIES.map((c) => h("button", {
+    type: "button", "data-category": c, "aria-pressed": String(c === chosen),
+    onclick: (e) => { chosen = c; tiles.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b === e.currentTarget))); },
+  }, t(c))));
+  const orders = h("div", { id: "orders" });
+  main.replaceChildren(
+    h("h2", {}, t("order_new")),
+    h("form", { class: "card", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const placed = await api("/api/orders/v1/orders", { method: "POST", body: { category: chosen, items: items.value || t(chosen) } });
+        items.value = ""; said.replaceChildren();
+        await showOrders(orders, placed); // what they just did is what they see
+      } catch (err) { said.replaceChildren(problem(err)); }
+    } }, tiles, h("label", { for: "items" }, t("items")), items, h("p"), h("button", { id: "place" }, t("place")), said),
+    h("h2", {}, t("my_orders")), orders);
+  await showOrders(orders);
+  timer = setInterval(() => document.visibilityState === "visible" && showOrders(orders), 5000);
+}
+
+async function showOrders(box, fresh) {
+  let list = (await api("/api/orders/v1/orders")).orders;
+  if (fresh && !list.some((o) => o.order_id === fresh.order_id)) list = [fresh, ...list];
+  box.replaceChildren(...(list.length ? list : [null]).map((o) => o === null ? h("p", { class: "muted" }, t("none")) :
+    h("div", { class: "card order", "data-order": o.order_id, "data-status": o.status },
+      h("div", { class: "row" }, h("strong", {}, t(o.category)), h("span", { class: "status" }, t(o.status))),
+      h("div", {}, o.items),
+      OPEN.includes(o.status) || o.status === "picked_up" ? [h("div", { class: "muted" }, t("code_for_door")), h("div", { class: "code" }, o.handoff_code)] : [],
+      OPEN.includes(o.status) ? h("button", { type: "button", class: "secondary", onclick: async () => {
+        try { await api(`/api/orders/v1/orders/${o.order_id}/cancel`, { method: "POST", body: {} }); await showOrders(box); }
+        catch (err) { box.prepend(problem(err)); }
+      } }, t("cancel")) : [])));
+}
+
+// --- the cadre ------------------------------------------------------------------------------
+
+async function cadre() {
+  const duty = h("div", { class: "card", id: "duty" });
+  const tasks = h("div", { id: "tasks" });
+  const rounds = h("div", { id: "rounds" });
+  main.replaceChildren(h("h2", {}, t("duty")), duty, h("h2", {}, t("tasks")), tasks,
+    h("h2", {}, t("rounds")), rounds, h("div", { class: "outbox", id: "outbox" }));
+  showOutbox();
+  sync();
+  await Promise.allSettled([showDuty(duty), showTasks(tasks), showRounds(rounds)]);
+  timer = setInterval(() => document.visibilityState === "visible" && navigator.onLine && showTasks(tasks), 5000);
+}
+
+async function showDuty(box) {
+  let me;
+  try { me = await api(`/api/volunteers/v1/volunteers/${who.volunteer_id}`); }
+  catch (err) { box.replaceChildren(err.status ? problem(err) : t("offline")); return; }
+  const grid = h("input", { id: "grid", value: me.shift?.grid_id || me.home_grid_id || "", maxlength: 64 });
+  const act = async (path, body) => {
+    try { await api(`/api/volunteers/v1/volunteers/${who.volunteer_id}/${path}`, { method: "POST", body }); await showDuty(box); }
+    catch (err) { box.append(problem(err)); }
+  };
+  box.replaceChildren(me.on_duty
+    ? h("div", { class: "row" }, h("span", { id: "on-duty" }, `${t("on_duty")} ${me.shift?.grid_id ?? ""}`),
+        h("button", { type: "button", class: "secondary", id: "check-out", onclick: () => act("check-out") }, t("check_out")))
+    : h("div", {}, h("span", {}, t("off_duty")), h("label", { for: "grid" }, t("grid")), grid, h("p"),
+        h("button", { type: "button", id: "check-in", onclick: () => act("check-in", {
+          grid_id: grid.value, until: new Date(Date.now() + 8 * 3600e3).toISOString() }) }, t("check_in"))));
+}
+
+async function showTasks(box) {
+  let list;
+  try { list = (await api("/api/dispatch/v1/tasks")).tasks; }
+  catch (err) { box.replaceChildren(h("p", { class: "muted" }, err.status ? problem(err) : t("needs_network"))); return; }
+  const act = async (order, path, body) => {
+    try { await api(`/api/dispatch/v1/tasks/${order}/${path}`, { method: "POST", body }); await showTasks(box); }
+    catch (err) { box.prepend(problem(err)); }
+  };
+  box.replaceChildren(...(list.length ? list : [null]).map((task) => {
+    if (task === null) return h("p", { class: "muted" }, t("none"));
+    const code = h("input", { inputmode: "numeric", pattern: "[0-9]{4}", maxlength: 4, "aria-label": t("handoff"), placeholder: t("handoff") });
+    const left = task.offer_expires_at ? Math.max(0, Math.round((new Date(task.offer_expires_at) - Date.now()) / 1000)) : null;
+    return h("div", { class: "card task", "data-order": task.order_id, "data-state": task.state },
+      h("div", { class: "row" }, h("strong", {}, t(task.category)), h("span", { class: "status" }, t(task.state)),
+        left !== null && task.state === "offered" ? h("span", { class: "muted" }, `${left}s ${t("left")}`) : []),
+      h("div", {}, task.address), h("div", { class: "muted" }, task.items),
+      task.state === "offered" ? h("div", { class: "row" },
+        h("button", { type: "button", class: "accept", onclick: () => act(task.order_id, "accept") }, t("accept")),
+        h("button", { type: "button", class: "secondary", onclick: () => act(task.order_id, "decline") }, t("decline"))) : [],
+      task.state === "assigned" ? h("button", { type: "button", class: "pick-up", onclick: () => act(task.order_id, "pick-up") }, t("pick_up")) : [],
+      ["assigned", "picked_up"].includes(task.state) ? h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); act(task.order_id, "deliver", { handoff_code: code.value }); } },
+        code, h("button", { class: "deliver" }, t("deliver"))) : []);
+  }));
+}
+
+async function showRounds(box) {
+  const kept = await all("lists");
+  let open = [];
+  try { open = (await api("/api/orders/v1/campaigns")).campaigns; } catch (offline) { /* the kept lists */ }
+  const lists = [];
+  for (const round of open) {
+    try {
+      const found = (await api(`/api/orders/v1/campaigns/${round.campaign_id}/walk-lists`)).walk_lists;
+      for (const walk of found) lists.push({ ...walk, campaign_id: round.campaign_id, title: round.title });
+    } catch (err) { /* offline: kept lists below */ }
+  }
+  for (const walk of lists.filter((w) => w.volunteer_id === who.volunteer_id)) await put("lists", walk);
+  const mine = lists.length ? lists : kept;
+  box.replaceChildren(...(mine.length ? mine : [null]).map((walk) => walk === null ? h("p", { class: "muted" }, t("none")) :
+    h("div", { class: "card walk", "data-list": walk.list_id },
+      h("div", { class: "row" }, h("strong", {}, `${walk.title || ""} · ${walk.compound} ${walk.building}`),
+        h("span", { class: "muted" }, `${walk.doors.length} ${t("doors")}`)),
+      walk.volunteer_id === who.volunteer_id
+        ? h("button", { type: "button", class: "open", onclick: () => doors(walk.list_id) }, t("doors"))
+        : h("button", { type: "button", class: "take", onclick: async () => {
+          try { await api(`/api/orders/v1/campaigns/${walk.campaign_id}/walk-lists/${walk.list_id}/take`, { method: "POST", body: {} }); await showRounds(box); }
+          catch (err) { box.prepend(problem(err)); }
+        } }, t("take")))));
+}
+
+const NEEDS = ["medicine", "food", "medical_attention", "other"];
+
+async function doors(listId) {
+  clearInterval(timer);
+  const walk = (await all("lists")).find((w) => w.list_id === listId);
+  const queued = await all("outbox");
+  const recorded = new Map(queued.map((r) => [r.door.household_id, r]));
+  main.replaceChildren(
+    h("button", { type: "button", class: "link", onclick: () => render() }, t("back")),
+    h("h2", {}, `${walk.compound} ${walk.building}`),
+    ...walk.doors.map((door) => {
+      const needs = NEEDS.map((n) => h("label", { class: "row" }, h("input", { type: "checkbox", value: n, style: "width:auto" }), t(n)));
+      const state = h("span", { class: "state muted" }, recorded.has(door.household_id) ? t("saved") : t(door.state));
+      const record = async (outcome) => {
+        const chosen = needs.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+        const record_id = crypto.randomUUID();
+        await put("outbox", {
+          record_id, campaign_id: walk.campaign_id, address: door.address, state: "waiting",
+          door: { record_id, household_id: door.household_id, outcome, needs: outcome === "answered" ? chosen : [], visited_at: new Date().toISOString() },
+        });
+        state.textContent = `${t(outcome)} · ${t("saved")}`;
+        showOutbox();
+        if (navigator.onLine) sync();
+      };
+      return h("div", { class: "card door", "data-household": door.household_id },
+        h("strong", {}, door.address || door.household_id), state,
+        h("div", { class: "row" },
+          h("button", { type: "button", class: "answered", onclick: () => record("answered") }, t("answered")),
+          h("button", { type: "button", class: "secondary no-answer", onclick: () => record("no_answer") }, t("no_answer")),
+          h("button", { type: "button", class: "secondary refused", onclick: () => record("refused") }, t("refused"))),
+        h("details", {}, h("summary", {}, t("needs")), needs));
+    }),
+    h("div", { class: "outbox", id: "outbox" }));
+  showOutbox();
+}
+
+// --- the page -------------------------------------------------------------------------------
+
+async function render() {
+  clearInterval(timer);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  $("#title").textContent = `Doorstep · ${t("title")}`;
+  $("#lang").textContent = t("lang");
+  $("#big").textContent = document.documentElement.classList.contains("big") ? t("small") : t("big");
+  $("#out").textContent = t("out");
+  $("#out").hidden = !who;
+  $("#offline").textContent = t("offline");
+  $("#offline").hidden = navigator.onLine;
+  if (!who) return signIn();
+  try { await (who.role === "volunteer" ? cadre() : resident()); }
+  catch (err) { main.append(problem(err)); }
+}
+
+$("#lang").onclick = () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", lang); render(); };
+$("#big").onclick = () => { document.documentElement.classList.toggle("big"); localStorage.setItem("big", document.documentElement.classList.contains("big") ? "1" : ""); render(); };
+$("#out").onclick = async () => {
+  await api("/session/sign-out", { method: "POST", body: {} }).catch(() => {});
+  who = null; localStorage.removeItem("who"); render();
+};
+if (localStorage.getItem("big")) document.documentElement.classList.add("big");
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").then((reg) => {
+    const offer = (worker) => {
+      $("#update").hidden = false;
+      $("#update [data-t]").textContent = t("update");
+      $("#reload").textContent = t("reload");
+      $("#reload").onclick = () => worker.postMessage("take-over");
+    };
+    if (reg.waiting && navigator.serviceWorker.controller) offer(reg.waiting);
+    reg.addEventListener("updatefound", () => {
+      const worker = reg.installing;
+      worker?.addEventListener("statechange", () => worker.state === "installed" && navigator.serviceWorker.controller && offer(worker));
+    });
+  });
+  // A new version took over (the person said "update"): reload into it. Not on the first
+  // install, when the worker only starts controlling the page it was installed from.
+  const updating = Boolean(navigator.serviceWorker.controller);
+  let reloaded = false;
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    if (updating && !reloaded) { reloaded = true; location.reload(); }
+  });
+}
+navigator.storage?.persist?.(); // ask the browser to keep the door records
+
+(async () => {
+  try { who = (await api("/session")).who; localStorage.setItem("who", JSON.stringify(who)); }
+  catch (err) {
+    // Offline, the person last signed in on this phone goes on with what is kept here.
+    who = !err.status && localStorage.getItem("who") ? JSON.parse(localStorage.getItem("who")) : null;
+  }
+  render();
+})();
