@@ -110,6 +110,9 @@ class CommandSender:
         try:
             return await asyncio.wait_for(asyncio.shield(local), wait_seconds or self._wait)
         except TimeoutError:
+            # No longer waiting, before anything else: an outcome decided from now on is
+            # stored for its link, not handed to a request that has given up.
+            _waiting.pop(command_id, None)
             if local.done() and not local.cancelled():
                 # Handed over just as the wait ran out: the owner stored it nowhere else.
                 return local.result()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LANGUAGES = ("zh", "en")
 WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "title": ("社区值班台", "Community console"),
@@ -157,3 +159,72 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
 def words(lang: str) -> dict[str, str]:
     index = 0 if lang == "zh" else 1
     return {key: pair[index] for key, pair in WORDS.items()}
+
+
+# What staff read where an identifier stands: statuses, categories, and what the audit
+# trail's commands and events mean.
+SAID: dict[str, tuple[str, str]] = {
+    "received": ("已收到", "received"),
+    "held": ("待审核", "held for review"),
+    "accepted": ("已接单", "taken"),
+    "assigned": ("已派单", "assigned"),
+    "offered": ("待接受", "offered"),
+    "waiting": ("待派单", "waiting"),
+    "picked_up": ("配送中", "picked up"),
+    "delivered": ("已送达", "delivered"),
+    "failed": ("未能送达", "failed"),
+    "cancelled": ("已取消", "cancelled"),
+    "open": ("进行中", "open"),
+    "closed": ("已结束", "closed"),
+    "groceries": ("生活物资", "groceries"),
+    "medicine": ("药品", "medicine"),
+    "garbage": ("垃圾清运", "garbage pickup"),
+    "home_test": ("上门检测", "home test"),
+    "app_help": ("手机使用帮助", "app help"),
+    "visit": ("上门探视", "visit"),
+    "transfer": ("转运就医", "transfer"),
+    "other": ("其他", "other"),
+    "doorstep.order.place.v1": ("下单", "order placed"),
+    "doorstep.order.received.v1": ("订单已收到", "order received"),
+    "doorstep.order.accepted.v1": ("接单", "order taken"),
+    "doorstep.order.held.v1": ("待审核", "held for review"),
+    "doorstep.order.review.v1": ("审核通过", "reviewed"),
+    "doorstep.order.cancel.v1": ("申请取消", "cancel asked"),
+    "doorstep.order.cancelled.v1": ("已取消", "cancelled"),
+    "doorstep.order.reopen.v1": ("重新派单", "re-opened"),
+    "doorstep.order.reopened.v1": ("已重新派单", "re-opened"),
+    "doorstep.order.status_changed.v1": ("状态变更", "status changed"),
+    "doorstep.order.set_priority.v1": ("调整优先级", "priority set"),
+    "doorstep.order.escalated.v1": ("升级给网格员", "escalated to the grid worker"),
+    "doorstep.offer.made.v1": ("派单给志愿者", "offered to a cadre"),
+    "doorstep.offer.accept.v1": ("志愿者接受", "cadre accepts"),
+    "doorstep.offer.declined.v1": ("志愿者拒绝", "cadre declined"),
+    "doorstep.offer.expired.v1": ("超时未接", "offer lapsed"),
+    "doorstep.offer.withdrawn.v1": ("撤回派单", "offer withdrawn"),
+    "doorstep.task.assigned.v1": ("已派单", "assigned"),
+    "doorstep.task.pick_up.v1": ("取货", "pick-up"),
+    "doorstep.task.picked_up.v1": ("已取货", "picked up"),
+    "doorstep.task.deliver.v1": ("送达", "delivery"),
+    "doorstep.task.deliver_by_code.v1": ("短信送达", "delivery by SMS"),
+    "doorstep.task.delivered.v1": ("已送达", "delivered"),
+    "doorstep.task.fail.v1": ("报告未送达", "failure reported"),
+    "doorstep.task.failed.v1": ("未能送达", "failed"),
+    "doorstep.task.released.v1": ("转交他人", "taken from the cadre"),
+    "doorstep.task.release.v1": ("改派", "released"),
+    "doorstep.task.unlock.v1": ("解锁", "unlocked"),
+    "doorstep.task.cancelled.v1": ("任务取消", "task cancelled"),
+}
+
+
+def say(lang: str) -> Callable[[object], str]:
+    """A Jinja helper: the word for a status, category or trail step; else the id, shorter."""
+    index = 0 if lang == "zh" else 1
+
+    def said(key: object) -> str:
+        text = str(key or "")
+        pair = SAID.get(text)
+        if pair is not None:
+            return pair[index]
+        return text.removeprefix("doorstep.").removesuffix(".v1").replace("_", " ")
+
+    return said

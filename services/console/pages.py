@@ -8,10 +8,11 @@ import asyncio
 import csv
 import io
 import re
+import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlparse
@@ -22,7 +23,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.templating import Jinja2Templates
 
 from services.console import live
-from services.console.i18n import LANGUAGES, words
+from services.console.i18n import LANGUAGES, say, words
 from services.console.overview import OPEN, overview
 from services.console.session import (
     ACCESS_COOKIE,
@@ -76,6 +77,7 @@ async def person(request: Request) -> Person:
         raise Unavailable("identity") from exc
     if renewed is not None:
         request.state.renewed = renewed
+    request.state.offset = await offset_of(request, who)  # times shown in its own clock
     return who
 
 
@@ -105,11 +107,64 @@ Services = Annotated[Upstream, Depends(upstream)]
 
 
 def language(request: Request) -> str:
+    """The one chosen (the switch sets a cookie), else the first of the browser's that we
+    speak, by its weights; Chinese when it names neither (the people are Chinese)."""
     chosen = request.cookies.get("lang")
     if chosen in LANGUAGES:
         return chosen
-    accepted = request.headers.get("accept-language", "")
-    return "zh" if accepted.lower().startswith("zh") else "en"
+    return negotiated(request.headers.get("accept-language", ""))
+
+
+def negotiated(header: str) -> str:
+    weighted = []
+    for i, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        try:
+            weight = float(params.strip().removeprefix("q=")) if params else 1.0
+        except ValueError:
+            weight = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and weight > 0:
+            weighted.append((-weight, i, primary))
+    return min(weighted)[2] if weighted else "zh"
+
+
+OFFSETS: dict[str, tuple[int, float]] = {}  # community -> (UTC offset minutes, when read)
+OFFSET_FOR = 300.0  # seconds a community's offset is trusted before it is read again
+
+
+async def offset_of(request: Request, who: Person) -> int:
+    """The community's UTC offset (its policy; Beijing time unless it says otherwise)."""
+    known = OFFSETS.get(who.community_id)
+    if known is not None and time.monotonic() - known[1] < OFFSET_FOR:
+        return known[0]
+    offset = 480
+    try:
+        community = await request.app.state.upstream.get(
+            who, "orders", f"/v1/communities/{who.community_id}"
+        )
+        offset = int((community.get("policy") or {}).get("utc_offset_minutes", 480))
+    except (Refused, Unavailable):
+        pass  # shown in Beijing time meanwhile
+    OFFSETS[who.community_id] = (offset, time.monotonic())
+    return offset
+
+
+def local_time(offset: int) -> Any:
+    """A Jinja filter: an ISO time (or datetime) as the community's own clock reads it."""
+
+    def shown(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        if not value:
+            return ""
+        try:
+            at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.astimezone(timezone(timedelta(minutes=offset))).strftime(fmt)
+
+    return shown
 
 
 def page(request: Request, name: str, who: Person | None, **context: Any) -> HTMLResponse:
@@ -124,6 +179,8 @@ def page(request: Request, name: str, who: Person | None, **context: Any) -> HTM
             "said": request.query_params.get("said"),
             "path": request.url.path,
             "now": datetime.now(UTC),
+            "local": local_time(getattr(request.state, "offset", 480)),
+            "say": say(lang),
             **context,
         },
     )
@@ -587,8 +644,12 @@ async def call_done(entry_id: str, who: Who, services: Services) -> Response:
 # --- volunteers ----------------------------------------------------------------------------
 
 
-def today(day: date | None) -> date:
-    return day or datetime.now(UTC).date()
+def today(day: date | None, who: Person) -> date:
+    """The day asked for, else today in the community's own clock (not UTC's)."""
+    if day is not None:
+        return day
+    offset = OFFSETS.get(who.community_id, (480, 0.0))[0]
+    return (datetime.now(UTC) + timedelta(minutes=offset)).date()
 
 
 async def approved_cadres(services: Upstream, who: Person) -> list[dict[str, Any]]:
@@ -619,8 +680,8 @@ async def volunteers(
         who,
         pending=pending["volunteers"],
         on_duty=[v for v in cadres if v["on_duty"]],
-        day=today(day),
-        attendance=attendance(cadres, today(day)),
+        day=today(day, who),
+        attendance=attendance(cadres, today(day, who)),
     )
 
 
@@ -645,11 +706,11 @@ def csv_download(name: str, rows: list[list[Any]]) -> Response:
 
 @router.get("/volunteers/hours.csv")
 async def hours_csv(who: StaffWho, services: Services, day: date | None = None) -> Response:
-    rows = attendance(await approved_cadres(services, who), today(day))
+    rows = attendance(await approved_cadres(services, who), today(day, who))
     return csv_download(
-        f"hours-{who.community_id}-{today(day)}.csv",
+        f"hours-{who.community_id}-{today(day, who)}.csv",
         [["day", "volunteer_id", "name", "hours"]]
-        + [[today(day).isoformat(), r["volunteer_id"], r["name"], r["hours"]] for r in rows],
+        + [[today(day, who).isoformat(), r["volunteer_id"], r["name"], r["hours"]] for r in rows],
     )
 
 
@@ -689,14 +750,18 @@ async def report(
     request: Request, who: StaffWho, services: Services, day: date | None = None
 ) -> HTMLResponse:
     return page(
-        request, "report.html", who, day=today(day), f=await daily(services, who, today(day))
+        request,
+        "report.html",
+        who,
+        day=today(day, who),
+        f=await daily(services, who, today(day, who)),
     )
 
 
 @router.get("/report.csv")
 async def report_csv(who: StaffWho, services: Services, day: date | None = None) -> Response:
-    figures = await daily(services, who, today(day))
-    return csv_download(f"report-{who.community_id}-{today(day)}.csv", report_rows(figures))
+    figures = await daily(services, who, today(day, who))
+    return csv_download(f"report-{who.community_id}-{today(day, who)}.csv", report_rows(figures))
 
 
 # --- door-knock campaigns -------------------------------------------------------------------

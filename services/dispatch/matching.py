@@ -3,9 +3,10 @@
 - Orders: most urgent first (priority), then the longest waiting.
 - Candidates for an order: on duty in its community, free capacity, the needed skill, not
   already tried for this order. Preferred: the order's grid, then its neighbours, then the
-  rest of the community; among equals the least loaded, then the one idle longest — so the
-  work is spread fairly and nobody is sent across the whole community while a neighbour
-  is free.
+  rest of the community; then cadres without a scarce skill (a driver, a medic: a groceries
+  run must not take the only driver a later transfer needs); among equals the least
+  loaded, then the one idle longest — so the work is spread fairly and nobody is sent
+  across the whole community while a neighbour is free.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ REQUIRED_SKILL: dict[Category, Skill | None] = {
 }
 
 SAME_GRID, NEIGHBOUR_GRID, OTHER_GRID = 0, 1, 2
+# Skills few cadres have, whose work cannot wait for someone else: kept free for it.
+SCARCE = frozenset({Skill.driving, Skill.medical})
+
+
+def scarce(skills: frozenset[Skill]) -> int:
+    """1 for a cadre with a scarce skill: asked last for work anyone could do (for work
+    that needs the skill, everyone asked has it, so the order among them is unchanged)."""
+    return 1 if skills & SCARCE else 0
 
 
 class Candidate(NamedTuple):  # tuples: made for every refiling, a frozen dataclass costs 3×
@@ -75,6 +84,7 @@ def rank(
         (c for c in candidates if eligible(need, c)),
         key=lambda c: (
             grid_rank(need.grid_id, c.grid_id, neighbours),
+            scarce(c.skills),
             c.load,
             c.idle_since,
             c.volunteer_id,
@@ -98,7 +108,7 @@ def queue(needs: Iterable[Need]) -> list[Need]:
 # The moments are POSIX timestamps (floats keep microseconds at today's dates): sorting
 # compares them thousands of times per decision, and two aware datetimes compare through
 # their UTC offsets each time, several times slower than two floats.
-Fairness = tuple[int, float, str]  # load, idle since, volunteer id: best first
+Fairness = tuple[int, int, float, str]  # scarce, load, idle since, volunteer id: best first
 Urgency = tuple[int, float, str]  # -priority, placed at, order id: first first
 ANY_SKILL: None = None
 
@@ -124,7 +134,7 @@ class FreeVolunteers:
     def file(self, candidate: Candidate) -> None:
         """(Re)file a volunteer as they are now: free only below capacity."""
         vid, grid_id = candidate.volunteer_id, candidate.grid_id
-        fairness = (candidate.load, candidate.idle_since.timestamp(), vid)
+        fairness = (scarce(candidate.skills), candidate.load, candidate.idle_since.timestamp(), vid)
         skills = self._filed_under(candidate.skills)
         free = candidate.load < candidate.capacity
         filed = self._filed.get(vid)
@@ -173,10 +183,10 @@ class FreeVolunteers:
         if skill is not ANY_SKILL and not need.tried:  # the usual case, at its shortest
             filed = self._files.get((need.grid_id, skill))
             if filed:
-                return filed[0][2]
+                return filed[0][3]
         chosen = self._first(need.grid_id, skill, need.tried)
         if chosen is not None:
-            return chosen[2]
+            return chosen[3]
         near = set(neighbours.get(need.grid_id, ()))
         near.discard(need.grid_id)
         for tier in (near, self._grid_files.keys() - near - {need.grid_id}):
@@ -185,7 +195,7 @@ class FreeVolunteers:
                 if first is not None and (chosen is None or first < chosen):
                     chosen = first
             if chosen is not None:
-                return chosen[2]
+                return chosen[3]
         return None
 
     def _first(self, grid_id: str, skill: Skill | None, tried: frozenset[str]) -> Fairness | None:
@@ -201,7 +211,7 @@ def _untried(filed: list[Fairness] | None, tried: frozenset[str]) -> Fairness | 
     if not tried:
         return filed[0]
     for fairness in filed:
-        if fairness[2] not in tried:
+        if fairness[3] not in tried:
             return fairness
     return None
 

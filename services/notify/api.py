@@ -289,7 +289,7 @@ async def open_alarms(request: Request, principal: CurrentPrincipal) -> dict[str
                 "paged": [{"name": p["to"]["name"], "at": p["at"].isoformat()} for p in a["pages"]],
             }
             for a in found
-            if a["community_id"] == community
+            if a["community_id"] == community and principal.sees_grid(a.get("grid_id"))
         ]
     }
 
@@ -300,7 +300,9 @@ async def acknowledge_alarm(
 ) -> dict[str, Any]:
     community = staff(principal)
     alarm = await mongo.find_in_community(database["alarms"], alarm_id, community)
-    if alarm is None:
+    if alarm is None or not principal.sees_grid(alarm.get("grid_id")):
         raise Problem(404, "Not found", "no such alarm")
-    await request.app.state.owner.acknowledge(alarm_id, principal.subject)
+    taken_by = await request.app.state.owner.acknowledge(alarm_id, principal.subject)
+    if taken_by is not None:
+        raise Problem(409, "Taken already", f"已由 {taken_by} 处理 / taken by {taken_by} already")
     return {"alarm_id": alarm_id, "acknowledged": True}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,12 +58,18 @@ class Writes:
     async def store(self, db: AsyncDatabase[dict[str, Any]]) -> dict[str, set[str]]:
         """Insert every collection's documents at once; per collection, the ids that were
         not there (a notification and its call-list entry share an id)."""
-        stored = await asyncio.gather(
-            *(insert_once(db[name], docs) for name, docs in self.docs.items())
-        )
+        # Notifications last: stored, they count as handled (a retried batch finds them
+        # there), so everything they go with must be stored before them.
+        others = {n: d for n, d in self.docs.items() if n != "notifications"}
+        stored = await asyncio.gather(*(insert_once(db[n], d) for n, d in others.items()))
         for collection, doc in self.replaced:
             await db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        return dict(zip(self.docs, stored, strict=True))
+        found = dict(zip(others, stored, strict=True))
+        if "notifications" in self.docs:
+            found["notifications"] = await insert_once(
+                db["notifications"], self.docs["notifications"]
+            )
+        return found
 
 
 class NotifyOwner:
@@ -81,7 +88,12 @@ class NotifyOwner:
         self.deliveries = db["deliveries"]
         self.gateway = gateway
         self.sequence = Sequence()
-        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # (priority, arrival, text): a night page never waits behind ordinary notifications.
+        self.outgoing: asyncio.PriorityQueue[tuple[int, int, dict[str, Any]]] = (
+            asyncio.PriorityQueue()
+        )
+        self._order = itertools.count()
+        self._queued: set[str] = set()  # queued and not yet sent (or given up)
         self._policies: dict[str, o.CommunityPolicy] = {}
         self.alarms = db["alarms"]
 
@@ -108,6 +120,11 @@ class NotifyOwner:
         for event in events:
             await self._take(event, writes)
         fresh = (await writes.store(self.db)).get("notifications", set())
+        # Stored before but never sent (the batch failed after the notifications' insert,
+        # or the process died before sending): sent now, not left for a restart.
+        fresh |= await self._unsent(
+            [d for d in writes.docs.get("notifications", []) if d["_id"] not in fresh]
+        )
         for doc in writes.docs.get("notifications", []):
             if doc["_id"] not in fresh:
                 continue
@@ -115,7 +132,7 @@ class NotifyOwner:
             if self.feed is not None:
                 self.feed.publish(doc)
             if doc["channel"] == "push" and self.gateway is not None:
-                self.outgoing.put_nowait(doc)
+                self.send(doc)
 
     async def _take(self, event: Event, writes: Writes) -> None:
         payload = event.data
@@ -177,10 +194,29 @@ class NotifyOwner:
                 },
             )
             return
-        if isinstance(payload, o.OrderAccepted):
+        if isinstance(payload, o.OrderAccepted | o.OrderHeld):
+            # Held for review counts too: at night someone must look at a held transfer.
             await self._maybe_wake(event, payload.order, writes)
+        if isinstance(payload, o.OrderReopened):  # a second life: an alarm of its own
+            await self._maybe_wake(event, payload.order, writes, f"-{event.id[-12:]}")
         for message in messages_for(payload, event.community_id):
             await self._notify(event, message, writes)
+
+    async def _unsent(self, docs: list[dict[str, Any]]) -> set[str]:
+        """Of notifications already stored, those to push that have no delivery state and
+        are not queued here now (a re-delivered event whose push did go adds nothing)."""
+        ids = [d["_id"] for d in docs if d["channel"] == "push" and d["_id"] not in self._queued]
+        if not ids:
+            return set()
+        done = {d["_id"] async for d in self.deliveries.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return set(ids) - done
+
+    def send(self, doc: dict[str, Any], *, urgent: bool = False) -> None:
+        """Queue a text for the gateway: night pages before everything else."""
+        if doc["_id"] in self._queued:
+            return
+        self._queued.add(doc["_id"])
+        self.outgoing.put_nowait((0 if urgent else 1, next(self._order), doc))
 
     async def household(self, household_id: str) -> dict[str, Any] | None:
         """The directory entry, read once: it never changes after registration (and a
@@ -240,7 +276,7 @@ class NotifyOwner:
     async def send_outgoing(self) -> None:
         """Deliver push notifications through the gateway, recording each one's state."""
         while True:
-            doc = await self.outgoing.get()
+            _, _, doc = await self.outgoing.get()
             message = {
                 "id": doc["_id"],
                 "recipient": doc["recipient"],
@@ -256,6 +292,14 @@ class NotifyOwner:
             except DeliveryFailed as exc:
                 state = {"state": "failed", "error": str(exc)}
                 log.warning("notify.delivery_failed", notification=doc["_id"], error=str(exc))
+            except Exception as exc:  # not the gateway's answer: the text goes again later
+                log.error("notify.send_crashed", notification=doc["_id"], error=repr(exc))
+                await asyncio.sleep(1.0)
+                self.outgoing.put_nowait(
+                    (0 if doc["kind"] == "alarm" else 1, next(self._order), doc)
+                )
+                continue
+            self._queued.discard(doc["_id"])
             # Its final state, once (a message sent again after a crash keeps the first).
             with contextlib.suppress(DuplicateKeyError):
                 await self.deliveries.insert_one(
@@ -274,7 +318,9 @@ class NotifyOwner:
             self._policies[community_id] = known
         return known
 
-    async def _maybe_wake(self, event: Event, order: o.OrderFacts, writes: Writes) -> None:
+    async def _maybe_wake(
+        self, event: Event, order: o.OrderFacts, writes: Writes, life: str = ""
+    ) -> None:
         policy = await self.policy(event.community_id)
         if not alarms.wakes(order, policy, event.time):
             return
@@ -282,31 +328,41 @@ class NotifyOwner:
         writes.add(
             "alarms",
             {
-                "_id": f"alarm-{order.order_id}",
+                "_id": f"alarm-{order.order_id}{life}",
                 "community_id": event.community_id,
                 "order_id": order.order_id,
+                "grid_id": order.grid_id,  # a grid worker sees and takes their grid's only
                 "on_call": [p.model_dump() for p in policy.on_call],
                 "summary": f"{what} for {order.address} (order {order.order_id}).",
                 "created_at": event.time,
             },
         )
 
-    async def open_alarms(self, since: timedelta = timedelta(days=1)) -> list[dict[str, Any]]:
-        """Alarms of the last day nobody acknowledged, with the pages sent so far."""
+    async def open_alarms(
+        self, since: timedelta = timedelta(days=1), *, taken_too: bool = False
+    ) -> list[dict[str, Any]]:
+        """Alarms of the last day nobody acknowledged (``taken_too``: all, each with who
+        took it, ``taken_by``), with the pages sent so far."""
         recent = await self.alarms.find(
             {"created_at": {"$gte": datetime.now(UTC) - since}}
         ).to_list()
         if not recent:
             return []
         ids = [a["_id"] for a in recent]
-        acked = {d["_id"] async for d in self.db["alarm_acks"].find({"_id": {"$in": ids}})}
+        acked = {
+            d["_id"]: d.get("by") async for d in self.db["alarm_acks"].find({"_id": {"$in": ids}})
+        }
         pages: dict[str, list[dict[str, Any]]] = {}
         async for page in self.db["pages"].find({"alarm_id": {"$in": ids}}):
             pages.setdefault(page["alarm_id"], []).append(page)
         return [
-            {**a, "pages": sorted(pages.get(a["_id"], []), key=lambda p: p["n"])}
+            {
+                **a,
+                "pages": sorted(pages.get(a["_id"], []), key=lambda p: p["n"]),
+                "taken_by": acked.get(a["_id"]),
+            }
             for a in recent
-            if a["_id"] not in acked
+            if taken_too or a["_id"] not in acked
         ]
 
     async def wake_on_call(self, repeat: timedelta, tries: int) -> None:
@@ -314,6 +370,8 @@ class NotifyOwner:
         while True:
             now = datetime.now(UTC)
             for alarm in await self.open_alarms():
+                if await self._settled(alarm):
+                    continue
                 sent = alarm["pages"]
                 due = alarms.next_page(
                     alarm, len(sent), sent[-1]["at"] if sent else None, False, now, repeat, tries
@@ -321,6 +379,21 @@ class NotifyOwner:
                 if due is not None:
                     await self._page(alarm, due, now)
             await asyncio.sleep(min(1.0, repeat.total_seconds() / 2))
+
+    async def _settled(self, alarm: dict[str, Any]) -> bool:
+        """The order was taken by a cadre, cancelled or closed since the alarm: nobody
+        needs waking any more (acknowledged for them, with the reason)."""
+        found = await self.notifications.find_one(
+            {
+                "order_id": alarm["order_id"],
+                "kind": {"$in": list(SETTLES_AN_ALARM)},
+                "created_at": {"$gt": alarm["created_at"]},
+            }
+        )
+        if found is None:
+            return False
+        await self.acknowledge(alarm["_id"], f"order {found['kind'].split('.')[-1]}")
+        return True
 
     async def _page(self, alarm: dict[str, Any], due: alarms.Page, now: datetime) -> None:
         page_id = f"{alarm['_id']}:{due.number}"
@@ -340,26 +413,18 @@ class NotifyOwner:
             "notify.on_call_paged", alarm=alarm["_id"], to=due.person["name"], page=due.number
         )
         if self.gateway is not None:
-            self.outgoing.put_nowait(
-                {
-                    "_id": page_id,
-                    "recipient": f"phone:{due.person['phone']}",
-                    "title": "URGENT",
-                    "body": alarms.page_text(alarm),
-                    "kind": "alarm",
-                    "order_id": alarm["order_id"],
-                }
-            )
+            self.send(page_message(page_id, due.person, alarm), urgent=True)
 
-    async def acknowledge(self, alarm_id: str, by: str) -> bool:
-        """True if this acknowledged it (False: it was already)."""
+    async def acknowledge(self, alarm_id: str, by: str) -> str | None:
+        """None if this took it; else who had taken it already."""
         try:
             await self.db["alarm_acks"].insert_one(
                 {"_id": alarm_id, "by": by, "at": datetime.now(UTC)}
             )
         except DuplicateKeyError:
-            return False
-        return True
+            taken = await self.db["alarm_acks"].find_one({"_id": alarm_id}) or {}
+            return str(taken.get("by") or "someone")
+        return None
 
     async def requeue_unsent(self) -> None:
         """After a restart, push notifications without a final delivery state go again."""
@@ -373,4 +438,30 @@ class NotifyOwner:
         }
         async for doc in self.notifications.find({"channel": "push"}):
             if doc["_id"] not in done:
-                self.outgoing.put_nowait(doc)
+                self.send(doc)
+        # Pages of alarms still open that never went out (a crash with one queued).
+        for alarm in await self.open_alarms():
+            for page in alarm["pages"]:
+                if page["_id"] not in done:
+                    self.send(page_message(page["_id"], page["to"], alarm), urgent=True)
+
+
+# What ends an alarm's paging besides an acknowledgement: the order moved on.
+SETTLES_AN_ALARM = (
+    "task.assigned",
+    "task.picked_up",
+    "task.delivered",
+    "task.failed",
+    "order.cancelled",
+)
+
+
+def page_message(page_id: str, person: dict[str, Any], alarm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_id": page_id,
+        "recipient": f"phone:{person['phone']}",
+        "title": "紧急 URGENT",
+        "body": alarms.page_text(alarm),
+        "kind": "alarm",
+        "order_id": alarm["order_id"],
+    }

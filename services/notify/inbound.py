@@ -90,18 +90,25 @@ class KeypadReplies:
         return str(found[0]["recipient"]) if found else recipients[0]
 
     async def _acknowledge(self, phone: str) -> str | None:
-        """An on-call person answering the page: the newest alarm that woke them is theirs."""
+        """An on-call person answering a page: the newest alarm that paged them is theirs,
+        unless someone took it first (then they hear who)."""
         mine = [
-            (alarm, person)
-            for alarm in await self.owner.open_alarms()
-            for person in alarm["on_call"]
-            if keypad.phone_key(person["phone"]) == phone
+            (alarm, page["to"])
+            for alarm in await self.owner.open_alarms(taken_too=True)
+            for page in alarm["pages"]
+            if keypad.phone_key(page["to"]["phone"]) == phone
         ]
         if not mine:
             return None
         alarm, person = max(mine, key=lambda found: found[0]["created_at"])
-        await self.owner.acknowledge(alarm["_id"], f"sms:{person['name']}")
-        return f"Doorstep: thank you, {person['name']}; it is yours: {alarm['summary']}"
+        taken_by = await self.owner.acknowledge(alarm["_id"], f"sms:{person['name']}")
+        if taken_by is not None:
+            who = taken_by.removeprefix("sms:")
+            return f"Doorstep: 已由 {who} 处理，谢谢。 {who} has taken it already, thank you."
+        return (
+            f"Doorstep: 谢谢 {person['name']}，由您处理：{alarm['summary']}"
+            f" Thank you, {person['name']}; it is yours: {alarm['summary']}"
+        )
 
     async def _latest(self, recipient: str, kind: str) -> dict[str, Any] | None:
         found = (

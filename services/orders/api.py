@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -140,22 +140,27 @@ async def daily_report(
     database: Db,
     day: Annotated[
         str | None,
-        Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day, YYYY-MM-DD; today if left out"),
+        Query(
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="The community's own day, YYYY-MM-DD; today there if left out",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     require(principal, Role.staff, Role.ops)
     require_community(principal, community_id)
+    community = await community_or_404(database, community_id)
+    offset = o.CommunityPolicy.model_validate(community.get("policy") or {}).utc_offset_minutes
     try:
-        wanted = date.fromisoformat(day) if day else datetime.now(UTC).date()
+        here = datetime.now(UTC) + timedelta(minutes=offset)
+        wanted = date.fromisoformat(day) if day else here.date()
     except ValueError:
         raise Problem(422, "Invalid request", f"no such day: {day}", kind="validation") from None
-    await community_or_404(database, community_id)
     book = request.app.state.owner.state(community_id)
     if book is not None:
         orders = list(book.values("orders"))
     else:
         orders = await database["orders"].find({"community_id": community_id}).to_list()
-    return report.daily(orders, wanted)
+    return report.daily(orders, wanted, offset)
 
 
 # --- households --------------------------------------------------------------------------

@@ -405,7 +405,10 @@ def escalated(book: Orderbook, event: Event, now: datetime) -> Decision:
     order = book.get(ORDERS, payload.order.order_id)
     if order is not None:
         escalation = {"reason": payload.reason, "at": now, "grid_worker": payload.grid_worker}
-        book.put(ORDERS, {**order, "escalated": True, "escalation": escalation})
+        every = [*order.get("escalations", []), escalation][-20:]  # each counts on its day
+        book.put(
+            ORDERS, {**order, "escalated": True, "escalation": escalation, "escalations": every}
+        )
     return Decision()
 
 

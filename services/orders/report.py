@@ -1,9 +1,11 @@
 """The daily report the community office sends upward each evening, from the orders: pure,
 so the API, the console's page and its CSV show the same figures.
 
-A day is a UTC calendar day. Orders count on the day they were placed (by category and
-status as they stand now); deliveries on the day they were delivered, by how long after
-placing; households served are the distinct households with a delivery that day.
+A day is the community's own calendar day (its UTC offset; Beijing time by default).
+Orders count on the day they were placed (by category and status as they stand now);
+deliveries on the day they were delivered, by how long after placing; every escalation on
+the day it happened (an order escalated on two days counts on both); households served are
+the distinct households with a delivery that day.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ def speed(placed: datetime, delivered: datetime) -> str:
     return "later"
 
 
-def daily(orders: Iterable[dict[str, Any]], day: date) -> dict[str, Any]:
+def daily(
+    orders: Iterable[dict[str, Any]], day: date, utc_offset_minutes: int = 0
+) -> dict[str, Any]:
+    offset = timedelta(minutes=utc_offset_minutes)
+
+    def on_day(at: datetime) -> bool:
+        return (at + offset).date() == day
+
     placed = 0
     by_status: Counter[str] = Counter()
     by_category: dict[str, Counter[str]] = {}
@@ -40,15 +49,16 @@ def daily(orders: Iterable[dict[str, Any]], day: date) -> dict[str, Any]:
     served: set[str] = set()
     served_no_smartphone: set[str] = set()
     for order in orders:
-        if order["placed_at"].date() == day:
+        if on_day(order["placed_at"]):
             placed += 1
             by_status[order["status"]] += 1
             by_category.setdefault(order["category"], Counter())[order["status"]] += 1
-        escalation = order.get("escalation")
-        if escalation and escalation["at"].date() == day:
-            escalations += 1
+        escalated = order.get("escalations") or (
+            [order["escalation"]] if order.get("escalation") else []
+        )
+        escalations += sum(1 for e in escalated if on_day(e["at"]))
         at = delivered_at(order)
-        if at is not None and at.date() == day:
+        if at is not None and on_day(at):
             deliveries[speed(order["placed_at"], at)] += 1
             served.add(order["household_id"])
             if order.get("no_smartphone"):

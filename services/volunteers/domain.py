@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 MAX_SHIFT = timedelta(hours=24)
@@ -26,14 +26,17 @@ def worked_seconds(started_at: datetime, ended_at: datetime, until: datetime) ->
     return max(0.0, (min(ended_at, until) - started_at).total_seconds())
 
 
-def worked_by_day(started_at: datetime, ended_at: datetime, until: datetime) -> dict[str, float]:
-    """A shift's time on duty split by (UTC) day, for attendance: a night shift counts
-    on both days it spans."""
-    end = max(started_at, min(ended_at, until))
+def worked_by_day(
+    started_at: datetime, ended_at: datetime, until: datetime, utc_offset_minutes: int = 0
+) -> dict[str, float]:
+    """A shift's time on duty split by the community's own days (its UTC offset), for
+    attendance: a night shift counts on both days it spans."""
+    here = timezone(timedelta(minutes=utc_offset_minutes))
+    end = max(started_at, min(ended_at, until)).astimezone(here)
     days: dict[str, float] = {}
-    moment = started_at
+    moment = started_at.astimezone(here)
     while moment < end:
-        midnight = datetime.combine(moment.date() + timedelta(days=1), time(), moment.tzinfo)
+        midnight = datetime.combine(moment.date() + timedelta(days=1), time(), here)
         step = min(end, midnight)
         days[moment.date().isoformat()] = (step - moment).total_seconds()
         moment = step
@@ -45,7 +48,11 @@ def add_days(total: dict[str, float], more: dict[str, float]) -> dict[str, float
 
 
 def hours_by_day(done: dict[str, float], shift: dict | None, now: datetime) -> dict[str, float]:  # type: ignore[type-arg]
-    current = worked_by_day(shift["started_at"], now, shift["until"]) if shift else {}
+    current = (
+        worked_by_day(shift["started_at"], now, shift["until"], shift.get("utc_offset_minutes", 0))
+        if shift
+        else {}
+    )
     return {day: round(s / 3600, 2) for day, s in sorted(add_days(done, current).items())}
 
 

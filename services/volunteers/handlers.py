@@ -113,7 +113,14 @@ def check_in(state: Documents, event: Event, now: datetime) -> Decision:
     if refusal:
         raise Rejection(409, refusal, "Cannot check in")
     shift_id = cmd.command_id[:16]
-    shift = {"shift_id": shift_id, "grid_id": cmd.grid_id, "started_at": now, "until": cmd.until}
+    policy = o.CommunityPolicy.model_validate(_community(state).get("policy") or {})
+    shift = {
+        "shift_id": shift_id,
+        "grid_id": cmd.grid_id,
+        "started_at": now,
+        "until": cmd.until,
+        "utc_offset_minutes": policy.utc_offset_minutes,  # attendance counts its own days
+    }
     doc = state.put(VOLUNTEERS, {**doc, "shift": shift})
     started = v.ShiftStarted(
         volunteer_id=doc["_id"], shift_id=shift_id, grid_id=cmd.grid_id, until=cmd.until
@@ -160,7 +167,9 @@ def _end_shift(
     )
     by_day = domain.add_days(
         doc.get("worked_by_day", {}),
-        domain.worked_by_day(shift["started_at"], now, shift["until"]),
+        domain.worked_by_day(
+            shift["started_at"], now, shift["until"], shift.get("utc_offset_minutes", 0)
+        ),
     )
     doc = state.put(
         VOLUNTEERS,

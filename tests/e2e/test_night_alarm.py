@@ -68,3 +68,53 @@ def test_an_urgent_order_at_night_wakes_the_on_call_list_until_someone_takes_it(
     assert len(pages_to(gateway, urgent)) == settled
     assert pages_to(gateway, quiet) == []
     assert community.ok("GET", "notify", "/v1/alarms", staff)["alarms"] == []
+
+
+def test_an_alarm_stops_when_its_order_is_taken_or_cancelled_and_a_held_one_wakes_too(
+    community: Community, gateway: GatewayServer
+) -> None:
+    first, second = (f"135{random.randrange(10**8):08d}" for _ in range(2))
+    on_call = [{"name": "Li Wei", "phone": first}, {"name": "Zhang Min", "phone": second}]
+    community.define(
+        on_call=on_call, night_from_hour=0, night_until_hour=24, auto_accept_orders=False
+    )
+    home = community.household("g5")
+    staff = community.staff
+
+    def order(**body: object) -> str:
+        placed = community.ok(
+            "POST",
+            "orders",
+            "/v1/orders",
+            staff,
+            json={"household_id": home["household_id"], "items": "to hospital", **body},
+        )
+        return str(placed["order_id"])
+
+    # Held for review at night (nothing is accepted by itself here): still someone is woken.
+    held = order(category="transfer")
+    eventually(lambda: pages_to(gateway, held), what="a held night transfer paging")
+    # Staff cancel it: the texts stop, and the alarm is no longer open.
+    community.ok(
+        "POST", "orders", f"/v1/orders/{held}/cancel", staff, json={"reason": "家属自行送医"}
+    )
+    eventually(
+        lambda: all(
+            a["order_id"] != held
+            for a in community.ok("GET", "notify", "/v1/alarms", staff)["alarms"]
+        ),
+        what="the cancelled order's alarm closed",
+    )
+    settled = len(pages_to(gateway, held))
+    time.sleep(3)
+    assert len(pages_to(gateway, held)) == settled
+
+    # The first person takes an alarm; the second, answering too, hears it is taken.
+    urgent = order(category="medicine", priority=95)
+    eventually(lambda: pages_to(gateway, urgent), what="the urgent order paging")
+    eventually(
+        lambda: f"phone:{second}" in pages_to(gateway, urgent), what="the second person paged"
+    )
+    assert "it is yours" in reply(text(community, first, "0"))
+    taken = reply(text(community, second, "0"))
+    assert "Li Wei" in taken and "not registered" not in taken

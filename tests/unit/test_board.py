@@ -442,3 +442,15 @@ def test_busy_is_not_absent_an_order_waits_for_a_busy_cadre_and_escalates_late_s
     alone = board_with()
     (absent,) = alone.order_open(facts("o3"), T0)
     assert "no suitable volunteer on duty" in absent.reason  # type: ignore[attr-defined]
+
+
+def test_the_only_driver_is_kept_for_the_transfer_a_groceries_run_could_go_without() -> None:
+    board = board_with()
+    board.volunteer_approved("driver", "Driver", [Skill.delivery, Skill.driving], 1, T0)
+    board.shift_started("driver", "s-d", "g3", T0)
+    board.volunteer_approved("walker", "Walker", [Skill.delivery], 1, T0 + timedelta(hours=1))
+    board.shift_started("walker", "s-w", "g3", T0 + timedelta(hours=1))  # idle less long
+    board.order_open(facts("rice"), T0 + timedelta(hours=2))
+    assert board.tasks["rice"].volunteer_id == "walker"
+    board.order_open(facts("ride", category=Category.transfer), T0 + timedelta(hours=2))
+    assert board.tasks["ride"].volunteer_id == "driver"

@@ -106,3 +106,22 @@ def test_a_card_code_of_digits_only_is_looked_up_as_a_card_not_a_phone() -> None
     assert lookup_of("139 1234-5678") == {"phone": "13912345678"}
     assert lookup_of("+86 13912345678") == {"phone": "+8613912345678"}
     assert lookup_of("１３９１２３４５６７８") == {"phone": "13912345678"}
+
+
+def test_the_console_speaks_the_browsers_language_and_chinese_when_it_names_neither() -> None:
+    from services.console.pages import negotiated
+
+    assert negotiated("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert negotiated("en-US,en;q=0.9,zh-CN;q=0.8") == "en"
+    assert negotiated("fr-FR,zh-TW;q=0.7,en;q=0.5") == "zh"  # the first we speak, by weight
+    assert negotiated("en;q=0.3,zh;q=0.6") == "zh"
+    assert negotiated("") == negotiated("fr") == negotiated("*") == "zh"
+
+
+def test_times_read_as_the_communitys_own_clock() -> None:
+    from services.console.pages import local_time
+
+    beijing = local_time(480)
+    assert beijing("2022-05-28T19:40:00+00:00") == "2022-05-29 03:40"  # a night call
+    assert beijing("2022-05-28T19:40:00+00:00", "%H:%M") == "03:40"
+    assert beijing(None) == "" and beijing("not a time") == "not a time"

@@ -128,13 +128,16 @@ def test_the_ranking_never_puts_a_farther_grid_before_a_nearer_one(
         for c in matching.rank(n, cs, NEIGHBOURS)
     ]
     assert ranks == sorted(ranks)
-    # ...and within a grid rank, load never goes down.
+    # ...within a grid rank, cadres with a scarce skill come after those without, and
+    # among those alike load never goes down.
     ranked = matching.rank(n, cs, NEIGHBOURS)
     for a, b in itertools.pairwise(ranked):
         if matching.grid_rank(n.grid_id, a.grid_id, NEIGHBOURS) == matching.grid_rank(
             n.grid_id, b.grid_id, NEIGHBOURS
         ):
-            assert a.load <= b.load
+            assert matching.scarce(a.skills) <= matching.scarce(b.skills)
+            if matching.scarce(a.skills) == matching.scarce(b.skills):
+                assert a.load <= b.load
 
 
 @given(needs, candidates)

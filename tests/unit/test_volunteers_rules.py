@@ -106,3 +106,12 @@ def test_a_night_shift_counts_on_both_days_it_spans_and_stops_at_its_planned_end
     assert days == {"2022-05-01": 7200.0, "2022-05-02": 3600.0}
     assert domain.worked_by_day(start, start - timedelta(hours=1), start) == {}
     assert domain.add_days({"2022-05-01": 60.0}, days)["2022-05-01"] == 7260.0
+
+
+def test_attendance_counts_the_communitys_own_day() -> None:
+    # 06:00-10:00 in Beijing is 22:00-02:00 UTC: four hours on one day there, not two days.
+    start = datetime(2022, 5, 27, 22, 0, tzinfo=UTC)
+    end = start + timedelta(hours=4)
+    assert domain.worked_by_day(start, end, end, utc_offset_minutes=480) == {
+        "2022-05-28": 4 * 3600.0
+    }
