@@ -270,6 +270,7 @@ def decide_entry(
     events: list[Event] = []
     outcomes: dict[str, Any] = {}
     commands: list[dict[str, Any]] = []
+    decided_here: dict[str, None] = {}  # command ids decided in this entry, answered or not
     decided_items = []
     for item in items:
         if item.offset < max(offsets.get(item.key, 0), step_offsets.get(item.key, 0)):
@@ -282,10 +283,11 @@ def decide_entry(
         if answer is not None:
             if command_id:
                 outcomes[command_id] = answer.model_dump()
+                decided_here[command_id] = None
                 commands.append(command_step(event.data, answer))
             continue
-        if command_id and (command_id in outcomes or command_id in decided):
-            continue  # a second copy of a command already decided and answered
+        if command_id and (command_id in decided_here or command_id in decided):
+            continue  # a second copy of a command already decided (answered, or to be)
         pos = position(event.id)
         if pos is not None:
             producer, at = pos
@@ -296,6 +298,8 @@ def decide_entry(
         decide = table.get(type(event.data))
         if decide is None:
             continue  # not this owner's business
+        if command_id:
+            decided_here[command_id] = None
         state.savepoint()
         try:
             # Each input at its own moment: one batch is not one instant (who has been
@@ -325,7 +329,7 @@ def decide_entry(
             outcomes[command_id] = decision.outcome.model_dump()
         outcomes |= {cid: answer.model_dump() for cid, answer in decision.answers.items()}
     changes = rules.changes(state)
-    if not (changes or events or outcomes):
+    if not (changes or events or outcomes or decided_here):
         # Nothing decided (facts that are not this owner's business, copies): no entry.
         # Re-delivered, they decide nothing again.
         return Step(None, [], step_offsets, step_seen)
@@ -344,6 +348,9 @@ def decide_entry(
         "events": [e.model_dump(mode="json") for e in events],
         "outcomes": outcomes,
         "commands": commands,
+        # Every command decided here, answered now or later (a cancel waiting for
+        # dispatch): a second copy of one is not decided again.
+        "decided": list(decided_here),
     }
     return Step(entry, events, step_offsets, step_seen)
 

@@ -263,6 +263,15 @@ class CommunityLog(PartitionListener, Generic[S]):
         loaded = self.loaded.get(community_id)
         return loaded.state if loaded is not None and self.owns(community_id) else None
 
+    async def settled(self, community_id: str) -> S | None:
+        """The live state, with no decision half-made in it: a read waits for the one being
+        stored, so it never shows what may yet fail to be stored, and what the reader just
+        did is in it. None: not ours or not loaded (read the database)."""
+        if self.state(community_id) is None:
+            return None
+        async with self._lock(community_id):
+            return self.state(community_id)
+
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owned = {tp.partition for tp in assigned}
         if self.partition_count and self.partition_count != self.partitions:
@@ -325,7 +334,7 @@ class CommunityLog(PartitionListener, Generic[S]):
             await self._derive(entry)
             offsets |= offsets_of(entry["offsets"])
             seen |= entry["seen"]
-            decided.extend(entry["outcomes"])
+            decided.extend([*entry["outcomes"], *entry.get("decided", [])])
             n += 1
         docs = {
             kind: await self.db[kind].find({"community_id": community_id}).to_list()
@@ -498,7 +507,7 @@ class CommunityLog(PartitionListener, Generic[S]):
                 raise StaleOwner(f"entry {n} of {community_id} was stored by another") from exc
             ENTRIES.labels(self.rules.service).inc()
             ENTRY_INPUTS.labels(self.rules.service).observe(len(entry["inputs"]))
-            self._remember(community_id, entry["outcomes"])
+            self._remember(community_id, [*entry["outcomes"], *entry["decided"]])
             loaded.n = n
         loaded.offsets |= step.offsets
         loaded.seen |= step.seen

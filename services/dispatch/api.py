@@ -33,7 +33,7 @@ async def list_tasks(
     community = principal.community_id if principal.role is not Role.ops else community_id
     if community is None:
         raise Problem(422, "Invalid request", "community_id is required", kind="validation")
-    board = request.app.state.owner.state(community)
+    board = await request.app.state.owner.settled(community)
     mine = principal.volunteer_id if principal.role is Role.volunteer else None
     found = await open_tasks(board, database, community, mine)
     if principal.role is Role.grid_worker:  # their grid's tasks, and who is on duty there

@@ -155,7 +155,7 @@ async def daily_report(
         wanted = date.fromisoformat(day) if day else here.date()
     except ValueError:
         raise Problem(422, "Invalid request", f"no such day: {day}", kind="validation") from None
-    book = request.app.state.owner.state(community_id)
+    book = await request.app.state.owner.settled(community_id)
     if book is not None:
         orders = list(book.values("orders"))
     else:
@@ -665,7 +665,11 @@ async def list_orders(
         query["grid_id"] = grid_id
     if principal.role is Role.grid_worker:  # their own grid, whatever was asked
         query["grid_id"] = principal.grid_id if grid_id in (None, principal.grid_id) else "-"
-    book = request.app.state.owner.state(query["community_id"]) if "community_id" in query else None
+    book = (
+        await request.app.state.owner.settled(query["community_id"])
+        if "community_id" in query
+        else None
+    )
     if book is not None:
         docs = newest_orders(book.newest_first(), query, limit)
     else:

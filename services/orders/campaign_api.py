@@ -107,7 +107,7 @@ async def snapshot(
     with_orders: bool = False,
 ) -> Snapshot:
     community = community_of(principal)
-    book = request.app.state.owner.state(community)
+    book = await request.app.state.owner.settled(community)
     if book is not None:
         campaign = book.get(CAMPAIGNS, campaign_id)
         if campaign is None:
@@ -144,7 +144,7 @@ async def list_campaigns(
     request: Request, principal: VolunteerOrStaff, database: Db
 ) -> dict[str, Any]:
     community = community_of(principal)
-    book = request.app.state.owner.state(community)
+    book = await request.app.state.owner.settled(community)
     if book is not None:
         docs = list(book.values(CAMPAIGNS))
     else:

@@ -212,3 +212,29 @@ def test_a_wrong_handoff_code_still_counts_though_the_delivery_is_refused() -> N
     with pytest.raises(Rejection) as refused:
         board.deliver("o1", "v1", "0000", None, T0 + timedelta(seconds=2))
     assert refused.value.counts and board.tasks["o1"].wrong_codes == 1
+
+
+def test_a_command_answered_later_and_sent_again_is_not_decided_twice() -> None:
+    # A cancel waits for dispatch's answer (no outcome yet); the producer sends it again.
+    def later(docs: Documents, event: Event, now: datetime) -> Decision:
+        doc = docs.get(TALLY, "cancels") or {"_id": "cancels", "n": 0}
+        docs.put(TALLY, {**doc, "n": doc["n"] + 1})
+        return Decision([], None)
+
+    class Later(TallyRules):
+        def table(self) -> Mapping[type[Any], Decide[Documents]]:
+            return {o.ReviewOrder: later}
+
+    rules = Later()
+    docs = Documents("c", {})
+    first = step(docs, [review("c1", "x", 0)], rules=rules)
+    assert first.entry is not None and first.entry["outcomes"] == {}
+    decided = set(first.entry["decided"])
+    again = step(
+        docs, [review("c1", "x", 1)], 2, rules=rules, decided=decided, offsets=first.offsets
+    )
+    assert again.entry is None and tallies(docs) == {"cancels": 1}
+    # Within one batch too.
+    docs = Documents("c", {})
+    step(docs, [review("c1", "x", 0), review("c1", "x", 1)], rules=rules)
+    assert tallies(docs) == {"cancels": 1}

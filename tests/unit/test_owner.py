@@ -156,3 +156,25 @@ async def test_a_reopened_order_has_its_timers_again() -> None:
         task.cancel()
     first, second = publisher.sent
     assert first != second and first.startswith("expire-o1-1") and second.startswith("expire-o1-1")
+
+
+async def test_a_read_of_the_live_state_waits_for_the_decision_being_stored() -> None:
+    from shared.owner import CommunityLog
+
+    class Collections(dict[str, Any]):
+        def __missing__(self, name: str) -> object:
+            return object()
+
+    rules: Any = SimpleNamespace(table=lambda: {}, service="t")
+    owner: Any = CommunityLog(Collections(), None, rules, partitions=1, group_id="g")  # type: ignore[arg-type]
+    state = Documents("datong", {})
+    owner.loaded["datong"] = SimpleNamespace(state=state)
+    lock = owner._lock("datong")
+    await lock.acquire()  # a decision is being made and stored
+    state.put("orders", {"_id": "o1", "status": "half-made"})
+    read = asyncio.create_task(owner.settled("datong"))
+    await asyncio.sleep(0.05)
+    assert not read.done()  # nobody sees what may yet fail to be stored
+    owner.forget("datong")  # the store failed: the state is forgotten
+    lock.release()
+    assert await read is None  # the read goes to the database instead
