@@ -103,8 +103,21 @@ class StaleOwner(RuntimeError):
     """Another owner stored this entry first: reload (and find out who owns it now)."""
 
 
-# Failures of the world, not of the inputs: waited out, never dead-lettered.
-TRANSIENT = (ConnectionFailure, KafkaError, TimeoutError, OSError, StaleOwner)
+class ReadModelRefused(RuntimeError):
+    """The database refused a read-model write of a stored entry: the community waits (in
+    its lane, retried, counted) rather than go on without that change."""
+
+
+# Failures of the world, not of the inputs: waited out, never dead-lettered. A read model
+# the database refuses is not the inputs' fault either: the entry is stored already.
+TRANSIENT = (ConnectionFailure, KafkaError, TimeoutError, OSError, StaleOwner, ReadModelRefused)
+VERSION = "_n"  # on every read-model document: the entry that wrote it
+
+
+def older(doc_id: str, n: int) -> dict[str, Any]:
+    """A document's filter that matches only a version older than entry ``n``."""
+    return {"_id": doc_id, "$or": [{VERSION: {"$lt": n}}, {VERSION: {"$exists": False}}]}
+
 
 ENTRIES = Counter("doorstep_log_entries_total", "Log entries stored", ["service"])
 ENTRY_INPUTS = Histogram(
@@ -114,6 +127,11 @@ ENTRY_INPUTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 LOADS = Counter("doorstep_log_loads_total", "Community states loaded from the log", ["service"])
+REFUSED = Counter(
+    "doorstep_read_model_refused_total",
+    "Read-model writes the database refused (the community waits until they are stored)",
+    ["service", "collection"],
+)
 PARKED = Counter(
     "doorstep_log_parked_total",
     "Communities parked in a lane of their own after a failed store",
@@ -523,27 +541,30 @@ class CommunityLog(PartitionListener, Generic[S]):
 
     async def _derive(self, entry: dict[str, Any], events: list[Event] | None = None) -> None:
         """Everything that follows from a stored entry; each step idempotent. ``events``:
-        the entry's events as decided (else read back from the entry)."""
+        the entry's events as decided (else read back from the entry).
+
+        Every read-model document carries the entry that wrote it (``_n``), and a write
+        changes only an older version: an owner that lost its partition (paused, cut off)
+        and derives an old entry late cannot put back what a newer one replaced."""
+        n = entry["n"]
         fresh: dict[str, list[dict[str, Any]]] = {}
-        updates: dict[str, list[Any]] = {}
+        updates: dict[str, list[dict[str, Any] | str]] = {}  # a new version, or an id removed
         for change in entry["changes"]:
             kind = change["collection"]
             if change["doc"] is None:
-                updates.setdefault(kind, []).append(DeleteOne({"_id": change["_id"]}))
+                updates.setdefault(kind, []).append(change["_id"])
             elif change.get("new"):
-                fresh.setdefault(kind, []).append(change["doc"])
+                fresh.setdefault(kind, []).append({**change["doc"], VERSION: n})
             else:
-                updates.setdefault(kind, []).append(
-                    ReplaceOne({"_id": change["_id"]}, change["doc"], upsert=True)
-                )
+                updates.setdefault(kind, []).append({**change["doc"], VERSION: n})
         # Collections are independent, and so are the events and the outcomes: each group
         # is written at once (a round trip each, not one after another). Read models come
         # first: whoever hears an event or an outcome may read them at once.
         trail = trail_of(entry)
         await asyncio.gather(
-            *(self._insert_fresh(kind, docs) for kind, docs in fresh.items()),
-            *([self._insert_fresh(AUDIT, trail, keep=True)] if trail else []),
-            *(self._update(kind, ops) for kind, ops in updates.items()),
+            *(self._insert_fresh(kind, docs, n) for kind, docs in fresh.items()),
+            *([self._insert_fresh(AUDIT, trail, n, keep=True)] if trail else []),
+            *(self._update(kind, changed, n) for kind, changed in updates.items()),
         )
         announced = []
         if entry["events"]:
@@ -555,38 +576,58 @@ class CommunityLog(PartitionListener, Generic[S]):
             announced.append(self.outcomes.record(entry["community_id"], outcomes))
         await asyncio.gather(*announced)
 
-    async def _update(self, kind: str, ops: list[Any]) -> None:
+    async def _update(self, kind: str, changed: list[dict[str, Any] | str], n: int) -> None:
+        """Replace (or remove) each document if what is stored is older than entry ``n``.
+        A document not there at all (never derived, rare) is inserted. No upsert with a
+        version filter: meeting a newer version it fails on the _id, and FerretDB's answer
+        to that breaks the driver's bulk result."""
+        docs = [d for d in changed if isinstance(d, dict)]
+        ops: list[Any] = [
+            ReplaceOne(older(d["_id"], n), d) if isinstance(d, dict) else DeleteOne(older(d, n))
+            for d in changed
+        ]
         try:
-            await self.db[kind].bulk_write(ops, ordered=True)
+            result = await self.db[kind].bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
-            # A read model the database refuses must not stop the community: the log
-            # holds the truth; this is a bug to fix, said loudly.
-            log.error("log.read_model_refused", collection=kind, error=repr(exc))
+            # Anything the database refuses stops the community (it waits in its lane, said
+            # loudly): skipped, the next load would build its state without that change.
+            self._refused(kind, exc)
+            return
+        if result.matched_count < len(docs):  # newer there, or not there at all
+            ids = [d["_id"] for d in docs]
+            there = {d["_id"] async for d in self.db[kind].find({"_id": {"$in": ids}}, {"_id": 1})}
+            missing = [d for d in docs if d["_id"] not in there]
+            if missing:
+                await self._insert_fresh(kind, missing, n)
 
     async def _insert_fresh(
-        self, kind: str, docs: list[dict[str, Any]], keep: bool = False
+        self, kind: str, docs: list[dict[str, Any]], n: int, keep: bool = False
     ) -> None:
         """New documents are inserted: an insert is cheap where a replace is not (FerretDB
         on SQLite scans for every update). Those already there (an entry derived again
-        after a crash) are replaced instead, and end the same; with ``keep`` (documents
-        that never change, like the audit trail's) they are left as they are."""
+        after a crash) are replaced instead if older, and end the same; with ``keep``
+        (documents that never change, like the audit trail's) they are left as they are."""
         try:
             await self.db[kind].insert_many([dict(d) for d in docs], ordered=False)
         except BulkWriteError as exc:
+            self._refused(kind, exc)
             there = {
                 docs[e["index"]]["_id"]
                 for e in exc.details.get("writeErrors", [])
                 if e.get("code") == DUPLICATE_KEY
             }
-            if len(there) < len(exc.details.get("writeErrors", [])):
-                log.error("log.read_model_refused", collection=kind, error=repr(exc))
             if keep:
                 return
-            again = [
-                ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs if d["_id"] in there
-            ]
+            again = [ReplaceOne(older(d["_id"], n), d) for d in docs if d["_id"] in there]
             if again:
                 await self.db[kind].bulk_write(again, ordered=False)
+
+    def _refused(self, kind: str, exc: BulkWriteError) -> None:
+        refused = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if refused:
+            REFUSED.labels(self.rules.service, kind).inc()
+            detail = "; ".join(str(e.get("errmsg", e))[:200] for e in refused[:3])
+            raise ReadModelRefused(f"{kind}: {detail}")
 
     async def _write_head(self, community_id: str, loaded: Loaded[S]) -> None:
         await self.heads.replace_one(

@@ -124,6 +124,7 @@ async def get_community(
     require_community(principal, community_id)
     doc = await community_or_404(database, community_id)
     doc["community_id"] = doc.pop("_id")
+    doc.pop("_n", None)  # the read model's version: internal
     doc.pop("updated_at", None)
     return doc
 

@@ -567,7 +567,7 @@ def release_walk_lists(book: Orderbook, volunteer_id: str) -> None:
 
 
 def campaign_view(doc: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in doc.items() if k not in ("_id", "lists", "list_of")}
+    view = {k: v for k, v in doc.items() if k not in ("_id", "_n", "lists", "list_of")}
     view["campaign_id"] = doc["_id"]
     view["walk_lists"] = len(doc["lists"])
     view["households"] = len(doc["list_of"])

@@ -11,7 +11,7 @@ from services.volunteers import domain
 
 
 def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
-    view = dict(doc)
+    view = {k: v for k, v in doc.items() if k != "_n"}  # the read model's version: internal
     view["volunteer_id"] = view.pop("_id")
     shift = doc.get("shift")
     view["on_duty"] = shift is not None

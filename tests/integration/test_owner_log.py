@@ -373,3 +373,50 @@ async def test_an_outcome_taken_by_a_request_waiting_here_is_neither_stored_nor_
     }
     assert unwaited.command_id in told
     assert waited.command_id not in told
+
+
+async def test_an_owner_that_lost_its_partition_cannot_regress_a_read_model(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    # Entries 1-3 stored and derived; then a stale owner (paused while the partition moved
+    # and the new owner went on) derives entry 2 again: the volunteer stays as entry 3 left
+    # them, on duty.
+    current = owner(db, publisher)
+    await current.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    await current.handle(inputs(check_in("v1"), first_offset=2))
+    await current.handle(inputs(check_in("v2-none", "x"), first_offset=3))
+    after = await db["volunteers"].find_one({"_id": "v1"})
+    assert after is not None and after.get("shift") is not None
+    first = unpacked(await db[LOG].find_one({"_id": f"{COMMUNITY}:1"}), db.codec_options)
+    stale = owner(db, publisher)
+    await stale._derive(first)  # the registration's version: no shift
+    now = await db["volunteers"].find_one({"_id": "v1"})
+    assert now is not None and now.get("shift") is not None
+
+
+class RefusedReadModel(VolunteersRules):
+    """Rules whose check-in writes a document the database refuses (a field name no
+    database takes): a bug in a read model, found in production."""
+
+    def table(self) -> Mapping[type[Any], Decide[Documents]]:
+        def refused(state: Documents, event: Event, now: datetime) -> Decision:
+            state.put("volunteers", {"_id": "odd", "$where": "no"})
+            return Decision()
+
+        return {**super().table(), v.CheckIn: refused}
+
+
+async def test_a_read_model_the_database_refuses_stops_its_community_not_skipped(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    first = owner(db, publisher, RefusedReadModel())
+    await first.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    await first.handle(inputs(check_in("v1"), first_offset=2))
+    # The entry is stored (the decision stands), its read model is not: the community
+    # waits in its lane (its record held from the commit), it does not go on without it.
+    assert await db[LOG].count_documents({"community_id": COMMUNITY}) == 2
+    assert COMMUNITY in first._lanes and first.held_offsets()
+    assert await db["volunteers"].find_one({"_id": "odd"}) is None
+    for lane in first._lanes.values():
+        assert lane.task is not None
+        lane.task.cancel()
