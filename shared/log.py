@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars, unbind_contextvars
@@ -38,6 +39,31 @@ def configure(service: str, level: str = "INFO", json: bool = False) -> None:
     structlog.contextvars.bind_contextvars(service=service)
     # aiokafka and pymongo log through stdlib logging: keep their warnings, drop chatter.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    logging.getLogger("aiokafka").addFilter(STARTING)
+
+
+class StartingQuietly(logging.Filter):
+    """While a service starts, the broker is still electing its group coordinator and
+    aiokafka warns dozens of times (failed fetches, coordinator not available): expected,
+    and read by a newcomer as errors. Until the service's consumers run, aiokafka's
+    warnings are held back (errors still pass); the runtime says once that it waits for
+    the broker, and ``started()`` lets everything through again."""
+
+    def __init__(self, at_most: float = 90.0) -> None:
+        super().__init__()
+        self.starting = True
+        self.until = time.monotonic() + at_most  # a process without consumers: a while
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.starting and time.monotonic() > self.until:
+            self.starting = False
+        return not (self.starting and record.levelno < logging.ERROR)
+
+    def started(self) -> None:
+        self.starting = False
+
+
+STARTING = StartingQuietly()
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

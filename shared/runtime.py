@@ -34,7 +34,7 @@ from shared.kafka import (
     retry_forever,
 )
 from shared.keys import KeyRing
-from shared.log import get_logger
+from shared.log import STARTING, get_logger
 from shared.owner import CommunityLog, Rules
 from shared.settings import ServiceSettings
 from shared.topics import ALL as ALL_TOPICS
@@ -168,6 +168,7 @@ class ServiceRuntime:
                 await asyncio.wait_for(closing, SHUTDOWN_SECONDS)
 
     async def _start_kafka(self) -> None:
+        log.info("runtime.waiting_for_broker", bootstrap=self.settings.kafka_bootstrap)
         await retry_forever(
             "create topics",
             lambda: ensure_topics(
@@ -183,6 +184,14 @@ class ServiceRuntime:
                     name=consumer.group_id,
                 )
             )
+        # The start-up's expected warnings held back until every consumer runs (or a
+        # minute passed: then something is wrong, and the warnings say what).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(60):
+                for consumer in self.consumers:
+                    await consumer.running.wait()
+        STARTING.started()
+        log.info("runtime.broker_ready", consumers=len(self.consumers))
 
 
 async def supervise(name: str, body: Loop) -> None:

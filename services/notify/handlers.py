@@ -94,7 +94,7 @@ class NotifyOwner:
         )
         self._order = itertools.count()
         self._queued: set[str] = set()  # queued and not yet sent (or given up)
-        self._policies: dict[str, o.CommunityPolicy] = {}
+        self._policies: dict[str, tuple[o.CommunityPolicy, float]] = {}  # and when read
         self.alarms = db["alarms"]
 
     async def ensure_indexes(self) -> None:
@@ -137,7 +137,7 @@ class NotifyOwner:
     async def _take(self, event: Event, writes: Writes) -> None:
         payload = event.data
         if isinstance(payload, o.CommunityDefined):
-            self._policies[event.community_id] = payload.policy
+            self._policies[event.community_id] = (payload.policy, time.monotonic())
             # Who reaches a household without a phone: each definition kept (insert-once),
             # the latest one read.
             writes.add(
@@ -309,14 +309,17 @@ class NotifyOwner:
     # --- night alarms (services.notify.alarms) ----------------------------------------------
 
     async def policy(self, community_id: str) -> o.CommunityPolicy:
+        """The community's latest policy (who is on call at night). Read again after
+        ``POLICY_FOR`` seconds: another instance may have taken a newer definition while
+        the community's partition was elsewhere, and a page must go to today's list."""
         known = self._policies.get(community_id)
-        if known is None:
+        if known is None or time.monotonic() - known[1] > POLICY_FOR:
             latest = await self.db["grid_workers"].find_one(
                 {"community_id": community_id}, sort=[("defined_at", -1)]
             )
-            known = o.CommunityPolicy.model_validate((latest or {}).get("policy") or {})
-            self._policies[community_id] = known
-        return known
+            policy = o.CommunityPolicy.model_validate((latest or {}).get("policy") or {})
+            known = self._policies[community_id] = (policy, time.monotonic())
+        return known[0]
 
     async def _maybe_wake(
         self, event: Event, order: o.OrderFacts, writes: Writes, life: str = ""
@@ -445,6 +448,8 @@ class NotifyOwner:
                 if page["_id"] not in done:
                     self.send(page_message(page["_id"], page["to"], alarm), urgent=True)
 
+
+POLICY_FOR = 30.0  # seconds a community's policy is used before it is read again
 
 # What ends an alarm's paging besides an acknowledgement: the order moved on.
 SETTLES_AN_ALARM = (

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from services.notify.alarms import is_night, next_page, wakes
 from shared.contracts.orders import Category, CommunityPolicy, OnCall, OrderFacts
@@ -55,3 +58,33 @@ def test_pages_repeat_then_go_to_the_next_person_and_stop_when_taken() -> None:
         last, now = now, now + repeat
     assert people == ["Li", "Li", "Zhang", "Zhang", "Zhang", "Zhang"]  # the last is kept
     assert next_page(ALARM, 6, last, True, now, repeat, 2) is None  # acknowledged: stop
+
+
+async def test_an_instance_pages_from_the_on_call_list_of_today_not_one_it_cached_earlier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time as clock
+
+    from services.notify import handlers
+    from shared.contracts import orders as o
+
+    lists = [["Li Wei"], ["Zhang Min"]]  # redefined while the community was elsewhere
+
+    class GridWorkers:
+        async def find_one(self, *args: Any, **kw: Any) -> dict[str, Any]:
+            names = lists[0] if len(lists) == 1 else lists.pop(0)
+            on_call = [{"name": n, "phone": "13600000000"} for n in names]
+            return {"policy": {"on_call": on_call}}
+
+    class Db(dict[str, Any]):
+        def __missing__(self, name: str) -> object:
+            return GridWorkers()
+
+    owner = handlers.NotifyOwner(Db(), None)  # type: ignore[arg-type]
+    now = clock.monotonic()
+    monkeypatch.setattr(handlers.time, "monotonic", lambda: now)
+    first = await owner.policy("datong")
+    assert [p.name for p in first.on_call] == ["Li Wei"]
+    monkeypatch.setattr(handlers.time, "monotonic", lambda: now + handlers.POLICY_FOR + 1)
+    later = await owner.policy("datong")
+    assert isinstance(later, o.CommunityPolicy) and [p.name for p in later.on_call] == ["Zhang Min"]

@@ -65,3 +65,17 @@ async def test_a_call_done_in_time_gives_its_result() -> None:
         return 42
 
     assert await within(1, answer()) == 42
+
+
+def test_aiokafkas_expected_start_up_warnings_are_held_back_until_the_consumers_run() -> None:
+    import logging
+
+    from shared.log import StartingQuietly
+
+    quiet = StartingQuietly()
+    warning = logging.LogRecord("aiokafka", logging.WARNING, "", 0, "coordinator dead", (), None)
+    error = logging.LogRecord("aiokafka", logging.ERROR, "", 0, "unexpected", (), None)
+    assert not quiet.filter(warning) and quiet.filter(error)
+    quiet.started()
+    assert quiet.filter(warning)
+    assert StartingQuietly(at_most=-1).filter(warning)  # never held back for ever
