@@ -19,6 +19,7 @@ from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.asyncapi import asyncapi_router
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
 from shared.openapi import describe_errors
@@ -205,5 +206,6 @@ def service_app(
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
+    app.include_router(asyncapi_router())  # the event contracts, beside the OpenAPI
     describe_errors(app)
     return app
