@@ -306,3 +306,60 @@ async def acknowledge_alarm(
     if taken_by is not None:
         raise Problem(409, "Taken already", f"已由 {taken_by} 处理 / taken by {taken_by} already")
     return {"alarm_id": alarm_id, "acknowledged": True}
+
+
+# --- a resident's answers in the app (what "1" and "9" say by SMS) ----------------------
+
+
+def resident(principal: Principal) -> tuple[str, str]:
+    require(principal, Role.resident)
+    assert principal.household_id is not None and principal.community_id is not None
+    return principal.household_id, principal.community_id
+
+
+@router.post(
+    "/orders/{order_id}/arrived",
+    tags=["inbox"],
+    summary="The resident says the delivery arrived (as replying 1 by SMS)",
+)
+async def arrived(order_id: str, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
+    household_id, _ = resident(principal)
+    delivered = await database["notifications"].find_one(
+        {"recipient": f"household:{household_id}", "kind": "task.delivered", "order_id": order_id}
+    )
+    if delivered is None:
+        raise Problem(409, "Not delivered", "no delivery of this order to confirm yet")
+    with contextlib.suppress(DuplicateKeyError):  # the same confirmation twice: once
+        await database["confirmations"].insert_one(
+            {"_id": order_id, "household_id": household_id, "at": datetime.now(UTC)}
+        )
+    return {"order_id": order_id, "confirmed": True}
+
+
+@router.post(
+    "/call-me",
+    tags=["call list"],
+    summary="The resident asks the community to call them (as replying 9 by SMS)",
+)
+async def call_me(request: Request, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
+    household_id, community = resident(principal)
+    household = await request.app.state.owner.household(household_id) or {}
+    today = datetime.now(UTC).strftime("%Y%m%d%H")  # once an hour at most: not a flood
+    entry_id = f"callme-app-{household_id}-{today}"
+    with contextlib.suppress(DuplicateKeyError):
+        await database["call_list"].insert_one(
+            {
+                "_id": entry_id,
+                "community_id": community,
+                "household_id": household_id,
+                "phone": household.get("phone"),
+                "grid_id": household.get("grid_id"),
+                "address": household.get("address"),
+                "card_code": household.get("card_code"),
+                "order_id": None,
+                "kind": "call_me",
+                "message": "请回电 · Asked to be called back (in the app).",
+                "created_at": datetime.now(UTC),
+            }
+        )
+    return {"call_list_entry": entry_id, "asked": True}

@@ -284,6 +284,21 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     ref.order_id,
                 ),
             ]
+        case c.WalkListTaken(from_volunteer_id=str(before), building=building):
+            # Staff gave the list to another cadre: the one who had it must know (what they
+            # recorded offline still syncs; they knock on no more of those doors).
+            return [
+                Message(
+                    f"volunteer:{before}",
+                    "campaign.list_moved",
+                    zh_en("敲门清单已转交", "Walk list given to another"),
+                    zh_en(
+                        f"{building} 的敲门清单已交给其他志愿者；已记录的会照常上传。",
+                        f"The walk list of {building} was given to another cadre; what you "
+                        "recorded still goes up.",
+                    ),
+                )
+            ]
         case c.HandedToGridWorker(
             grid_id=grid_id, grid_worker=worker, address=address, household_id=household_id
         ):

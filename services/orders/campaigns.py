@@ -259,11 +259,14 @@ def take_walk_list(book: Orderbook, event: Event, now: datetime) -> Decision:
     taken_walk = {**walk, "volunteer_id": cmd.volunteer_id, "holders": list(dict.fromkeys(holders))}
     lists = {**campaign["lists"], cmd.list_id: taken_walk}
     campaign = book.put(CAMPAIGNS, {**campaign, "lists": lists})
+    before = walk["volunteer_id"]
     taken = c.WalkListTaken(
         campaign_id=cmd.campaign_id,
         list_id=cmd.list_id,
         volunteer_id=cmd.volunteer_id,
         grid_id=walk["grid_id"],
+        from_volunteer_id=before if before not in (None, cmd.volunteer_id) else None,
+        building=f"{walk['compound']} {walk['building']}",
     )
     return Decision([taken], Outcome.ok(lists[cmd.list_id]))
 

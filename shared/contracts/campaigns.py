@@ -101,6 +101,8 @@ class WalkListTaken(Payload):
     list_id: str
     volunteer_id: str
     grid_id: str
+    from_volunteer_id: str | None = None  # who held it before (staff gave it to another)
+    building: str = ""  # which doors, in words
 
 
 class DoorVisited(Payload):

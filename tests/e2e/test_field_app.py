@@ -214,6 +214,21 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
         ),
     )
     shot(phone, "resident-delivered-zh")
+    # "It arrived", and "please call me": the call list has them.
+    click(phone, f".order[data-order='{order_id}'] .arrived")
+    wait_for(phone, "thanked", lambda d: d.find_element(By.CSS_SELECTOR, ".thanks"))
+    click(phone, "#call-me")
+    eventually(
+        lambda: (
+            [
+                c["household_id"]
+                for c in community.ok("GET", "notify", "/v1/call-list", community.staff)["entries"]
+                if c["kind"] == "call_me"
+            ]
+            == [household_id]
+        ),
+        what="the resident on the call list",
+    )
     click(phone, "#lang")
     wait_for(phone, "English", lambda d: "Delivered" in d.find_element(By.ID, "orders").text)
     shot(phone, "resident-delivered-en")

@@ -28,3 +28,19 @@ def test_failures_and_escalations_reach_staff_and_the_grid_worker() -> None:
         "grid_worker:datong:g3",
         "staff:datong",
     ]
+
+
+def test_a_cadre_whose_walk_list_staff_gave_to_another_is_told() -> None:
+    from shared.contracts import campaigns as c
+
+    moved = c.WalkListTaken(
+        campaign_id="cmp_1",
+        list_id="cmp_1-0002",
+        volunteer_id="zhao",
+        grid_id="g1",
+        from_volunteer_id="li",
+        building="Datong Garden 9",
+    )
+    (told,) = messages_for(moved, "datong")
+    assert told.recipient == "volunteer:li" and "Datong Garden 9" in told.body
+    assert "已交给" in told.body  # Chinese first

@@ -25,6 +25,7 @@ const T = {
     picked_up: "配送中", delivered: "已送达", failed: "未能送达", cancelled: "已取消",
     offered: "待接受", not_yet: "未敲门", reached: "已联系", handed_over: "已交网格员",
     back: "返回", saved: "已保存在手机上", problem: "出错了", needs_network: "联网后显示任务。",
+    arrived: "收到了", thanks: "谢谢，已确认收到。", call_me: "请社区给我打电话", asked: "社区工作人员会尽快给您打电话。",
   },
   en: {
     title: "Community service", lang: "中文", big: "Large text", small: "Normal text", out: "Sign out",
@@ -45,6 +46,7 @@ const T = {
     picked_up: "On the way", delivered: "Delivered", failed: "Not delivered", cancelled: "Cancelled",
     offered: "Offered", not_yet: "Not yet", reached: "Reached", handed_over: "With grid worker",
     back: "Back", saved: "Saved on this phone", problem: "Something went wrong", needs_network: "Tasks show when the network is back.",
+    arrived: "It arrived", thanks: "Thank you: confirmed.", call_me: "Please call me", asked: "Community staff will call you soon.",
   },
 };
 // Chinese unless the browser asks for English (or the person chose).
@@ -186,7 +188,13 @@ async function resident() {
     onclick: (e) => { chosen = c; tiles.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b === e.currentTarget))); },
   }, t(c))));
   const orders = h("div", { id: "orders" });
+  const inbox = h("div", { id: "inbox" });
+  const asked = h("p", { class: "muted", role: "status" });
   main.replaceChildren(
+    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", id: "call-me", onclick: async () => {
+      try { await api("/api/notify/v1/call-me", { method: "POST", body: {} }); asked.textContent = t("asked"); }
+      catch (err) { asked.replaceChildren(problem(err)); }
+    } }, t("call_me"))), asked,
     h("h2", {}, t("order_new")),
     h("form", { class: "card", onsubmit: async (e) => {
       e.preventDefault();
@@ -196,9 +204,15 @@ async function resident() {
         await showOrders(orders, placed); // what they just did is what they see
       } catch (err) { said.replaceChildren(problem(err)); }
     } }, tiles, h("label", { for: "items" }, t("items")), items, h("p"), h("button", { id: "place" }, t("place")), said),
-    h("h2", {}, t("my_orders")), orders);
-  await showOrders(orders);
-  timer = setInterval(() => document.visibilityState === "visible" && showOrders(orders), 5000);
+    h("h2", {}, t("my_orders")), orders, h("h2", {}, t("inbox")), inbox);
+  await Promise.allSettled([showOrders(orders), showInbox(inbox)]);
+  timer = setInterval(() => document.visibilityState === "visible" && (showOrders(orders), showInbox(inbox)), 5000);
+}
+
+async function showInbox(box) {
+  const items = (await api("/api/notify/v1/inbox?limit=5")).items;
+  box.replaceChildren(...(items.length ? items : [null]).map((n) => n === null ? h("p", { class: "muted" }, t("none")) :
+    h("div", { class: "card message", "data-kind": n.kind }, h("strong", {}, n.title), h("div", {}, n.body))));
 }
 
 async function showOrders(box, fresh) {
@@ -212,7 +226,11 @@ async function showOrders(box, fresh) {
       OPEN.includes(o.status) ? h("button", { type: "button", class: "secondary", onclick: async () => {
         try { await api(`/api/orders/v1/orders/${o.order_id}/cancel`, { method: "POST", body: {} }); await showOrders(box); }
         catch (err) { box.prepend(problem(err)); }
-      } }, t("cancel")) : [])));
+      } }, t("cancel")) : [],
+      o.status === "delivered" ? h("button", { type: "button", class: "arrived", onclick: async (e) => {
+        try { await api(`/api/notify/v1/orders/${o.order_id}/arrived`, { method: "POST", body: {} }); e.target.replaceWith(h("p", { class: "thanks" }, t("thanks"))); }
+        catch (err) { box.prepend(problem(err)); }
+      } }, t("arrived")) : [])));
 }
 
 // --- the cadre ------------------------------------------------------------------------------
