@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -173,7 +172,8 @@ async def stream(
     """Each new notification as the feed pushes it (services.notify.live) — no polling.
     A stream starts from now (the inbox page is the history), announced by a ``live``
     comment; one resumed with Last-Event-ID first gets what was stored since that id."""
-    after = last_event_id or f"{time.time_ns():020d}"
+    sent = Sent()
+    after = last_event_id or ""
     with contextlib.suppress(TooManyStreams):  # lost a race for the last place: just end
         async with feed.subscribe(who) as pushed:
             yield ServerSentEvent(comment="live")
@@ -186,15 +186,37 @@ async def stream(
                 )
                 for doc in docs:
                     after = doc["seq"]
-                    yield ServerSentEvent(id=doc["seq"], event=doc["kind"], data=view(doc, set()))
+                    if sent.first(doc["_id"]):
+                        yield ServerSentEvent(
+                            id=doc["seq"], event=doc["kind"], data=view(doc, set())
+                        )
                 if len(docs) < BACKLOG_PAGE:
                     break
+            # Whatever the feed pushes was stored after this stream subscribed: new to it,
+            # whatever its seq says (stamped before its insert, or on a host whose clock is
+            # behind); only what the backlog already gave is skipped, by id.
             while (news := await pushed.get()) is not None:  # None: too far behind, end
-                if news["seq"] > after:
-                    after = news["seq"]
+                if sent.first(news["_id"]):
                     yield ServerSentEvent(
                         id=news["seq"], event=news["kind"], data=view(news, set())
                     )
+
+
+class Sent:
+    """The ids one stream has sent (the newest ``REMEMBER``): each notification once."""
+
+    REMEMBER = 5000
+
+    def __init__(self) -> None:
+        self._ids: dict[str, None] = {}
+
+    def first(self, notification_id: str) -> bool:
+        if notification_id in self._ids:
+            return False
+        self._ids[notification_id] = None
+        if len(self._ids) > self.REMEMBER:
+            del self._ids[next(iter(self._ids))]
+        return True
 
 
 def staff(principal: Principal) -> str:

@@ -56,6 +56,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
                 timedelta(seconds=settings.alarm_repeat_seconds), settings.alarm_tries
             ),
         )
+        runtime.loop("sequence", owner.continue_sequence)  # after the newest stored seq
         if gateway is not None:
             runtime.loop("requeue", owner.requeue_unsent)
             runtime.loop("outbound", owner.send_outgoing)

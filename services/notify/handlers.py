@@ -39,6 +39,10 @@ class Sequence:
         self._last = max(self._last + 1, time.time_ns())
         return f"{self._last:020d}"
 
+    def after(self, seq: str) -> None:
+        """Never below what is stored (a host whose clock is behind the last one's)."""
+        self._last = max(self._last, int(seq))
+
 
 @dataclass
 class Writes:
@@ -119,6 +123,10 @@ class NotifyOwner:
         writes = Writes()
         for event in events:
             await self._take(event, writes)
+        # Stamped now, just before the insert (not while the batch was gathered): a stream
+        # tailing by seq misses nothing stored a little after it was stamped.
+        for doc in writes.docs.get("notifications", []):
+            doc["seq"] = self.sequence.next()
         fresh = (await writes.store(self.db)).get("notifications", set())
         # Stored before but never sent (the batch failed after the notifications' insert,
         # or the process died before sending): sent now, not left for a restart.
@@ -428,6 +436,12 @@ class NotifyOwner:
             taken = await self.db["alarm_acks"].find_one({"_id": alarm_id}) or {}
             return str(taken.get("by") or "someone")
         return None
+
+    async def continue_sequence(self) -> None:
+        """Stamp after the newest notification stored, whoever stored it."""
+        newest = await self.notifications.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+        if newest is not None:
+            self.sequence.after(newest["seq"])
 
     async def requeue_unsent(self) -> None:
         """After a restart, push notifications without a final delivery state go again."""

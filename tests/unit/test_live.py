@@ -49,3 +49,16 @@ async def test_a_client_that_does_not_read_is_ended_not_buffered_without_bound()
         assert stream.qsize() == 3
         items = [stream.get_nowait() for _ in range(3)]
         assert None in items  # the stream's end
+
+
+def test_a_stream_sends_each_notification_once_whatever_its_seq_says() -> None:
+    from services.notify.api import Sent
+    from services.notify.handlers import Sequence
+
+    sent = Sent()
+    # Stamped before this stream started (or on a host whose clock is behind), stored and
+    # pushed after it subscribed: sent, once.
+    assert sent.first("n-stamped-early") and not sent.first("n-stamped-early")
+    sequence = Sequence()
+    sequence.after(f"{10**19:020d}")  # the newest stored, by a host whose clock is ahead
+    assert int(sequence.next()) > 10**19
