@@ -201,7 +201,6 @@ class NotifyOwner:
                     "name": payload.name,
                 },
             )
-            return
         if isinstance(payload, o.OrderAccepted | o.OrderHeld):
             # Held for review counts too: at night someone must look at a held transfer.
             await self._maybe_wake(event, payload.order, writes)
@@ -261,7 +260,9 @@ class NotifyOwner:
             "created_at": datetime.now(UTC),
         }
         writes.add("notifications", doc)
-        if channel == "call_list" and household is not None:
+        # A household without a smartphone is called about everything; any household is
+        # called when its message promises a call (a failed delivery).
+        if household is not None and (channel == "call_list" or message.kind in CALLED_BACK):
             # Written even when the notification was stored before (a re-delivery after a
             # crash between the two): insert-once makes sure of the call list.
             writes.add(
@@ -464,6 +465,7 @@ class NotifyOwner:
 
 
 POLICY_FOR = 30.0  # seconds a community's policy is used before it is read again
+CALLED_BACK = ("task.failed",)  # messages that tell a household the community will call
 
 # What ends an alarm's paging besides an acknowledgement: the order moved on.
 SETTLES_AN_ALARM = (

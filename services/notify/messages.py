@@ -12,6 +12,7 @@ from services.notify.keypad import HOUSEHOLD_DIGITS, VOLUNTEER_DIGITS
 from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
+from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
 
 CATEGORY_NAMES = {
@@ -283,6 +284,30 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                     summary,
                     ref.order_id,
                 ),
+            ]
+        case v.VolunteerApproved(volunteer_id=vid, capacity=capacity):
+            return [
+                Message(
+                    f"volunteer:{vid}",
+                    "volunteer.approved",
+                    zh_en("已通过审核", "Approved"),
+                    zh_en(
+                        f"您已通过社区审核，可同时承担 {capacity} 个任务；开始值班后即可接单。",
+                        f"You are approved for up to {capacity} tasks at a time; check in to "
+                        "be offered tasks.",
+                    ),
+                )
+            ]
+        case v.ShiftEnded(volunteer_id=vid, reason="expired" | "removed" as reason):
+            said = (
+                zh_en("值班已结束（到达计划结束时间）。", "Your shift ended at its planned end.")
+                if reason == "expired"
+                else zh_en(
+                    "值班已结束：社区已将您移出。", "Your shift ended: the community removed you."
+                )
+            )
+            return [
+                Message(f"volunteer:{vid}", "shift.ended", zh_en("值班已结束", "Shift ended"), said)
             ]
         case c.WalkListTaken(from_volunteer_id=str(before), building=building):
             # Staff gave the list to another cadre: the one who had it must know (what they

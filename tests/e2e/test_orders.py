@@ -116,6 +116,15 @@ def test_cancel_until_pickup_then_failure_and_reopening(community: Community) ->
         lambda: any(n["kind"] == "task.failed" for n in community.inbox(community.staff)["items"]),
         what="staff told of the failure",
     )
+    # The household was told "the community will call you": it is on the call list, though
+    # it has a smartphone.
+    eventually(
+        lambda: any(
+            c["kind"] == "task.failed" and c["order_id"] == oid
+            for c in community.ok("GET", "notify", "/v1/call-list", community.staff)["entries"]
+        ),
+        what="the household on the call list after the failure",
+    )
     # Staff decide to retry: the order is offered again.
     assert (
         community.ok("POST", "orders", f"/v1/orders/{oid}/reopen", community.staff)["status"]

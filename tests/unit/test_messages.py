@@ -44,3 +44,21 @@ def test_a_cadre_whose_walk_list_staff_gave_to_another_is_told() -> None:
     (told,) = messages_for(moved, "datong")
     assert told.recipient == "volunteer:li" and "Datong Garden 9" in told.body
     assert "已交给" in told.body  # Chinese first
+
+
+def test_a_cadre_is_told_when_approved_and_when_their_shift_ended_by_itself() -> None:
+    from shared.contracts import volunteers as v
+
+    approved = v.VolunteerApproved(
+        volunteer_id="li", name="Li", phone="13700000001", home_grid_id="g1", capacity=2
+    )
+    (told,) = messages_for(approved, "datong")
+    assert told.recipient == "volunteer:li" and "审核" in told.body and "check in" in told.body
+    ended = v.ShiftEnded(volunteer_id="li", shift_id="s1", reason="expired")
+    (over,) = messages_for(ended, "datong")
+    assert over.recipient == "volunteer:li" and "值班已结束" in over.body
+    # Checking out themself: they know.
+    assert (
+        messages_for(v.ShiftEnded(volunteer_id="li", shift_id="s1", reason="checked_out"), "d")
+        == []
+    )
