@@ -6,12 +6,13 @@ it without asking first (CORS), so the cookies cannot be used from there."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
 from shared.api import StrictBody
@@ -32,7 +33,13 @@ STATIC = Path(__file__).parent / "static"
 SHELL = ("app.js", "app.css", "icon.svg")  # what the service worker keeps for offline
 FIELD_ROLES = (Role.resident, Role.volunteer)
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
-PASSED_HEADERS = ("content-type", "idempotency-key", "x-correlation-id", "accept-language")
+PASSED_HEADERS = (
+    "content-type",
+    "idempotency-key",
+    "x-correlation-id",
+    "accept-language",
+    "last-event-id",
+)
 
 router = APIRouter()
 
@@ -244,6 +251,8 @@ async def passed_on(service: str, path: str, request: Request, _: Written) -> Re
     upstream: Upstream = request.app.state.upstream
     headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
     headers["authorization"] = f"Bearer {access}"
+    if service == "notify" and path == "inbox/stream":
+        return await streamed(upstream, f"{upstream.urls[service]}/v1/{path}", request, headers)
     try:
         answer = await upstream.client.request(
             request.method,
@@ -263,3 +272,36 @@ async def passed_on(service: str, path: str, request: Request, _: Written) -> Re
     if renewed is not None:
         set_tokens(request, response, renewed)
     return response
+
+
+async def streamed(
+    upstream: Upstream, url: str, request: Request, headers: dict[str, str]
+) -> Response:
+    """The inbox's live stream (SSE), passed through as it comes: the app's live updates
+    while it is open (no Web Push: unreachable in a sealed network and in China)."""
+    outgoing = upstream.client.build_request(
+        "GET", url, headers=headers, timeout=httpx.Timeout(None, connect=3.0)
+    )
+    try:
+        answer = await upstream.client.send(outgoing, stream=True)
+    except httpx.HTTPError as exc:
+        raise Problem(503, "Service unavailable", "notify is not answering") from exc
+    if answer.status_code != 200:
+        body = await answer.aread()
+        await answer.aclose()
+        return Response(body, answer.status_code, media_type=answer.headers.get("content-type"))
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+        except httpx.HTTPError:
+            return  # notify went away: the app reconnects (EventSource does by itself)
+        finally:
+            await answer.aclose()
+
+    return StreamingResponse(
+        relay(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

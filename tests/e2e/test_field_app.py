@@ -212,6 +212,7 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
             )
             == "delivered"
         ),
+        timeout=12,  # live, over the inbox's stream: the app itself looks only every 30 s
     )
     shot(phone, "resident-delivered-zh")
     # "It arrived", and "please call me": the call list has them.

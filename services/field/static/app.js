@@ -206,7 +206,9 @@ async function resident() {
     } }, tiles, h("label", { for: "items" }, t("items")), items, h("p"), h("button", { id: "place" }, t("place")), said),
     h("h2", {}, t("my_orders")), orders, h("h2", {}, t("inbox")), inbox);
   await Promise.allSettled([showOrders(orders), showInbox(inbox)]);
-  timer = setInterval(() => document.visibilityState === "visible" && (showOrders(orders), showInbox(inbox)), 5000);
+  listen(() => { showOrders(orders); showInbox(inbox); });
+  // The stream carries the news; a slow look now and then covers a stream that broke.
+  timer = setInterval(() => document.visibilityState === "visible" && (showOrders(orders), showInbox(inbox)), 30000);
 }
 
 async function showInbox(box) {
@@ -244,7 +246,8 @@ async function cadre() {
   showOutbox();
   sync();
   await Promise.allSettled([showDuty(duty), showTasks(tasks), showRounds(rounds)]);
-  timer = setInterval(() => document.visibilityState === "visible" && navigator.onLine && showTasks(tasks), 5000);
+  listen(() => showTasks(tasks));
+  timer = setInterval(() => document.visibilityState === "visible" && navigator.onLine && showTasks(tasks), 15000);
 }
 
 async function showDuty(box) {
@@ -318,6 +321,7 @@ const NEEDS = ["medicine", "food", "medical_attention", "other"];
 
 async function doors(listId) {
   clearInterval(timer);
+  live?.close();
   const walk = (await all("lists")).find((w) => w.list_id === listId);
   const queued = await all("outbox");
   const recorded = new Map(queued.map((r) => [r.door.household_id, r]));
@@ -350,10 +354,27 @@ async function doors(listId) {
   showOutbox();
 }
 
+// --- live: the inbox's stream while the app is open ---------------------------------------
+
+let live = null;
+function listen(onNews) {
+  // EventSource reconnects by itself (with Last-Event-ID); SMS reaches the phone when the
+  // app is closed. Each notification about an order refreshes what is shown.
+  live?.close();
+  live = new EventSource("/api/notify/v1/inbox/stream");
+  live.onmessage = live.onerror = null;
+  for (const kind of ["order.accepted", "order.held", "order.cancelled", "order.reopened",
+    "task.assigned", "task.picked_up", "task.delivered", "task.failed", "task.released",
+    "offer.made", "offer.withdrawn", "offer.expired", "campaign.list_moved"]) {
+    live.addEventListener(kind, () => onNews());
+  }
+}
+
 // --- the page -------------------------------------------------------------------------------
 
 async function render() {
   clearInterval(timer);
+  live?.close();
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   $("#title").textContent = `Doorstep · ${t("title")}`;
   $("#lang").textContent = t("lang");
