@@ -191,6 +191,11 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
     known(community, number, "resident")
 
     sign_in(phone, field, gateway, number)
+    wait_for(phone, "the order form", lambda d: d.find_element(By.ID, "place"))
+    # The access token expires mid-session (15 minutes): the next call refreshes it with
+    # the refresh token, silently, and goes on.
+    phone.delete_cookie("doorstep_access")
+    phone.add_cookie({"name": "doorstep_access", "value": "an.expired.token", "path": "/"})
     click(phone, "button[data-category='medicine']")
     phone.find_element(By.ID, "items").send_keys("降压药 一盒")
     click(phone, "#place")
@@ -233,6 +238,14 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
     click(phone, "#lang")
     wait_for(phone, "English", lambda d: "Delivered" in d.find_element(By.ID, "orders").text)
     shot(phone, "resident-delivered-en")
+    # Signing out ends the session at identity too: the refresh token no longer works.
+    refresh = phone.get_cookie("doorstep_refresh")
+    assert refresh is not None
+    click(phone, "#out")
+    wait_for(phone, "signed out", lambda d: d.find_element(By.ID, "phone"))
+    with httpx.Client(base_url=field, timeout=10) as http:
+        http.cookies.set("doorstep_refresh", refresh["value"])
+        assert http.get("/session").status_code == 401
 
 
 def test_the_app_refuses_bad_calls_with_clear_problems(field: str) -> None:
