@@ -6,6 +6,7 @@ Screenshots in ``test-artifacts/app/``."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from doorstep_cli.localstack import browser, free_port
+from tests.conftest import Stack
 from tests.e2e.client import Community, codes_for, eventually, known, new_phone
-from tests.e2e.conftest import Running, spawn, stop_services, wait_ready
+from tests.e2e.conftest import Running, restart, spawn, start_services, stop_services, wait_ready
 from tests.gateway import GatewayServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
@@ -30,6 +32,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 @pytest.fixture(scope="module")
 def field(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The field app as a real process, in front of the session's services."""
+    with field_app(services, tmp_path_factory) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def field_app(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("field") / "field.log"
     env = {
@@ -261,3 +269,64 @@ def test_the_app_refuses_bad_calls_with_clear_problems(field: str) -> None:
         assert unknown.headers["content-type"].startswith("application/problem+json")
         worker = http.get("/sw.js")
         assert worker.headers["cache-control"] == "no-cache" and "doorstep-field-" in worker.text
+
+
+@pytest.fixture()
+def own(
+    stack: Stack, gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """Services of this test's own, to kill."""
+    running = start_services(
+        stack, tmp_path_factory.mktemp("own"), {"DOORSTEP_GATEWAY_URL": gateway.url}
+    )
+    try:
+        yield running
+    finally:
+        stop_services(running)
+
+
+def test_door_records_reach_the_server_once_though_it_is_killed_mid_sync(
+    phone: webdriver.Chrome,
+    own: Running,
+    gateway: GatewayServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with httpx.Client(timeout=120) as http, field_app(own, tmp_path_factory) as app:
+        community = Community(own, http, f"k{random.randrange(10**8):08d}")
+        community.define()
+        rows = [
+            f"Datong Garden,7,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(12)
+        ]
+        community.import_households(rows)
+        number = new_phone()
+        community.volunteer("g1", capacity=2, phone=number)
+        known(community, number, "volunteer")
+        round_ = community.ok(
+            "POST", "orders", "/v1/campaigns", community.staff, json={"title": "晚间排查"}
+        )
+        path = f"/v1/campaigns/{round_['campaign_id']}"
+        sign_in(phone, app, gateway, number)
+        click(phone, "#rounds .take")
+        click(phone, "#rounds .open")
+        wait_for(phone, "12 doors", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".door")) == 12)
+        offline(phone, True)
+        for door in phone.find_elements(By.CSS_SELECTOR, ".door"):
+            button = door.find_element(By.CSS_SELECTOR, ".answered")
+            phone.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+            button.click()
+        wait_for(phone, "12 records on the phone", lambda d: waiting(d) == 12)
+
+        # The network is back; the sync starts and orders is killed (kill -9) under it.
+        offline(phone, False)
+        click(phone, "#outbox button")
+        own.procs["orders"].kill()
+        own.procs["orders"].wait()
+        click(phone, "#outbox button")  # refused (503): the records stay on the phone
+        restart(own, "orders")
+        click(phone, "#outbox button")
+        wait_for(phone, "the outbox empty", lambda d: waiting(d) == 0, timeout=60)
+        shot(phone, "synced-after-kill-zh")
+        lists = community.ok("GET", "orders", f"{path}/walk-lists", community.staff)["walk_lists"]
+        assert [d["attempts"] for w in lists for d in w["doors"]] == [1] * 12
+        total = community.ok("GET", "orders", path, community.staff)["coverage"]["total"]
+        assert (total["reached"], total["not_yet"]) == (12, 0)
