@@ -57,10 +57,17 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from bson.codec_options import CodecOptions
+from bson.errors import InvalidBSON, InvalidDocument
 from prometheus_client import Counter, Histogram
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+)
 
 from shared.audit import AUDIT, trail_of
 from shared.commands import OutcomeBoard
@@ -107,6 +114,10 @@ class ReadModelRefused(RuntimeError):
     """The database refused a read-model write of a stored entry: the community waits (in
     its lane, retried, counted) rather than go on without that change."""
 
+
+# What the database says of a document it will not take, whatever is tried: found by
+# trying the batch's inputs one by one, then dead-lettered.
+REFUSED_BY_DATABASE = (OperationFailure, InvalidDocument, DocumentTooLarge, InvalidBSON)
 
 # Failures of the world, not of the inputs: waited out, never dead-lettered. A read model
 # the database refuses is not the inputs' fault either: the entry is stored already.
@@ -393,7 +404,15 @@ class CommunityLog(PartitionListener, Generic[S]):
                 return
             chunks = entry_sized(items)
             for i, chunk in enumerate(chunks):
-                if not await self._handle_community(community_id, chunk, patient=False):
+                try:
+                    stored = await self._handle_community(community_id, chunk, patient=False)
+                except Exception as exc:
+                    # A bug in the owner's own plumbing: this community waits (retried in
+                    # its lane, said in the log), the partition's others go on.
+                    log.error("log.owner_failed", community=community_id, error=repr(exc))
+                    self.forget(community_id)
+                    stored = False
+                if not stored:
                     self._park(community_id, [item for c in chunks[i:] for item in c])
                     return
 
@@ -473,9 +492,11 @@ class CommunityLog(PartitionListener, Generic[S]):
                 if not patient and not isinstance(exc, StaleOwner):  # a lost race: reload now
                     self.forget(community_id)
                     return False
-            except Exception as exc:
+            except REFUSED_BY_DATABASE as exc:
                 # The database refuses what was decided (a field name, a size): the same
                 # inputs will be refused again. Find the input that does it, one by one.
+                # (Any other exception is a bug in this plumbing, not in the inputs: it
+                # goes up, and the community waits in a lane of its own, see ``handle``.)
                 refused += 1
                 log.error("log.entry_refused", community=community_id, error=repr(exc))
                 if refused >= REFUSALS:

@@ -178,3 +178,33 @@ async def test_a_read_of_the_live_state_waits_for_the_decision_being_stored() ->
     owner.forget("datong")  # the store failed: the state is forgotten
     lock.release()
     assert await read is None  # the read goes to the database instead
+
+
+async def test_a_bug_in_the_owners_own_plumbing_parks_its_community_not_the_partition() -> None:
+    from shared.owner import CommunityLog
+
+    class Collections(dict[str, Any]):
+        def __missing__(self, name: str) -> object:
+            return object()
+
+    rules: Any = SimpleNamespace(table=lambda: {}, service="t")
+    owner: Any = CommunityLog(Collections(), None, rules, partitions=1, group_id="g")  # type: ignore[arg-type]
+    stored: list[str] = []
+
+    async def decide_and_store(community_id: str, items: Any, settled: Any) -> None:
+        if community_id == "a":
+            raise KeyError("a bug in deriving, not in the rules")
+        stored.append(community_id)
+
+    owner._decide_and_store = decide_and_store
+    review = o.ReviewOrder(command_id="r", actor="s", order_id="o")
+    record: Any = ConsumerRecord("t", 0, 0, 0, 0, b"", b"", None, 0, 0, [])
+    later: Any = ConsumerRecord("t", 0, 1, 0, 0, b"", b"", None, 0, 0, [])
+    batch = [
+        Input(record, Event(source="/t", community_id="a", data=review)),
+        Input(later, Event(source="/t", community_id="b", data=review)),
+    ]
+    await owner.handle(batch)  # no exception: the partition goes on
+    assert stored == ["b"] and "a" in owner._lanes
+    assert owner.held_offsets() == {"t/0": 0}  # a's record is not committed past
+    owner._lanes["a"].task.cancel()
