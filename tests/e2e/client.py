@@ -88,7 +88,7 @@ def codes_for(gateway: GatewayServer, phone: str) -> list[str]:
     return [m.group(1) for t in texts if (m := re.search(r"(\d{6})", t))]
 
 
-def known(community: Community, phone: str, role: str) -> None:
+def known(community: Community, phone: str, role: str, timeout: float = 30) -> None:
     """Wait until identity learnt what this phone is (from the other services' events
     into its directory, a moment after they happened; staff as named): a sign-in before
     that is, rightly, nobody's."""
@@ -106,7 +106,7 @@ def known(community: Community, phone: str, role: str) -> None:
                 x["role"] == role and x["present"] for x in named
             )
 
-        eventually(learnt, what=f"identity to know the {role}'s phone")
+        eventually(learnt, timeout, what=f"identity to know the {role}'s phone")
 
 
 def auth(tok: str) -> dict[str, str]:

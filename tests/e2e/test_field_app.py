@@ -300,7 +300,8 @@ def test_door_records_reach_the_server_once_though_it_is_killed_mid_sync(
         community.import_households(rows)
         number = new_phone()
         community.volunteer("g1", capacity=2, phone=number)
-        known(community, number, "volunteer")
+        # Services just started: identity's consumers may still be joining their group.
+        known(community, number, "volunteer", timeout=120)
         round_ = community.ok(
             "POST", "orders", "/v1/campaigns", community.staff, json={"title": "晚间排查"}
         )
@@ -325,6 +326,8 @@ def test_door_records_reach_the_server_once_though_it_is_killed_mid_sync(
         restart(own, "orders")
         click(phone, "#outbox button")
         wait_for(phone, "the outbox empty", lambda d: waiting(d) == 0, timeout=60)
+        states = [e.text for e in phone.find_elements(By.CSS_SELECTOR, ".door .state")]
+        assert states == ["已应答 · 已上传"] * 12  # each door says it went up
         shot(phone, "synced-after-kill-zh")
         lists = community.ok("GET", "orders", f"{path}/walk-lists", community.staff)["walk_lists"]
         assert [d["attempts"] for w in lists for d in w["doors"]] == [1] * 12

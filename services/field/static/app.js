@@ -24,7 +24,7 @@ const T = {
     received: "已收到", held: "待审核", accepted: "已接单", assigned: "已安排志愿者",
     picked_up: "配送中", delivered: "已送达", failed: "未能送达", cancelled: "已取消",
     offered: "待接受", not_yet: "未敲门", reached: "已联系", handed_over: "已交网格员",
-    back: "返回", saved: "已保存在手机上", problem: "出错了", needs_network: "联网后显示任务。",
+    back: "返回", saved: "已保存在手机上", sent: "已上传", problem: "出错了", needs_network: "联网后显示任务。",
     arrived: "收到了", thanks: "谢谢，已确认收到。", call_me: "请社区给我打电话", asked: "社区工作人员会尽快给您打电话。",
   },
   en: {
@@ -45,7 +45,7 @@ const T = {
     received: "Received", held: "Being checked", accepted: "Taken", assigned: "Volunteer assigned",
     picked_up: "On the way", delivered: "Delivered", failed: "Not delivered", cancelled: "Cancelled",
     offered: "Offered", not_yet: "Not yet", reached: "Reached", handed_over: "With grid worker",
-    back: "Back", saved: "Saved on this phone", problem: "Something went wrong", needs_network: "Tasks show when the network is back.",
+    back: "Back", saved: "Saved on this phone", sent: "sent", problem: "Something went wrong", needs_network: "Tasks show when the network is back.",
     arrived: "It arrived", thanks: "Thank you: confirmed.", call_me: "Please call me", asked: "Community staff will call you soon.",
   },
 };
@@ -117,7 +117,11 @@ function sync() {
           const chunk = records.slice(i, i + 100);
           try {
             await api(`/api/orders/v1/campaigns/${campaign}/visits`, { method: "POST", body: { doors: chunk.map((r) => r.door) } });
-            for (const r of chunk) await remove("outbox", r.record_id);
+            for (const r of chunk) {
+              await remove("outbox", r.record_id);
+              const shown = document.querySelector(`.door[data-household="${r.door.household_id}"] .state`);
+              if (shown) shown.textContent = `${t(r.door.outcome)} · ${t("sent")}`;
+            }
           } catch (err) {
             if (!err.status || err.status >= 500 || err.status === 401 || err.status === 429) return; // later
             for (const r of chunk) await put("outbox", { ...r, state: "refused", detail: err.message });
