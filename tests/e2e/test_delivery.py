@@ -164,13 +164,15 @@ def test_push_notifications_go_out_through_the_gateway(
         json={"category": "garbage", "items": "2 bags"},
     )
     community.offer_for(volunteer, order["order_id"])
-    pushed = eventually(
+    pushed = eventually(  # (after "you are approved")
         lambda: [
-            b for _, b in list(gateway.received) if b["recipient"] == f"volunteer:{volunteer}"
+            b
+            for _, b in list(gateway.received)
+            if b["recipient"] == f"volunteer:{volunteer}" and b["kind"] == "offer.made"
         ],
         what="the offer pushed to the volunteer's phone",
     )
-    assert pushed[0]["kind"] == "offer.made" and pushed[0]["order_id"] == order["order_id"]
+    assert pushed[0]["order_id"] == order["order_id"]
     state = eventually(
         lambda: (
             (

@@ -66,7 +66,11 @@ def test_a_cadre_answers_by_digit_and_a_resident_confirms_or_asks_for_a_call(
     first = order(community, home["household_id"], "rice")
     offer = community.offer_for(cadre, first)
     told = eventually(
-        lambda: community.inbox(community.volunteer_token(cadre))["items"],
+        lambda: [
+            n
+            for n in community.inbox(community.volunteer_token(cadre))["items"]
+            if n["kind"] == "offer.made"
+        ],
         what="the cadre told of the offer",
     )
     assert "Reply 1 to accept, 2 to decline" in told[0]["body"]  # the message says the digits
