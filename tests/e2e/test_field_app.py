@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from doorstep_cli.localstack import browser, free_port
+from doorstep_cli.localstack import KafkaNode, browser, free_port
 from tests.conftest import Stack
 from tests.e2e.client import Community, codes_for, eventually, known, new_phone
 from tests.e2e.conftest import Running, restart, spawn, start_services, stop_services, wait_ready
@@ -275,14 +275,23 @@ def test_the_app_refuses_bad_calls_with_clear_problems(field: str) -> None:
 def own(
     stack: Stack, gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    """Services of this test's own, to kill."""
-    running = start_services(
-        stack, tmp_path_factory.mktemp("own"), {"DOORSTEP_GATEWAY_URL": gateway.url}
-    )
+    """Services of this test's own, to kill, on a broker of their own: on the session's,
+    they would join the session services' consumer groups and share their partitions."""
+    base = tmp_path_factory.mktemp("own-kafka")
+    node = KafkaNode(base / "kafka", log_file=base / "kafka.log")
+    node.start()
     try:
-        yield running
+        running = start_services(
+            Stack(node.bootstrap, stack.mongo_url, stack.origin),
+            tmp_path_factory.mktemp("own"),
+            {"DOORSTEP_GATEWAY_URL": gateway.url},
+        )
+        try:
+            yield running
+        finally:
+            stop_services(running)
     finally:
-        stop_services(running)
+        node.stop()
 
 
 def test_door_records_reach_the_server_once_though_it_is_killed_mid_sync(
