@@ -70,3 +70,27 @@ def load(settings_cls: type[S], service: str) -> S:
         ]
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class FrontEndSettings(CommonSettings):
+    """A web front end (the console, the phone app): no database, no rules; it signs
+    people in through identity and calls the services with their token."""
+
+    orders_url: str = Field(default="http://127.0.0.1:8001", pattern=r"^https?://")
+    volunteers_url: str = Field(default="http://127.0.0.1:8002", pattern=r"^https?://")
+    dispatch_url: str = Field(default="http://127.0.0.1:8003", pattern=r"^https?://")
+    notify_url: str = Field(default="http://127.0.0.1:8004", pattern=r"^https?://")
+    identity_url: str = Field(
+        default="http://127.0.0.1:8006", pattern=r"^https?://", description="Sign-in"
+    )
+    cookie_secure: bool = Field(
+        default=False, description="Send the session cookies over HTTPS only (set behind TLS)"
+    )
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "orders": self.orders_url,
+            "volunteers": self.volunteers_url,
+            "dispatch": self.dispatch_url,
+            "notify": self.notify_url,
+        }

@@ -25,6 +25,21 @@ EARLY = 60  # refresh an access token this long before it expires
 SHARED_FOR = 30.0  # seconds a refresh's answer is shared with requests that raced it
 
 
+def set_tokens(response: Any, tokens: Tokens, *, secure: bool) -> None:
+    """The session's cookies on a response: httpOnly (the page's script never sees them),
+    SameSite=Lax, for ``SESSION_SECONDS``; an empty token is left as it was."""
+    for name, value in ((ACCESS_COOKIE, tokens.access), (REFRESH_COOKIE, tokens.refresh)):
+        if value:
+            response.set_cookie(
+                name,
+                value,
+                max_age=SESSION_SECONDS,
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+            )
+
+
 class SignInRefused(Exception):
     pass
 

@@ -28,7 +28,6 @@ from services.console.overview import OPEN, overview
 from services.console.session import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
-    SESSION_SECONDS,
     IdentityAway,
     Person,
     Sessions,
@@ -36,6 +35,7 @@ from services.console.session import (
     Tokens,
 )
 from services.console.upstream import Queued, Refused, Unavailable, Upstream
+from shared import signin
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -292,16 +292,7 @@ async def sign_in_choose(
 
 
 def set_tokens(request: Request, response: Response, tokens: Tokens) -> None:
-    for name, value in ((ACCESS_COOKIE, tokens.access), (REFRESH_COOKIE, tokens.refresh)):
-        if value:
-            response.set_cookie(
-                name,
-                value,
-                max_age=SESSION_SECONDS,
-                httponly=True,
-                samesite="lax",
-                secure=request.app.state.cookie_secure,
-            )
+    signin.set_tokens(response, tokens, secure=request.app.state.cookie_secure)
 
 
 def signed_in(request: Request, tokens: Tokens) -> Response:

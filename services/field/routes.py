@@ -15,13 +15,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
+from shared import signin
 from shared.api import StrictBody
 from shared.auth import Principal, Role, decode
 from shared.problem import Problem
 from shared.signin import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
-    SESSION_SECONDS,
     IdentityAway,
     IdentityClient,
     SignInRefused,
@@ -142,16 +142,7 @@ async def principal_of(request: Request) -> tuple[Principal, str, Tokens | None]
 
 
 def set_tokens(request: Request, response: Response, tokens: Tokens) -> None:
-    for name, value in ((ACCESS_COOKIE, tokens.access), (REFRESH_COOKIE, tokens.refresh)):
-        if value:
-            response.set_cookie(
-                name,
-                value,
-                max_age=SESSION_SECONDS,
-                httponly=True,
-                samesite="lax",
-                secure=request.app.state.cookie_secure,
-            )
+    signin.set_tokens(response, tokens, secure=request.app.state.cookie_secure)
 
 
 async def signed_in(request: Request, tokens: Tokens) -> JSONResponse:
