@@ -3,6 +3,7 @@ broker and database of the session's stack."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -192,3 +193,36 @@ def community(services: Running) -> Iterator[Community]:
 
     with httpx.Client(timeout=120) as http:
         yield Community(services, http, f"c{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def front_end(
+    name: str, services: Running, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A web front end (``console``, ``field``) as a real process, in front of these
+    services; its URL while it runs."""
+    port = free_port()
+    log = tmp_path_factory.mktemp(name) / f"{name}.log"
+    env = {
+        **services.envs["orders"],
+        "DOORSTEP_PORT": str(port),
+        "DOORSTEP_ORDERS_URL": services.urls["orders"],
+        "DOORSTEP_VOLUNTEERS_URL": services.urls["volunteers"],
+        "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
+        "DOORSTEP_NOTIFY_URL": services.urls["notify"],
+        "DOORSTEP_IDENTITY_URL": services.urls["identity"],
+    }
+    env.pop("DOORSTEP_MONGO_DATABASE", None)
+    running = Running(
+        urls={name: f"http://127.0.0.1:{port}"},
+        databases={},
+        stack=services.stack,
+        procs={name: spawn(name, env, log)},
+        logs={name: log},
+        envs={name: env},
+    )
+    wait_ready(running, (name,))
+    try:
+        yield running.urls[name]
+    finally:
+        stop_services(running)

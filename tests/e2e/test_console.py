@@ -23,7 +23,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from doorstep_cli.localstack import browser, free_port
+from doorstep_cli.localstack import browser
 from services.console.session import sign_in_link
 from shared.auth import Role
 from tests.e2e.client import (
@@ -35,7 +35,7 @@ from tests.e2e.client import (
     new_phone,
     token,
 )
-from tests.e2e.conftest import SIGNING_KEY, Running, spawn, stop_services, wait_ready
+from tests.e2e.conftest import SIGNING_KEY, Running, front_end
 from tests.gateway import GatewayServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -44,32 +44,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 @pytest.fixture(scope="module")
 def console(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The console as a real process, in front of the session's services."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("console") / "console.log"
-    env = {
-        **services.envs["orders"],
-        "DOORSTEP_PORT": str(port),
-        "DOORSTEP_ORDERS_URL": services.urls["orders"],
-        "DOORSTEP_VOLUNTEERS_URL": services.urls["volunteers"],
-        "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
-        "DOORSTEP_NOTIFY_URL": services.urls["notify"],
-        "DOORSTEP_IDENTITY_URL": services.urls["identity"],
-    }
-    env.pop("DOORSTEP_MONGO_DATABASE", None)
-    proc = spawn("console", env, log)
-    running = Running(
-        urls={"console": f"http://127.0.0.1:{port}"},
-        databases={},
-        stack=services.stack,
-        procs={"console": proc},
-        logs={"console": log},
-        envs={"console": env},
-    )
-    wait_ready(running, ("console",))
-    try:
-        yield running.urls["console"]
-    finally:
-        stop_services(running)
+    with front_end("console", services, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

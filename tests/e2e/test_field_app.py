@@ -6,7 +6,6 @@ Screenshots in ``test-artifacts/app/``."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from doorstep_cli.localstack import KafkaNode, browser, free_port
+from doorstep_cli.localstack import KafkaNode, browser
 from tests.conftest import Stack
 from tests.e2e.client import Community, codes_for, eventually, known, new_phone
-from tests.e2e.conftest import Running, restart, spawn, start_services, stop_services, wait_ready
+from tests.e2e.conftest import Running, front_end, restart, start_services, stop_services
 from tests.gateway import GatewayServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
@@ -36,34 +35,8 @@ def field(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield url
 
 
-@contextlib.contextmanager
-def field_app(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("field") / "field.log"
-    env = {
-        **services.envs["orders"],
-        "DOORSTEP_PORT": str(port),
-        "DOORSTEP_ORDERS_URL": services.urls["orders"],
-        "DOORSTEP_VOLUNTEERS_URL": services.urls["volunteers"],
-        "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
-        "DOORSTEP_NOTIFY_URL": services.urls["notify"],
-        "DOORSTEP_IDENTITY_URL": services.urls["identity"],
-    }
-    env.pop("DOORSTEP_MONGO_DATABASE", None)
-    proc = spawn("field", env, log)
-    running = Running(
-        urls={"field": f"http://127.0.0.1:{port}"},
-        databases={},
-        stack=services.stack,
-        procs={"field": proc},
-        logs={"field": log},
-        envs={"field": env},
-    )
-    wait_ready(running, ("field",))
-    try:
-        yield running.urls["field"]
-    finally:
-        stop_services(running)
+def field_app(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return front_end("field", services, tmp_path_factory)
 
 
 @pytest.fixture()

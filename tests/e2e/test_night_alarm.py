@@ -20,6 +20,18 @@ def pages_to(gateway: GatewayServer, order_id: str) -> list[str]:
     ]
 
 
+def place(community: Community, household_id: str, items: str, **body: object) -> str:
+    """Staff place an order for a household (on the phone with them)."""
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.staff,
+        json={"household_id": household_id, "items": items, **body},
+    )
+    return str(placed["order_id"])
+
+
 def test_an_urgent_order_at_night_wakes_the_on_call_list_until_someone_takes_it(
     community: Community, gateway: GatewayServer
 ) -> None:
@@ -31,14 +43,7 @@ def test_an_urgent_order_at_night_wakes_the_on_call_list_until_someone_takes_it(
     staff = community.staff
 
     def order(**body: object) -> str:
-        placed = community.ok(
-            "POST",
-            "orders",
-            "/v1/orders",
-            staff,
-            json={"household_id": home["household_id"], "items": "to the isolation hotel", **body},
-        )
-        return str(placed["order_id"])
+        return place(community, home["household_id"], "to the isolation hotel", **body)
 
     transfer = order(category="transfer")
     # Two texts to the first person, then the second is woken.
@@ -82,14 +87,7 @@ def test_an_alarm_stops_when_its_order_is_taken_or_cancelled_and_a_held_one_wake
     staff = community.staff
 
     def order(**body: object) -> str:
-        placed = community.ok(
-            "POST",
-            "orders",
-            "/v1/orders",
-            staff,
-            json={"household_id": home["household_id"], "items": "to hospital", **body},
-        )
-        return str(placed["order_id"])
+        return place(community, home["household_id"], "to hospital", **body)
 
     # Held for review at night (nothing is accepted by itself here): still someone is woken.
     held = order(category="transfer")
