@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run token console-link ops-account seed bench soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
+.PHONY: help setup run token console-link ops-account seed bench app-figures soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ test-faults: setup ## The fault tests alone, with their recovery times (kill -9,
 
 bench: setup ## Open-loop load against the real stack: figures per step, then one `bench:` line
 	@$(PY) -m doorstep_cli bench $(ARGS)
+
+app-figures: $(READY) ## The phone app's figures: transfer size, slow-3G loads, offer → screen, accessibility audit
+	@$(PY) -m doorstep_cli setup --browser
+	@$(PY) -m pytest tests/e2e/test_field_figures.py -s -q
 
 soak: setup ## Faults one after another under a steady flow of orders, then exactly-once checks: make soak ARGS='--minutes 10'
 	@$(PY) -m tests.soak $(ARGS)

@@ -209,18 +209,42 @@ def cjk_font() -> Path:
         return cards.find_font()
     target = cache_dir() / cards.CACHED_FONT
     _log(f"fetching Noto Sans SC into {target} (once, 57 MB)")
+    return npm_file(NOTO_TARBALL, NOTO_SHA512, NOTO_MEMBER, target)
+
+
+# axe-core (Deque, MPL-2.0) from the npm registry: the phone app's accessibility audit runs
+# it in the system Chromium. Pinned by the tarball's sha512.
+AXE_TARBALL = "https://registry.npmjs.org/axe-core/-/axe-core-4.11.0.tgz"
+AXE_SHA512 = (
+    "8a561a9c453cbf1c417b1a4977c716338125490ab841cb422ca8a1d1349f8c87"
+    "c24137b21ffeb356b98825f2cfaca4ca2516e21be71f9d96d02230252661758d"
+)
+
+
+def axe_core() -> Path:
+    """axe.min.js, fetched once into the cache."""
+    target = cache_dir() / "axe-core-4.11.0" / "axe.min.js"
+    if target.exists():
+        return target
+    _log(f"fetching axe-core into {target} (once)")
+    return npm_file(AXE_TARBALL, AXE_SHA512, "package/axe.min.js", target)
+
+
+def npm_file(url: str, sha512: str, member_name: str, target: Path) -> Path:
+    """One file of an npm package's tarball, checked against its pinned sha512, written
+    atomically: a half-written file is never taken for one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tarball = target.parent / "noto-sans-sc.tgz"
-    urllib.request.urlretrieve(NOTO_TARBALL, tarball)
-    if hashlib.sha512(tarball.read_bytes()).hexdigest() != NOTO_SHA512:
+    tarball = target.parent / f"{target.name}.tgz"
+    urllib.request.urlretrieve(url, tarball)
+    if hashlib.sha512(tarball.read_bytes()).hexdigest() != sha512:
         tarball.unlink()
-        raise StackError(f"{NOTO_TARBALL}: not the pinned file (sha512 differs)")
+        raise StackError(f"{url}: not the pinned file (sha512 differs)")
     with tarfile.open(tarball) as archive:
-        member = archive.extractfile(NOTO_MEMBER)
+        member = archive.extractfile(member_name)
         assert member is not None
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(member.read())
-    tmp.rename(target)  # atomic: a half-written font is never taken for one
+    tmp.rename(target)
     tarball.unlink()
     return target
 

@@ -36,7 +36,7 @@ def setup(
     browser: bool = typer.Option(False, help="Also Chromium, for the console's browser tests"),
 ) -> None:
     """Fetch the Kafka jars and build FerretDB into the cache (once; later runs reuse them);
-    install Chromium for the console's browser tests if it is missing; find a Chinese font
+    install Chromium (and fetch axe-core) for the browser tests if missing; find a Chinese font
     for contact cards (fetched into the cache if the system has none)."""
     started = time.monotonic()
     libs = localstack.kafka_libs()
@@ -45,6 +45,7 @@ def setup(
     if browser:  # first: it brings a Chinese font too
         chromium, driver = localstack.browser()
         console.print(f"Chromium:   {chromium} ({driver})")
+        console.print(f"axe-core:   {localstack.axe_core()}")
     console.print(f"Card font:  {localstack.cjk_font()}")
     console.print(f"set-up took {time.monotonic() - started:.1f}s")
 

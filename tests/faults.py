@@ -2,7 +2,8 @@
 real one (connections reset, new ones refused) and the processes are left alone.
 
 Written here in asyncio rather than Toxiproxy: ~60 lines, no Go build or control API to
-run, and "cut" and "restore" are the only faults the tests need. (The broker is cut by
+run, and "cut", "restore" and a slow link (one-way delay, a rate in bytes per second, as a
+phone on slow 3G has) are the only faults the tests need. (The broker is cut by
 killing and restarting its process instead: Kafka clients reconnect to the advertised
 listener, which a plain proxy would not be.)
 """
@@ -10,6 +11,7 @@ listener, which a plain proxy would not be.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from types import TracebackType
 
@@ -17,8 +19,12 @@ from doorstep_cli.localstack import free_port
 
 
 class TcpProxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, delay: float = 0.0, rate: float = 0.0
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.delay = delay  # seconds each way
+        self.rate = rate  # bytes per second each way; 0 is unlimited
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -69,6 +75,9 @@ class TcpProxy:
         await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.delay or self.rate:
+            await self._slow_pipe(reader, writer)
+            return
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -76,5 +85,37 @@ class TcpProxy:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _slow_pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Each chunk leaves when the link has carried it (the rate) and arrives ``delay``
+        later; chunks in flight overlap, as on a real link, so a large reply costs one
+        delay, not one per chunk."""
+        loop = asyncio.get_running_loop()
+        in_flight: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        link_free = loop.time()
+
+        async def deliver() -> None:
+            while (item := await in_flight.get())[1]:
+                await asyncio.sleep(max(0.0, item[0] - loop.time()))
+                writer.write(item[1])
+                await writer.drain()
+
+        delivering = asyncio.create_task(deliver())
+        try:
+            while data := await reader.read(4096):
+                link_free = max(link_free, loop.time()) + (
+                    len(data) / self.rate if self.rate else 0
+                )
+                await asyncio.sleep(max(0.0, link_free - loop.time()))  # the link is busy
+                in_flight.put_nowait((link_free + self.delay, data))
+            in_flight.put_nowait((link_free + self.delay, b""))
+            await delivering
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(RuntimeError):  # the proxy's loop already closed
+                delivering.cancel()
             self._writers.discard(writer)
             writer.transport.abort()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from services.field import routes
@@ -44,6 +45,9 @@ def create_app(settings: FieldSettings) -> FastAPI:
             await app.state.identity.close()
 
     app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    # Phones on a slow link: the script and the QR decoder's WebAssembly shrink to a third or
+    # less. (Starlette leaves the SSE stream uncompressed, so events are not held back.)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
     app.include_router(routes.router)
     return app

@@ -596,6 +596,8 @@ def walk_list_view(
             {
                 "household_id": household_id,
                 "address": household.get("address_text"),
+                # the code on the household's contact card: scanning it finds the door
+                "card_code": household.get("card_code"),
                 "flags": household.get("flags", []),
                 "state": state.state,
                 "revisit_due": state.due,

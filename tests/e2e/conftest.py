@@ -4,6 +4,7 @@ broker and database of the session's stack."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import subprocess
@@ -12,9 +13,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,6 +26,8 @@ from tests.conftest import Stack
 from tests.gateway import GatewayServer, running_gateway
 
 if TYPE_CHECKING:
+    from selenium import webdriver
+
     from tests.e2e.client import Community
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +56,7 @@ class Running:
     procs: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
     envs: dict[str, dict[str, str]]
-    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more instances
+    extra: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)  # more instances
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
@@ -226,3 +229,26 @@ def front_end(
         yield running.urls[name]
     finally:
         stop_services(running)
+
+
+@pytest.fixture(scope="module")
+def field(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The field app as a real process, in front of the session's services."""
+    with field_app(services, tmp_path_factory) as url:
+        yield url
+
+
+def field_app(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return front_end("field", services, tmp_path_factory)
+
+
+@pytest.fixture()
+def phone() -> Iterator[webdriver.Chrome]:
+    """A phone: Chromium emulating a 360-px Android screen, with a fresh profile."""
+    from tests.e2e.phone import open_phone  # it needs the client, which needs this module
+
+    driver = open_phone()
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -9,101 +9,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+import segno
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from doorstep_cli.localstack import KafkaNode, browser
+from doorstep_cli.localstack import KafkaNode
 from tests.conftest import Stack
-from tests.e2e.client import Community, codes_for, eventually, known, new_phone
-from tests.e2e.conftest import Running, front_end, restart, start_services, stop_services
+from tests.e2e.client import Community, eventually, known, new_phone
+from tests.e2e.conftest import Running, field_app, restart, start_services, stop_services
+from tests.e2e.phone import click, offline, open_phone, shot, sign_in, wait_for, waiting
 from tests.gateway import GatewayServer
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
-
-
-@pytest.fixture(scope="module")
-def field(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The field app as a real process, in front of the session's services."""
-    with field_app(services, tmp_path_factory) as url:
-        yield url
-
-
-def field_app(services: Running, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return front_end("field", services, tmp_path_factory)
-
-
-@pytest.fixture()
-def phone() -> Iterator[webdriver.Chrome]:
-    """A phone: Chromium emulating a 360-px Android screen, with a fresh profile."""
-    chromium, chromedriver = browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=zh-CN"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    options.add_experimental_option(
-        "mobileEmulation",
-        {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 2.0, "touch": True}},
-    )
-    driver = webdriver.Chrome(options=options, service=Service(str(chromedriver)))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(driver: webdriver.Chrome, what: str, check: Any, timeout: float = 30) -> Any:
-    def attempt(d: webdriver.Chrome) -> Any:
-        try:
-            return check(d)
-        except WebDriverException:  # the view re-rendered meanwhile
-            return False
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(attempt, what)
-
-
-def shot(driver: webdriver.Chrome, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-
-
-def click(driver: webdriver.Chrome, css: str) -> None:
-    """Find and click in one step, again if the view re-rendered in between."""
-    wait_for(driver, css, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
-
-
-def sign_in(driver: webdriver.Chrome, field: str, gateway: GatewayServer, phone: str) -> None:
-    driver.get(field)
-    wait_for(driver, "the phone field", lambda d: d.find_element(By.ID, "phone")).send_keys(phone)
-    shot(driver, "signin-zh")
-    before = len(codes_for(gateway, phone))
-    click(driver, "#send")
-    code = eventually(
-        lambda: (c := codes_for(gateway, phone)) and len(c) > before and c[-1],
-        what="the sign-in code texted",
-    )
-    wait_for(driver, "the code field", lambda d: d.find_element(By.ID, "code").is_displayed())
-    driver.find_element(By.ID, "code").send_keys(code)
-    click(driver, "#verify")
-
-
-def offline(driver: webdriver.Chrome, off: bool) -> None:
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd(
-        "Network.emulateNetworkConditions",
-        {"offline": off, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
-
-
-def waiting(driver: webdriver.Chrome) -> int:
-    return int(driver.find_element(By.ID, "waiting").get_attribute("data-count") or 0)
 
 
 def test_a_cadre_records_doors_offline_and_each_reaches_the_server_once(
@@ -157,6 +75,107 @@ def test_a_cadre_records_doors_offline_and_each_reaches_the_server_once(
     lists = community.ok("GET", "orders", f"{path}/walk-lists", community.staff)["walk_lists"]
     assert [d["attempts"] for w in lists for d in w["doors"]] == [1] * 30
     assert cadre in {w["volunteer_id"] for w in lists}
+
+
+def camera_showing(text: str, path: Path) -> Path:
+    """A video for Chromium's fake camera: a QR code of ``text``, black on white, in the
+    middle of a 640x480 frame (Y4M, 4:2:0; the browser loops it)."""
+    matrix = segno.make_qr(text, error="m").matrix
+    width, height, quiet = 640, 480, 4
+    scale = 400 // (len(matrix) + 2 * quiet)
+    left = (width - (len(matrix) + 2 * quiet) * scale) // 2
+    top = (height - (len(matrix) + 2 * quiet) * scale) // 2
+    luma = bytearray([235]) * (width * height)
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            if dark:
+                for dy in range(scale):
+                    at = (top + (r + quiet) * scale + dy) * width + left + (c + quiet) * scale
+                    luma[at : at + scale] = bytes([16]) * scale
+    chroma = bytes([128]) * (width * height // 4)
+    frame = b"FRAME\n" + bytes(luma) + chroma + chroma
+    path.write_bytes(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n" + frame * 2)
+    return path
+
+
+def full_width(text: str) -> str:
+    return "".join(chr(ord(ch) + 0xFEE0) for ch in text)
+
+
+def test_a_cadre_finds_a_door_by_its_contact_card_scanned_or_typed_in_the_stairwell(
+    field: str, community: Community, gateway: GatewayServer, tmp_path: Path
+) -> None:
+    community.define()
+    community.import_households(
+        [f"Datong Garden,7,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(6)]
+    )
+    number = new_phone()
+    community.volunteer("g1", capacity=2, phone=number)
+    known(community, number, "volunteer")
+    round_ = community.ok(
+        "POST", "orders", "/v1/campaigns", community.staff, json={"title": "扫码排查"}
+    )
+    path = f"/v1/campaigns/{round_['campaign_id']}/walk-lists"
+    [walk] = community.ok("GET", "orders", path, community.staff)["walk_lists"]
+    typed, scanned = walk["doors"][2], walk["doors"][4]
+    camera = camera_showing(
+        f"http://127.0.0.1:8006/card/{scanned['card_code']}", tmp_path / "card.y4m"
+    )
+    phone = open_phone(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    )
+    try:
+        sign_in(phone, field, gateway, number)
+        click(phone, "#rounds .take")
+        click(phone, "#rounds .open")
+        wait_for(phone, "6 doors", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".door")) == 6)
+        wait_for(
+            phone,
+            "the QR decoder fetched while online",
+            lambda d: d.execute_script(
+                "return performance.getEntriesByType('resource')"
+                ".some((e) => e.name.endsWith('zxing_reader.wasm'))"
+            ),
+        )
+
+        # In the stairwell, the app opened again with no network: the list, the decoder and
+        # the app itself come from the phone.
+        offline(phone, True)
+        phone.get(field)
+        click(phone, "#rounds .open")
+        box = wait_for(phone, "the card code box", lambda d: d.find_element(By.ID, "card-code"))
+        box.send_keys(full_width(typed["card_code"].lower()))  # as a phone keyboard may type it
+        click(phone, "#find-card")
+        found = wait_for(
+            phone, "the typed door", lambda d: d.find_element(By.CSS_SELECTOR, ".door.found")
+        )
+        assert found.get_attribute("data-household") == typed["household_id"]
+
+        click(phone, "#scan")
+        wait_for(
+            phone,
+            "the scanned door",
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, ".door.found").get_attribute("data-household")
+                == scanned["household_id"]
+            ),
+        )
+        assert not phone.find_elements(By.ID, "scanner")  # the camera closed by itself
+        assert scanned["address"] in phone.find_element(By.ID, "found").text
+        shot(phone, "card-found-zh")
+
+        # A card from another community's list is said so, not matched to a door here.
+        box = phone.find_element(By.ID, "card-code")
+        box.clear()
+        box.send_keys("XXXX-XXXX")
+        click(phone, "#find-card")
+        wait_for(
+            phone, "not on the list", lambda d: "XXXXXXXX" in d.find_element(By.ID, "found").text
+        )
+    finally:
+        phone.quit()
 
 
 def test_a_resident_orders_and_sees_the_order_to_the_door(

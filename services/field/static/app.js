@@ -26,6 +26,10 @@ const T = {
     offered: "待接受", not_yet: "未敲门", reached: "已联系", handed_over: "已交网格员",
     back: "返回", saved: "已保存在手机上", sent: "已上传", problem: "出错了", needs_network: "联网后显示任务。",
     arrived: "收到了", thanks: "谢谢，已确认收到。", call_me: "请社区给我打电话", asked: "社区工作人员会尽快给您打电话。",
+    card_code: "联系卡卡号", find: "查找", scan: "扫码", close: "关闭", scan_hint: "把联系卡上的二维码放进画面。",
+    scan_photo: "或拍一张二维码的照片", no_camera: "无法打开摄像头：请拍一张二维码的照片，或输入卡号。",
+    no_qr: "照片里没有找到二维码，请再拍一次。", not_on_list: "这张卡不在您领取的名单上。", found_door: "找到了：",
+    no_decoder: "扫码工具还没下载：联网后再试，或输入卡号。",
   },
   en: {
     title: "Community service", lang: "中文", big: "Large text", small: "Normal text", out: "Sign out",
@@ -47,6 +51,10 @@ const T = {
     offered: "Offered", not_yet: "Not yet", reached: "Reached", handed_over: "With grid worker",
     back: "Back", saved: "Saved on this phone", sent: "sent", problem: "Something went wrong", needs_network: "Tasks show when the network is back.",
     arrived: "It arrived", thanks: "Thank you: confirmed.", call_me: "Please call me", asked: "Community staff will call you soon.",
+    card_code: "Contact card code", find: "Find", scan: "Scan card", close: "Close", scan_hint: "Hold the card's QR code in view.",
+    scan_photo: "Or take a photo of the QR code", no_camera: "The camera cannot be opened: take a photo of the QR code, or type the card code.",
+    no_qr: "No QR code found in the photo: take it again.", not_on_list: "This card is not on a list you took.", found_door: "Found: ",
+    no_decoder: "The scanner is not downloaded yet: try again online, or type the card code.",
   },
 };
 // Chinese unless the browser asks for English (or the person chose).
@@ -323,15 +331,32 @@ async function showRounds(box) {
 
 const NEEDS = ["medicine", "food", "medical_attention", "other"];
 
-async function doors(listId) {
+async function doors(listId, cardCode) {
   clearInterval(timer);
   live?.close();
+  loadDecoder().catch(() => {}); // fetched now, while online, so scanning works in the stairwell
   const walk = (await all("lists")).find((w) => w.list_id === listId);
   const queued = await all("outbox");
   const recorded = new Map(queued.map((r) => [r.door.household_id, r]));
+  const codeInput = h("input", { id: "card-code", autocomplete: "off", autocapitalize: "characters", maxlength: "40" });
+  const said = h("p", { class: "muted", id: "found", role: "status" });
+  const goTo = async (text) => {
+    const code = cardCodeOf(text);
+    const door = walk.doors.find((d) => d.card_code && d.card_code === code);
+    if (door) return showDoor(door, said);
+    const other = (await all("lists")).find((w) => w.doors.some((d) => d.card_code === code));
+    if (other) return doors(other.list_id, code);
+    said.textContent = `${t("not_on_list")} (${code})`;
+  };
   main.replaceChildren(
     h("button", { type: "button", class: "link", onclick: () => render() }, t("back")),
     h("h2", {}, `${walk.compound} ${walk.building}`),
+    h("form", { class: "card find", onsubmit: (e) => { e.preventDefault(); goTo(codeInput.value); } },
+      h("label", {}, t("card_code"), codeInput),
+      h("div", { class: "row" },
+        h("button", { type: "submit", class: "secondary", id: "find-card" }, t("find")),
+        h("button", { type: "button", id: "scan", onclick: () => scan(goTo, said) }, t("scan"))),
+      said),
     ...walk.doors.map((door) => {
       const needs = NEEDS.map((n) => h("label", { class: "row" }, h("input", { type: "checkbox", value: n, style: "width:auto" }), t(n)));
       const state = h("span", { class: "state muted" }, recorded.has(door.household_id) ? t("saved") : t(door.state));
@@ -346,7 +371,7 @@ async function doors(listId) {
         showOutbox();
         if (navigator.onLine) sync();
       };
-      return h("div", { class: "card door", "data-household": door.household_id },
+      return h("div", { class: "card door", "data-household": door.household_id, "data-card": door.card_code || "" },
         h("strong", {}, door.address || door.household_id), state,
         h("div", { class: "row" },
           h("button", { type: "button", class: "answered", onclick: () => record("answered") }, t("answered")),
@@ -356,6 +381,87 @@ async function doors(listId) {
     }),
     h("div", { class: "outbox", id: "outbox" }));
   showOutbox();
+  if (cardCode) goTo(cardCode);
+}
+
+function showDoor(door, said) {
+  for (const el of document.querySelectorAll(".door.found")) el.classList.remove("found");
+  const el = document.querySelector(`.door[data-household="${door.household_id}"]`);
+  el.classList.add("found");
+  el.querySelector("details").open = true;
+  el.scrollIntoView({ block: "center" });
+  said.textContent = t("found_door") + (door.address || door.household_id);
+}
+
+// A scanned card gives its URL (…/card/CODE), a typed one the code, perhaps in full-width
+// letters or with spaces: both come down to the code as printed.
+function cardCodeOf(text) {
+  const last = text.normalize("NFKC").trim().split("/").filter(Boolean).pop() || "";
+  return last.toUpperCase().replace(/[^A-Z0-9]/g, "");
+}
+
+// --- scanning a contact card's QR code ------------------------------------------------------
+// zxing-wasm (ZXing-C++ compiled to WebAssembly, served from here): it needs no Google
+// services, unlike the browser's BarcodeDetector on Android. The live camera where the
+// browser gives one (HTTPS or localhost); a photo of the code where it does not.
+
+const ZXING = "/static/vendor/zxing-wasm-3.1.8/";
+const QR_ONLY = { formats: ["QRCode"], tryHarder: true, maxNumberOfSymbols: 1 };
+let decoder = null;
+function loadDecoder() {
+  decoder ??= new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = `${ZXING}reader.js`;
+    script.onload = async () => {
+      try {
+        // Never the library's default CDN: the wasm comes from this origin (and the cache).
+        await globalThis.ZXingWASM.prepareZXingModule({ overrides: { locateFile: (file) => ZXING + file }, fireImmediately: true });
+        resolve(globalThis.ZXingWASM);
+      } catch (err) { decoder = null; script.remove(); reject(err); }
+    };
+    script.onerror = () => { decoder = null; script.remove(); reject(new Error(t("no_decoder"))); };
+    document.head.append(script);
+  });
+  return decoder;
+}
+
+async function scan(onText, said) {
+  let zx;
+  try { zx = await loadDecoder(); } catch (err) { said.textContent = t("no_decoder"); return; }
+  const video = h("video", { playsinline: true, muted: true, autoplay: true });
+  const note = h("p", {}, t("scan_hint"));
+  const photo = h("input", { type: "file", accept: "image/*", capture: "environment", id: "scan-photo" });
+  const sheet = h("div", { class: "scanner", id: "scanner", role: "dialog", "aria-label": t("scan") },
+    video, note, h("label", {}, t("scan_photo"), photo),
+    h("button", { type: "button", class: "secondary", onclick: () => stop() }, t("close")));
+  document.body.append(sheet);
+  let stream = null;
+  let stopped = false;
+  const stop = () => { stopped = true; stream?.getTracks().forEach((track) => track.stop()); sheet.remove(); };
+  const read = (results) => {
+    const hit = results.find((r) => r.isValid && r.text);
+    if (hit) { stop(); onText(hit.text); }
+    return Boolean(hit);
+  };
+  photo.onchange = async () => {
+    if (photo.files[0] && !read(await zx.readBarcodes(photo.files[0], QR_ONLY))) note.textContent = t("no_qr");
+  };
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
+  } catch (noCamera) { video.hidden = true; note.textContent = t("no_camera"); return; }
+  if (stopped) return stream.getTracks().forEach((track) => track.stop());
+  video.srcObject = stream;
+  const canvas = document.createElement("canvas");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  while (!stopped) {
+    if (video.videoWidth) {
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      ctx.drawImage(video, 0, 0);
+      if (read(await zx.readBarcodes(ctx.getImageData(0, 0, canvas.width, canvas.height), QR_ONLY))) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 // --- live: the inbox's stream while the app is open ---------------------------------------

@@ -30,7 +30,17 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (url.pathname.startsWith("/api/") || url.pathname.startsWith("/session")) return;
   if (url.pathname.startsWith("/static/")) {
-    event.respondWith(caches.match(event.request).then((hit) => hit || fetch(event.request)));
+    // Versioned, so never stale: kept once fetched (the QR decoder, fetched when a walk
+    // list opens, is then there in the stairwell).
+    event.respondWith((async () => {
+      const hit = await caches.match(event.request);
+      if (hit) return hit;
+      const fresh = await fetch(event.request);
+      if (fresh.ok && (url.search || url.pathname.startsWith("/static/vendor/"))) {
+        await (await caches.open(CACHE)).put(event.request, fresh.clone());
+      }
+      return fresh;
+    })());
     return;
   }
   if (event.request.mode === "navigate" || url.pathname === "/manifest.webmanifest") {
