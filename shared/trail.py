@@ -23,6 +23,8 @@ DETAIL_FIELDS = (
     "note",
     "outcome",
     "not_reached",
+    "proof",
+    "photo_url",
 )
 
 

@@ -68,6 +68,7 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "reason": ("原因", "Reason"),
     "message": ("内容", "Message"),
     "nothing": ("暂无", "Nothing here"),
+    "photo": ("照片", "photo"),
     "pending": ("待审批报到", "Registrations to approve"),
     "approve": ("批准", "Approve"),
     "name": ("姓名", "Name"),

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlparse
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.templating import Jinja2Templates
@@ -868,6 +869,20 @@ async def order_page(order_id: str, request: Request, who: Who, services: Servic
     order = await visible_order(services, who, order_id)
     steps = await trail(services, who, f"order/{order_id}")
     return page(request, "order.html", who, order=order, steps=steps, subject=f"order/{order_id}")
+
+
+@router.get("/photos/{photo_id}")
+async def delivery_photo(
+    photo_id: Annotated[str, PathParam(pattern=r"^[0-9a-f-]{36}$")], who: Who, services: Services
+) -> Response:
+    """A delivery photo from an order's trail, fetched with the person's own token:
+    dispatch decides who may see it."""
+    found = await services.fetch(who, "GET", "dispatch", f"/v1/photos/{photo_id}")
+    return Response(
+        found.content,
+        media_type=found.headers.get("content-type"),
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/audit/{kind}/{item_id}")

@@ -40,6 +40,11 @@ class Upstream:
         await self._client.aclose()
 
     async def call(self, person: Person, method: str, service: str, path: str, **kw: Any) -> Any:
+        return (await self.fetch(person, method, service, path, **kw)).json()
+
+    async def fetch(
+        self, person: Person, method: str, service: str, path: str, **kw: Any
+    ) -> httpx.Response:
         # The person's own token: the services enforce their role and grid themselves.
         headers = {"Authorization": f"Bearer {person.token}"}
         headers |= kw.pop("headers", {})
@@ -64,7 +69,7 @@ class Upstream:
             except ValueError:
                 detail = response.reason_phrase
             raise Refused(response.status_code, str(detail))
-        return response.json()
+        return response
 
     async def get(self, person: Person, service: str, path: str, **params: Any) -> Any:
         return await self.call(person, "GET", service, path, params=params or None)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
+from services.dispatch import photos
 from services.dispatch.views import open_tasks
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import CurrentPrincipal, Office, Principal, Role, Volunteer, require
@@ -117,25 +118,34 @@ def staff_community(principal: Principal) -> str:
 class DeliveryIn(StrictBody):
     handoff_code: str | None = Field(default=None, pattern=r"^[0-9]{4}$", examples=["4821"])
     photo_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    photo_id: str | None = Field(
+        default=None, pattern=photos.PHOTO_ID, description="A photo uploaded with PUT /v1/photos"
+    )
 
     @model_validator(mode="after")
     def one_proof(self) -> DeliveryIn:
-        if (self.handoff_code is None) == (self.photo_url is None):
-            raise ValueError("give exactly one proof: handoff_code or photo_url")
+        if sum(p is not None for p in (self.handoff_code, self.photo_url, self.photo_id)) != 1:
+            raise ValueError("give exactly one proof: handoff_code, photo_id or photo_url")
         return self
 
 
 @router.post("/tasks/{order_id}/deliver", summary="Delivered to the door, with proof")
 async def deliver(
-    order_id: str, body: DeliveryIn, principal: Volunteer, commands: Commands
+    order_id: str, body: DeliveryIn, principal: Volunteer, commands: Commands, database: Db
 ) -> JSONResponse:
     vid, community = volunteer(principal)
+    photo_url = body.photo_url
+    if body.photo_id is not None:  # uploaded first, by this cadre, for this order
+        photo = await photos.stored_photo(database, body.photo_id, principal)
+        if photo["order_id"] != order_id:
+            raise Problem(409, "Conflict", "that photo was taken for another order")
+        photo_url = photos.photo_path(body.photo_id)
     command = d.Deliver(
         command_id=new_command_id(),
         order_id=order_id,
         volunteer_id=vid,
         handoff_code=body.handoff_code,
-        photo_url=body.photo_url,
+        photo_url=photo_url,
     )
     return await send(commands, community, command)
 

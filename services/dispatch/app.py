@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.dispatch import api
+from services.dispatch import api, photos
 from services.dispatch.handlers import DispatchRules
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.timer import run_offer_timer
@@ -40,8 +40,14 @@ def create_app(settings: DispatchSettings) -> FastAPI:
             )
             yield
 
-    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app = service_app(
+        SERVICE,
+        lifespan,
+        description=DESCRIPTION,
+        body_limits={r"/v1/photos/[^/]+$": photos.MAX_PHOTO_BYTES},
+    )
     app.include_router(api.router)
+    app.include_router(photos.router)
     app.include_router(commands_router())
     app.include_router(audit_router())
     return app

@@ -17,7 +17,7 @@ bring the indexes, and the list of documents to store, up to date.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,12 +42,10 @@ LOCKED = (
 )
 
 
-def photo_proves(order: OrderFacts) -> bool:
+def photo_proves(category: str, household_flags: Iterable[str]) -> bool:
     """A photo shows something left at a door, not who took it in: enough where nothing
     is handed over (garbage) or the household cannot read a code off a screen."""
-    return order.category == Category.garbage or HouseholdFlag.no_smartphone in (
-        order.household_flags
-    )
+    return category == Category.garbage or HouseholdFlag.no_smartphone in household_flags
 
 
 @dataclass
@@ -501,7 +499,7 @@ class Board(BaseModel):
                 self._wrong_code(task)
             proof = "handoff_code"
         elif photo_url:
-            if not photo_proves(task.order):
+            if not photo_proves(task.order.category, task.order.household_flags):
                 raise Rejection(
                     422,
                     "a photo is proof only for garbage pickup and for households without a "

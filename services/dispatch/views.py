@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.dispatch.board import Board
+from services.dispatch.board import Board, photo_proves
 from services.dispatch.handlers import CADRES, TASKS
 
 
@@ -28,6 +28,8 @@ def task_view(task: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "grid_id": order["grid_id"],
         "address": order["address"],
         "placed_at": order["placed_at"],
+        # where a photo is proof enough (garbage set out; no smartphone to show a code)
+        "photo_proof": photo_proves(order["category"], order.get("household_flags", [])),
     }
     if view["volunteer_id"] in names:
         view["volunteer_name"] = names[view["volunteer_id"]]

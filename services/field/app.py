@@ -44,7 +44,12 @@ def create_app(settings: FieldSettings) -> FastAPI:
             await upstream.close()
             await app.state.identity.close()
 
-    app = service_app(SERVICE, lifespan, description=DESCRIPTION)
+    app = service_app(
+        SERVICE,
+        lifespan,
+        description=DESCRIPTION,
+        body_limits={r"^/api/dispatch/v1/photos/": routes.PHOTO_BYTES},
+    )
     # Phones on a slow link: the script and the QR decoder's WebAssembly shrink to a third or
     # less. (Starlette leaves the SSE stream uncompressed, so events are not held back.)
     app.add_middleware(GZipMiddleware, minimum_size=1024)

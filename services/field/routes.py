@@ -33,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 SHELL = ("app.js", "app.css", "icon.svg")  # what the service worker keeps for offline
 FIELD_ROLES = (Role.resident, Role.volunteer)
 SERVICES = ("orders", "volunteers", "dispatch", "notify")
+PHOTO_BYTES = 600_000  # a delivery photo passed on to dispatch (which holds the same limit)
 PASSED_HEADERS = (
     "content-type",
     "idempotency-key",

@@ -255,6 +255,24 @@ class Community:
             json=body or None,
         )
 
+    def put_photo(
+        self,
+        vid: str,
+        order_id: str,
+        photo_id: str,
+        content: bytes = b"\xff\xd8\xff\xe0" + bytes(2000),
+    ) -> httpx.Response:
+        """A cadre's phone uploading a delivery photo (JPEG unless ``content`` says not)."""
+        return self.call(
+            "PUT",
+            "dispatch",
+            f"/v1/photos/{photo_id}",
+            self.volunteer_token(vid),
+            params={"order_id": order_id},
+            content=content,
+            headers={"Content-Type": "image/jpeg"},
+        )
+
     def order(self, tok: str, order_id: str) -> dict[str, Any]:
         return self.ok("GET", "orders", f"/v1/orders/{order_id}", tok)  # type: ignore[no-any-return]
 

@@ -570,3 +570,33 @@ def test_staff_sign_in_with_the_code_texted_to_their_phone_on_a_small_phone_and_
         wait_for(page, "the sign-in page", lambda d: d.find_elements(By.ID, "phone"))
     finally:
         page.set_window_size(1280, 1000)
+
+
+def test_staff_see_the_photo_a_delivery_was_proven_with(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    cadre = community.volunteer("g1")
+    home = community.household("g1")["household_id"]
+    order = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.staff,
+        json={"household_id": home, "category": "garbage", "items": "两袋垃圾"},
+    )["order_id"]
+    community.offer_for(cadre, order)
+    assert community.act(cadre, order, "accept").status_code == 200
+    photo_id = str(uuid.uuid4())
+    assert community.put_photo(cadre, order, photo_id).status_code == 201
+    assert community.act(cadre, order, "deliver", photo_id=photo_id).status_code == 200
+    sign_in(page, console, community.community_id)
+    page.get(f"{console}/orders/{order}")
+    link = wait_for(
+        page, "the photo in the trail", lambda d: d.find_element(By.CSS_SELECTOR, "#trail a.photo")
+    )
+    assert link.text == "photo"
+    page.get(link.get_attribute("href"))
+    assert page.execute_script("return document.contentType") == "image/jpeg"
+    page.get(f"{console}/photos/{uuid.uuid4()}")  # none such: said, not a 500
+    assert page.find_elements(By.ID, "problem")

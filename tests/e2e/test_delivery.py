@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import httpx
 import jwt
@@ -294,3 +295,47 @@ def test_goods_with_a_cadre_who_went_off_duty_escalate_and_staff_give_them_to_an
         what="the resident told another volunteer is coming",
     )
     assert "task.released" in inbox
+
+
+def test_a_delivery_photo_is_taken_once_only_where_a_photo_proves_and_only_as_a_photo(
+    community: Community,
+) -> None:
+    community.define()
+    cadre, bystander = community.volunteer("g2", capacity=2), community.volunteer("g3")
+    placed = {}
+    for category in ("garbage", "groceries"):
+        body = {"household_id": community.household("g2")["household_id"], "category": category}
+        placed[category] = community.ok(
+            "POST", "orders", "/v1/orders", community.staff, json={**body, "items": "一袋"}
+        )["order_id"]
+        community.offer_for(cadre, placed[category])
+        assert community.act(cadre, placed[category], "accept").status_code == 200
+    garbage, groceries = placed["garbage"], placed["groceries"]
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(2000)
+
+    def put(photo_id: str, order: str, vid: str, content: bytes = jpeg) -> httpx.Response:
+        return community.put_photo(vid, order, photo_id, content)
+
+    photo_id = str(uuid.uuid4())
+    assert put(photo_id, garbage, cadre, b"<html>not a photo</html>").status_code == 415
+    assert put(photo_id, garbage, bystander).status_code == 404  # not their task
+    assert put(photo_id, groceries, cadre).status_code == 422  # a code proves
+    assert put("not-a-uuid", garbage, cadre).status_code == 422
+    assert put(photo_id, garbage, cadre, b"\xff\xd8\xff" + bytes(700_000)).status_code == 413
+    first, again = put(photo_id, garbage, cadre), put(photo_id, garbage, cadre)
+    assert first.status_code == again.status_code == 201  # a retry after a lost answer
+    assert (
+        community.call(
+            "GET", "dispatch", f"/v1/photos/{photo_id}", community.volunteer_token(bystander)
+        ).status_code
+        == 404
+    )  # another cadre does not see it
+    unknown = community.act(cadre, garbage, "deliver", photo_id=str(uuid.uuid4()))
+    assert unknown.status_code == 404, unknown.text
+    both = community.act(cadre, garbage, "deliver", photo_id=photo_id, handoff_code="1234")
+    assert both.status_code == 422
+    done = community.act(cadre, garbage, "deliver", photo_id=photo_id)
+    assert done.status_code == 200, done.text
+    community.order_status(garbage, "delivered")
+    shown = community.call("GET", "dispatch", f"/v1/photos/{photo_id}", community.staff)
+    assert (shown.status_code, shown.content) == (200, jpeg)

@@ -178,6 +178,65 @@ def test_a_cadre_finds_a_door_by_its_contact_card_scanned_or_typed_in_the_stairw
         phone.quit()
 
 
+def test_a_cadre_delivers_garbage_with_a_photo_and_reports_a_delivery_that_failed(
+    phone: webdriver.Chrome,
+    field: str,
+    community: Community,
+    gateway: GatewayServer,
+    tmp_path: Path,
+) -> None:
+    community.define()
+    number = new_phone()
+    cadre = community.volunteer("g1", capacity=2, phone=number)
+    known(community, number, "volunteer")
+    orders = {}
+    for category in ("garbage", "groceries"):
+        home = community.household("g1")["household_id"]
+        body = {"household_id": home, "category": category, "items": "两袋"}
+        orders[category] = community.ok("POST", "orders", "/v1/orders", community.staff, json=body)[
+            "order_id"
+        ]
+    garbage, groceries = orders["garbage"], orders["groceries"]
+    sign_in(phone, field, gateway, number)
+    for order in (garbage, groceries):
+        click(phone, f".task[data-order='{order}'][data-state='offered'] .accept")
+        wait_for(
+            phone,
+            "taken",
+            lambda d, o=order: d.find_element(By.CSS_SELECTOR, f".task[data-order='{o}'] .pick-up"),
+        )
+    click(phone, f".task[data-order='{garbage}'] .pick-up")
+    # Only the garbage can be proven by a photo; the groceries need the household's code.
+    assert not phone.find_elements(By.CSS_SELECTOR, f".task[data-order='{groceries}'] .photo")
+    picture = tmp_path / "bags-at-the-door.png"
+    segno.make_qr("两袋垃圾 7-1-101").save(picture, scale=40)  # any real photo-sized image
+    shot(phone, "cadre-tasks-zh")
+    field_input = wait_for(
+        phone,
+        "the photo field",
+        lambda d: d.find_element(By.CSS_SELECTOR, f".task[data-order='{garbage}'] .photo"),
+    )
+    field_input.send_keys(str(picture))
+    community.order_status(garbage, "delivered")
+    [delivered] = [p for t, p in community.dispatch_events(garbage) if t == "task.delivered"]
+    assert delivered["proof"] == "photo"
+    photo = community.call(
+        "GET", "dispatch", delivered["photo_url"].removeprefix("/dispatch"), community.staff
+    )
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    assert photo.content.startswith(b"\xff\xd8\xff")  # shrunk to a JPEG on the phone
+
+    # The groceries: nobody home. Reported with the reason, from the app.
+    click(phone, f".task[data-order='{groceries}'] details.fail summary")
+    phone.find_element(
+        By.CSS_SELECTOR, f".task[data-order='{groceries}'] select.reason option[value='not_home']"
+    ).click()
+    click(phone, f".task[data-order='{groceries}'] .report")
+    community.order_status(groceries, "failed")
+    [failed] = [p for t, p in community.dispatch_events(groceries) if t == "task.failed"]
+    assert (failed["reason"], failed["volunteer_id"]) == ("not_home", cadre)
+
+
 def test_a_resident_orders_and_sees_the_order_to_the_door(
     phone: webdriver.Chrome, field: str, community: Community, gateway: GatewayServer
 ) -> None:

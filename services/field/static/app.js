@@ -30,6 +30,9 @@ const T = {
     scan_photo: "或拍一张二维码的照片", no_camera: "无法打开摄像头：请拍一张二维码的照片，或输入卡号。",
     no_qr: "照片里没有找到二维码，请再拍一次。", not_on_list: "这张卡不在您领取的名单上。", found_door: "找到了：",
     no_decoder: "扫码工具还没下载：联网后再试，或输入卡号。",
+    photo_deliver: "拍照送达（垃圾、无智能手机的住户）", uploading: "正在上传照片…", fail_reason: "原因",
+    fail_not_home: "家中无人", fail_wrong_address: "地址有误", fail_refused: "住户拒收", fail_other: "其他原因",
+    note: "备注（可不填）", fail_report: "报告无法送达",
   },
   en: {
     title: "Community service", lang: "中文", big: "Large text", small: "Normal text", out: "Sign out",
@@ -55,6 +58,9 @@ const T = {
     scan_photo: "Or take a photo of the QR code", no_camera: "The camera cannot be opened: take a photo of the QR code, or type the card code.",
     no_qr: "No QR code found in the photo: take it again.", not_on_list: "This card is not on a list you took.", found_door: "Found: ",
     no_decoder: "The scanner is not downloaded yet: try again online, or type the card code.",
+    photo_deliver: "Deliver with a photo (garbage; a household without a smartphone)", uploading: "Uploading the photo…", fail_reason: "Reason",
+    fail_not_home: "Nobody home", fail_wrong_address: "Wrong address", fail_refused: "Refused", fail_other: "Another reason",
+    note: "Note (optional)", fail_report: "Report: not delivered",
   },
 };
 // Chinese unless the browser asks for English (or the person chose).
@@ -77,7 +83,8 @@ function h(tag, attrs = {}, ...children) {
 
 async function api(path, { method = "GET", body } = {}) {
   const init = { method, headers: { "X-Doorstep-App": "1", "Accept-Language": lang } };
-  if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+  if (body instanceof Blob) { init.body = body; init.headers["Content-Type"] = body.type; }
+  else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   const res = await fetch(path, init);
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : {};
   if (res.status === 401 && !path.startsWith("/session")) { who = null; render(); }
@@ -299,9 +306,48 @@ async function showTasks(box) {
         h("button", { type: "button", class: "accept", onclick: () => act(task.order_id, "accept") }, t("accept")),
         h("button", { type: "button", class: "secondary", onclick: () => act(task.order_id, "decline") }, t("decline"))) : [],
       task.state === "assigned" ? h("button", { type: "button", class: "pick-up", onclick: () => act(task.order_id, "pick-up") }, t("pick_up")) : [],
-      ["assigned", "picked_up"].includes(task.state) ? h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); act(task.order_id, "deliver", { handoff_code: code.value }); } },
-        code, h("button", { class: "deliver" }, t("deliver"))) : []);
+      ["assigned", "picked_up"].includes(task.state) ? [
+        h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); act(task.order_id, "deliver", { handoff_code: code.value }); } },
+          code, h("button", { class: "deliver" }, t("deliver"))),
+        task.photo_proof ? photoProof(task, act) : [],
+        failure(task, act)] : []);
   }));
+}
+
+// Where the rules take a photo as proof (garbage set out, a household without a
+// smartphone): the phone shrinks it (≤ 1280 px, JPEG), uploads it under an id made here,
+// then delivers citing it.
+function photoProof(task, act) {
+  const said = h("span", { class: "muted", role: "status" });
+  const input = h("input", { type: "file", accept: "image/*", capture: "environment", class: "photo", "aria-label": t("photo_deliver") });
+  input.onchange = async () => {
+    if (!input.files[0]) return;
+    said.textContent = t("uploading");
+    try {
+      const photo = await shrink(input.files[0]);
+      const id = crypto.randomUUID();
+      await api(`/api/dispatch/v1/photos/${id}?order_id=${encodeURIComponent(task.order_id)}`, { method: "PUT", body: photo });
+      await act(task.order_id, "deliver", { photo_id: id });
+    } catch (err) { said.replaceChildren(problem(err)); }
+  };
+  return h("label", { class: "card photo-proof" }, t("photo_deliver"), input, said);
+}
+
+async function shrink(file) {
+  const bitmap = await createImageBitmap(file); // turned upright as the camera held it
+  const scale = Math.min(1, 1280 / Math.max(bitmap.width, bitmap.height));
+  const canvas = h("canvas", { width: Math.round(bitmap.width * scale), height: Math.round(bitmap.height * scale) });
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.7));
+}
+
+const FAILURES = ["not_home", "wrong_address", "refused", "other"];
+function failure(task, act) {
+  const reason = h("select", { class: "reason", "aria-label": t("fail_reason") }, FAILURES.map((r) => h("option", { value: r }, t(`fail_${r}`))));
+  const note = h("input", { class: "note", maxlength: 300, placeholder: t("note"), "aria-label": t("note") });
+  return h("details", { class: "fail" }, h("summary", {}, t("fail")),
+    h("form", { onsubmit: (e) => { e.preventDefault(); act(task.order_id, "fail", { reason: reason.value, note: note.value || null }); } },
+      reason, note, h("button", { class: "secondary report" }, t("fail_report"))));
 }
 
 async function showRounds(box) {
