@@ -118,7 +118,11 @@ def seed(
             "name": "Datong community",
             "hotline": "037163981234",  # what its contact cards tell people to call
             "grids": grids,
-            "policy": {"auto_accept_orders": True, "auto_approve_volunteers": False},
+            "policy": {
+                "auto_accept_orders": True,
+                "auto_approve_volunteers": False,
+                "time_zone": "Asia/Shanghai",
+            },
         }
         _ok(http.post(f"{orders_url}/v1/communities", json=body, headers=_auth(ops)))
         progress.advance(step)

@@ -12,7 +12,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlparse
@@ -37,6 +37,7 @@ from services.console.session import (
 )
 from services.console.upstream import Queued, Refused, Unavailable, Upstream
 from shared import signin
+from shared.contracts.orders import CommunityPolicy
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -78,7 +79,7 @@ async def person(request: Request) -> Person:
         raise Unavailable("identity") from exc
     if renewed is not None:
         request.state.renewed = renewed
-    request.state.offset = await offset_of(request, who)  # times shown in its own clock
+    request.state.clock = await clock_of_community(request, who)  # times in its own clock
     return who
 
 
@@ -130,28 +131,29 @@ def negotiated(header: str) -> str:
     return min(weighted)[2] if weighted else "zh"
 
 
-OFFSETS: dict[str, tuple[int, float]] = {}  # community -> (UTC offset minutes, when read)
-OFFSET_FOR = 300.0  # seconds a community's offset is trusted before it is read again
+BEIJING = CommunityPolicy().clock()  # unless the community says otherwise
+CLOCKS: dict[str, tuple[tzinfo, float]] = {}  # community -> (its clock, when read)
+CLOCK_FOR = 300.0  # seconds a community's clock is trusted before it is read again
 
 
-async def offset_of(request: Request, who: Person) -> int:
-    """The community's UTC offset (its policy; Beijing time unless it says otherwise)."""
-    known = OFFSETS.get(who.community_id)
-    if known is not None and time.monotonic() - known[1] < OFFSET_FOR:
+async def clock_of_community(request: Request, who: Person) -> tzinfo:
+    """The community's clock (its policy: a named zone or a UTC offset)."""
+    known = CLOCKS.get(who.community_id)
+    if known is not None and time.monotonic() - known[1] < CLOCK_FOR:
         return known[0]
-    offset = 480
+    clock = BEIJING
     try:
         community = await request.app.state.upstream.get(
             who, "orders", f"/v1/communities/{who.community_id}"
         )
-        offset = int((community.get("policy") or {}).get("utc_offset_minutes", 480))
+        clock = CommunityPolicy.model_validate(community.get("policy") or {}).clock()
     except (Refused, Unavailable):
         pass  # shown in Beijing time meanwhile
-    OFFSETS[who.community_id] = (offset, time.monotonic())
-    return offset
+    CLOCKS[who.community_id] = (clock, time.monotonic())
+    return clock
 
 
-def local_time(offset: int) -> Any:
+def local_time(clock: tzinfo) -> Any:
     """A Jinja filter: an ISO time (or datetime) as the community's own clock reads it."""
 
     def shown(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -163,7 +165,7 @@ def local_time(offset: int) -> Any:
             return str(value)
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        return at.astimezone(timezone(timedelta(minutes=offset))).strftime(fmt)
+        return at.astimezone(clock).strftime(fmt)
 
     return shown
 
@@ -180,7 +182,7 @@ def page(request: Request, name: str, who: Person | None, **context: Any) -> HTM
             "said": request.query_params.get("said"),
             "path": request.url.path,
             "now": datetime.now(UTC),
-            "local": local_time(getattr(request.state, "offset", 480)),
+            "local": local_time(getattr(request.state, "clock", BEIJING)),
             "say": say(lang),
             **context,
         },
@@ -640,8 +642,7 @@ def today(day: date | None, who: Person) -> date:
     """The day asked for, else today in the community's own clock (not UTC's)."""
     if day is not None:
         return day
-    offset = OFFSETS.get(who.community_id, (480, 0.0))[0]
-    return (datetime.now(UTC) + timedelta(minutes=offset)).date()
+    return datetime.now(CLOCKS.get(who.community_id, (BEIJING, 0.0))[0]).date()
 
 
 async def approved_cadres(services: Upstream, who: Person) -> list[dict[str, Any]]:

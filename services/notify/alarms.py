@@ -19,7 +19,7 @@ ACK_DIGIT = "0"
 
 
 def is_night(policy: CommunityPolicy, at: datetime) -> bool:
-    local = at + timedelta(minutes=policy.utc_offset_minutes)
+    local = at.astimezone(policy.clock())
     hour = local.hour
     start, end = policy.night_from_hour, policy.night_until_hour
     return start <= hour < end if start <= end else hour >= start or hour < end

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -150,10 +150,9 @@ async def daily_report(
     require(principal, Role.staff, Role.ops)
     require_community(principal, community_id)
     community = await community_or_404(database, community_id)
-    offset = o.CommunityPolicy.model_validate(community.get("policy") or {}).utc_offset_minutes
+    clock = o.CommunityPolicy.model_validate(community.get("policy") or {}).clock()
     try:
-        here = datetime.now(UTC) + timedelta(minutes=offset)
-        wanted = date.fromisoformat(day) if day else here.date()
+        wanted = date.fromisoformat(day) if day else datetime.now(clock).date()
     except ValueError:
         raise Problem(422, "Invalid request", f"no such day: {day}", kind="validation") from None
     book = await request.app.state.owner.settled(community_id)
@@ -161,7 +160,7 @@ async def daily_report(
         orders = list(book.values("orders"))
     else:
         orders = await database["orders"].find({"community_id": community_id}).to_list()
-    return report.daily(orders, wanted, offset)
+    return report.daily(orders, wanted, clock)
 
 
 # --- households --------------------------------------------------------------------------

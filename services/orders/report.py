@@ -1,7 +1,7 @@
 """The daily report the community office sends upward each evening, from the orders: pure,
 so the API, the console's page and its CSV show the same figures.
 
-A day is the community's own calendar day (its UTC offset; Beijing time by default).
+A day is the community's own calendar day (its clock; Beijing time by default).
 Orders count on the day they were placed (by category and status as they stand now);
 deliveries on the day they were delivered, by how long after placing; every escalation on
 the day it happened (an order escalated on two days counts on both); households served are
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 HOUR = timedelta(hours=1)
@@ -33,13 +33,9 @@ def speed(placed: datetime, delivered: datetime) -> str:
     return "later"
 
 
-def daily(
-    orders: Iterable[dict[str, Any]], day: date, utc_offset_minutes: int = 0
-) -> dict[str, Any]:
-    offset = timedelta(minutes=utc_offset_minutes)
-
+def daily(orders: Iterable[dict[str, Any]], day: date, clock: tzinfo = UTC) -> dict[str, Any]:
     def on_day(at: datetime) -> bool:
-        return (at + offset).date() == day
+        return at.astimezone(clock).date() == day
 
     placed = 0
     by_status: Counter[str] = Counter()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
+
+from shared.contracts.orders import clock_of
 
 MAX_SHIFT = timedelta(hours=24)
 
@@ -27,11 +29,10 @@ def worked_seconds(started_at: datetime, ended_at: datetime, until: datetime) ->
 
 
 def worked_by_day(
-    started_at: datetime, ended_at: datetime, until: datetime, utc_offset_minutes: int = 0
+    started_at: datetime, ended_at: datetime, until: datetime, here: tzinfo = UTC
 ) -> dict[str, float]:
-    """A shift's time on duty split by the community's own days (its UTC offset), for
+    """A shift's time on duty split by the community's own days (its clock), for
     attendance: a night shift counts on both days it spans."""
-    here = timezone(timedelta(minutes=utc_offset_minutes))
     end = max(started_at, min(ended_at, until)).astimezone(here)
     days: dict[str, float] = {}
     moment = started_at.astimezone(here)
@@ -43,15 +44,18 @@ def worked_by_day(
     return days
 
 
+def shift_clock(shift: dict[str, Any]) -> tzinfo:
+    """The clock of the community a shift was worked in (kept with the shift)."""
+    return clock_of(shift.get("time_zone"), shift.get("utc_offset_minutes", 0))
+
+
 def add_days(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
     return {day: total.get(day, 0.0) + more.get(day, 0.0) for day in total.keys() | more.keys()}
 
 
 def hours_by_day(done: dict[str, float], shift: dict | None, now: datetime) -> dict[str, float]:  # type: ignore[type-arg]
     current = (
-        worked_by_day(shift["started_at"], now, shift["until"], shift.get("utc_offset_minutes", 0))
-        if shift
-        else {}
+        worked_by_day(shift["started_at"], now, shift["until"], shift_clock(shift)) if shift else {}
     )
     return {day: round(s / 3600, 2) for day, s in sorted(add_days(done, current).items())}
 

@@ -120,6 +120,7 @@ def check_in(state: Documents, event: Event, now: datetime) -> Decision:
         "started_at": now,
         "until": cmd.until,
         "utc_offset_minutes": policy.utc_offset_minutes,  # attendance counts its own days
+        "time_zone": policy.time_zone,
     }
     doc = state.put(VOLUNTEERS, {**doc, "shift": shift})
     started = v.ShiftStarted(
@@ -167,9 +168,7 @@ def _end_shift(
     )
     by_day = domain.add_days(
         doc.get("worked_by_day", {}),
-        domain.worked_by_day(
-            shift["started_at"], now, shift["until"], shift.get("utc_offset_minutes", 0)
-        ),
+        domain.worked_by_day(shift["started_at"], now, shift["until"], domain.shift_clock(shift)),
     )
     doc = state.put(
         VOLUNTEERS,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
 
 from shared.contracts.base import Payload
 
@@ -55,7 +56,30 @@ class CommunityPolicy(BaseModel):
     night_from_hour: StrictInt = Field(default=22, ge=0, le=24)
     night_until_hour: StrictInt = Field(default=7, ge=0, le=24)
     utc_offset_minutes: StrictInt = Field(default=480, ge=-720, le=840)  # Beijing time
+    # The community's clock by name (IANA, e.g. Asia/Shanghai): where given it rules, and
+    # knows summer time, which a fixed offset does not.
+    time_zone: str | None = Field(default=None, max_length=64, examples=["Asia/Shanghai"])
     urgent_priority: StrictInt = Field(default=80, ge=0, le=100)
+
+    @field_validator("time_zone")
+    @classmethod
+    def known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    def clock(self) -> tzinfo:
+        return clock_of(self.time_zone, self.utc_offset_minutes)
+
+
+def clock_of(time_zone: str | None, utc_offset_minutes: int) -> tzinfo:
+    """A community's clock: its named zone, else its fixed UTC offset."""
+    if time_zone:
+        return ZoneInfo(time_zone)
+    return timezone(timedelta(minutes=utc_offset_minutes))
 
 
 class CommunityDefined(Payload):

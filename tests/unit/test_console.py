@@ -10,6 +10,7 @@ import pytest
 from services.console.overview import overview
 from services.console.session import Person, SignInRefused, person_of, sign_in_link
 from shared.auth import LINK_AUDIENCE, Role, decode, mint, verified_claims
+from shared.contracts.orders import CommunityPolicy
 from shared.keys import KeyRing, SigningKey
 from shared.problem import Problem
 
@@ -121,7 +122,9 @@ def test_the_console_speaks_the_browsers_language_and_chinese_when_it_names_neit
 def test_times_read_as_the_communitys_own_clock() -> None:
     from services.console.pages import local_time
 
-    beijing = local_time(480)
+    beijing = local_time(CommunityPolicy().clock())
     assert beijing("2022-05-28T19:40:00+00:00") == "2022-05-29 03:40"  # a night call
     assert beijing("2022-05-28T19:40:00+00:00", "%H:%M") == "03:40"
     assert beijing(None) == "" and beijing("not a time") == "not a time"
+    london = local_time(CommunityPolicy(time_zone="Europe/London").clock())
+    assert london("2024-07-01T21:30:00Z", "%H:%M") == "22:30"  # summer time, by the zone's name

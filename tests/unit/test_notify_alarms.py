@@ -37,6 +37,22 @@ def test_night_is_the_communitys_local_night_across_midnight() -> None:
     assert not is_night(POLICY, T0 - timedelta(hours=3))  # 21:00 local
 
 
+def test_a_named_zone_knows_summer_time_where_a_fixed_offset_does_not() -> None:
+    summer_evening = datetime(2024, 7, 1, 21, 30, tzinfo=UTC)  # 22:30 in London (BST)
+    assert is_night(
+        CommunityPolicy(utc_offset_minutes=0, time_zone="Europe/London"), summer_evening
+    )
+    assert not is_night(CommunityPolicy(utc_offset_minutes=0), summer_evening)  # 21:30 "local"
+
+
+def test_a_community_names_a_real_time_zone_or_is_refused() -> None:
+    for wrong in ("Asia/Beijing", "../../etc/passwd", "", "UTC+8"):
+        with pytest.raises(ValueError, match="time zone"):
+            CommunityPolicy(time_zone=wrong)
+    shanghai = CommunityPolicy(time_zone="Asia/Shanghai").clock()
+    assert shanghai.utcoffset(datetime(2024, 7, 1)) == timedelta(hours=8)
+
+
 def test_a_transfer_or_an_urgent_order_at_night_wakes_someone_and_nothing_else_does() -> None:
     assert wakes(order(Category.transfer, 10), POLICY, T0)
     assert wakes(order(Category.medicine, 85), POLICY, T0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.orders.report import daily
 
@@ -71,7 +72,7 @@ def test_another_day_has_nothing_of_this_one() -> None:
 
 
 def test_a_day_is_the_communitys_own_day_and_every_escalation_counts_on_its_day() -> None:
-    beijing = 8 * 60
+    beijing = ZoneInfo("Asia/Shanghai")
     # 06:30 in Beijing on the 29th is 22:30 UTC on the 28th: an order of the 29th there.
     early = order("h1", "accepted", placed=datetime(2022, 5, 28, 22, 30, tzinfo=UTC))
     twice = order("h2", "accepted", placed=MORNING)
@@ -80,7 +81,7 @@ def test_a_day_is_the_communitys_own_day_and_every_escalation_counts_on_its_day(
         {"at": MORNING + timedelta(days=1)},  # and again the 29th
     ]
     twice["escalation"] = twice["escalations"][-1]
-    on_28 = daily([early, twice], DAY, utc_offset_minutes=beijing)
-    on_29 = daily([early, twice], DAY + timedelta(days=1), utc_offset_minutes=beijing)
+    on_28 = daily([early, twice], DAY, beijing)
+    on_29 = daily([early, twice], DAY + timedelta(days=1), beijing)
     assert (on_28["orders_placed"], on_29["orders_placed"]) == (1, 1)
     assert (on_28["escalations"], on_29["escalations"]) == (1, 1)

@@ -112,6 +112,17 @@ def test_attendance_counts_the_communitys_own_day() -> None:
     # 06:00-10:00 in Beijing is 22:00-02:00 UTC: four hours on one day there, not two days.
     start = datetime(2022, 5, 27, 22, 0, tzinfo=UTC)
     end = start + timedelta(hours=4)
-    assert domain.worked_by_day(start, end, end, utc_offset_minutes=480) == {
-        "2022-05-28": 4 * 3600.0
+    beijing = domain.shift_clock({"utc_offset_minutes": 480})
+    assert domain.worked_by_day(start, end, end, beijing) == {"2022-05-28": 4 * 3600.0}
+
+
+def test_a_shift_kept_with_a_named_zone_counts_its_days_by_that_zones_summer_time() -> None:
+    # 23:30-00:30 UTC in June is 00:30-01:30 in London (BST): all on the 2nd, not split.
+    start = datetime(2024, 6, 1, 23, 30, tzinfo=UTC)
+    end = start + timedelta(hours=1)
+    london = domain.shift_clock({"utc_offset_minutes": 0, "time_zone": "Europe/London"})
+    assert domain.worked_by_day(start, end, end, london) == {"2024-06-02": 3600.0}
+    assert domain.worked_by_day(start, end, end, domain.shift_clock({})) == {
+        "2024-06-01": 1800.0,
+        "2024-06-02": 1800.0,
     }
