@@ -90,6 +90,7 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "volunteer_hours": ("志愿者工时", "Volunteer-hours"),
     "by_category": ("按类别", "By category"),
     "by_status": ("按状态", "By status"),
+    "by_hour": ("每小时，按网格", "Hour by hour, per grid"),
     "when": ("时间", "When"),
     "who": ("操作人", "Who"),
     "what": ("事项", "What"),

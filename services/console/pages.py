@@ -747,7 +747,11 @@ async def report(
         "report.html",
         who,
         day=today(day, who),
-        f=await daily(services, who, today(day, who)),
+        f=(figures := await daily(services, who, today(day, who))),
+        # one scale for every grid's drawing, so the grids compare at a glance
+        peak=max(
+            (n for g in figures["by_hour"].values() for c in g.values() for n in c), default=1
+        ),
     )
 
 

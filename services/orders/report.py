@@ -44,8 +44,15 @@ def daily(orders: Iterable[dict[str, Any]], day: date, clock: tzinfo = UTC) -> d
     escalations = 0
     served: set[str] = set()
     served_no_smartphone: set[str] = set()
+    hours: dict[str, dict[str, list[int]]] = {}  # grid -> placed / delivered per local hour
+
+    def count(grid: str, what: str, at: datetime) -> None:
+        per_grid = hours.setdefault(grid, {"placed": [0] * 24, "delivered": [0] * 24})
+        per_grid[what][at.astimezone(clock).hour] += 1
+
     for order in orders:
         if on_day(order["placed_at"]):
+            count(order["grid_id"], "placed", order["placed_at"])
             placed += 1
             by_status[order["status"]] += 1
             by_category.setdefault(order["category"], Counter())[order["status"]] += 1
@@ -56,6 +63,7 @@ def daily(orders: Iterable[dict[str, Any]], day: date, clock: tzinfo = UTC) -> d
         at = delivered_at(order)
         if at is not None and on_day(at):
             deliveries[speed(order["placed_at"], at)] += 1
+            count(order["grid_id"], "delivered", at)
             served.add(order["household_id"])
             if order.get("no_smartphone"):
                 served_no_smartphone.add(order["household_id"])
@@ -69,4 +77,5 @@ def daily(orders: Iterable[dict[str, Any]], day: date, clock: tzinfo = UTC) -> d
         "escalations": escalations,
         "households_served": len(served),
         "no_smartphone_households_served": len(served_no_smartphone),
+        "by_hour": dict(sorted(hours.items())),
     }

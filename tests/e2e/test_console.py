@@ -328,6 +328,9 @@ def test_the_daily_csv_has_the_figures_the_api_gives(
     sign_in(page, console, community.community_id)
     follow(page, "Daily report")
     assert page.find_element(By.CSS_SELECTOR, "[data-figure='delivered']").text == "1"
+    # Drawn hour by hour for its grid: one placed, one delivered, each in a bar of its hour.
+    drawn = page.find_elements(By.CSS_SELECTOR, "figure[data-grid='g1'] rect:not([data-n='0'])")
+    assert sorted(r.get_attribute("class") for r in drawn) == ["delivered", "placed"]
     for old in downloads.glob("report-*.csv"):
         old.unlink()
     page.find_element(By.ID, "report-csv").click()

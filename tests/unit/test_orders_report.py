@@ -21,12 +21,14 @@ def order(
     delivered_after: timedelta | None = None,
     no_smartphone: bool = False,
     escalated_at: datetime | None = None,
+    grid: str = "g1",
 ) -> dict[str, Any]:
     history = [{"status": "received", "at": placed}]
     if delivered_after is not None:
         history.append({"status": "delivered", "at": placed + delivered_after})
     doc: dict[str, Any] = {
         "household_id": household,
+        "grid_id": grid,
         "status": status,
         "category": category,
         "placed_at": placed,
@@ -85,3 +87,19 @@ def test_a_day_is_the_communitys_own_day_and_every_escalation_counts_on_its_day(
     on_29 = daily([early, twice], DAY + timedelta(days=1), beijing)
     assert (on_28["orders_placed"], on_29["orders_placed"]) == (1, 1)
     assert (on_28["escalations"], on_29["escalations"]) == (1, 1)
+
+
+def test_the_day_is_drawn_hour_by_hour_per_grid_in_the_communitys_clock() -> None:
+    beijing = ZoneInfo("Asia/Shanghai")
+    at_9 = datetime(2022, 5, 28, 1, 5, tzinfo=UTC)  # 09:05 in Beijing
+    orders = [
+        order("h1", "delivered", placed=at_9, delivered_after=timedelta(minutes=70), grid="g2"),
+        order("h2", "accepted", placed=at_9 + timedelta(minutes=20), grid="g2"),
+        order("h3", "accepted", placed=at_9 + timedelta(hours=5), grid="g1"),
+    ]
+    hours = daily(orders, DAY, beijing)["by_hour"]
+    assert list(hours) == ["g1", "g2"]
+    assert hours["g2"]["placed"][9] == 2 and sum(hours["g2"]["placed"]) == 2
+    assert hours["g2"]["delivered"][10] == 1 and sum(hours["g2"]["delivered"]) == 1
+    assert hours["g1"]["placed"][14] == 1 and sum(hours["g1"]["delivered"]) == 0
+    assert daily(orders, DAY + timedelta(days=1), beijing)["by_hour"] == {}
