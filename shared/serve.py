@@ -9,7 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.log import configure
-from shared.settings import CommonSettings, load
+from shared.settings import CommonSettings, FrontEndSettings, load
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -18,6 +18,7 @@ def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI
     settings = load(settings_cls, service)  # exits with one line per bad variable
     configure(service, settings.log_level, settings.log_json)
     port: int = getattr(settings, "port")  # noqa: B009 - every service's settings define it
+    cert, key = settings.tls() if isinstance(settings, FrontEndSettings) else (None, None)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -25,4 +26,6 @@ def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )

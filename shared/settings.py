@@ -7,9 +7,10 @@ variable (see ``load``), rather than a traceback or a half-started service.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "DOORSTEP_"
@@ -86,6 +87,29 @@ class FrontEndSettings(CommonSettings):
     cookie_secure: bool = Field(
         default=False, description="Send the session cookies over HTTPS only (set behind TLS)"
     )
+    # Phones reach the app over the LAN: a service worker and the camera need HTTPS there
+    # (only localhost is exempt). Serve TLS here, or put a proxy that does in front.
+    tls_cert_file: FilePath | None = Field(
+        default=None, description="Serve HTTPS with this certificate (PEM; with its key file)"
+    )
+    tls_key_file: FilePath | None = Field(
+        default=None, description="The certificate's private key (PEM)"
+    )
+
+    @model_validator(mode="after")
+    def tls_whole(self) -> FrontEndSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "DOORSTEP_TLS_CERT_FILE and DOORSTEP_TLS_KEY_FILE go together: set both, or neither"
+            )
+        return self
+
+    def tls(self) -> tuple[Path | None, Path | None]:
+        """The certificate and key to serve HTTPS with; (None, None) for plain HTTP."""
+        return self.tls_cert_file, self.tls_key_file
+
+    def secure_cookies(self) -> bool:
+        return self.cookie_secure or self.tls_cert_file is not None
 
     def urls(self) -> dict[str, str]:
         return {

@@ -39,7 +39,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         app.state.upstream = upstream
         app.state.changes = changes
         app.state.sessions = sessions
-        app.state.cookie_secure = settings.cookie_secure
+        app.state.cookie_secure = settings.secure_cookies()
         app.state.readiness = {
             "services": upstream.ready,
             "kafka": probe.check,

@@ -33,7 +33,7 @@ def create_app(settings: FieldSettings) -> FastAPI:
         app.state.keys = keys
         app.state.identity = IdentityClient(settings.identity_url)
         app.state.upstream = upstream
-        app.state.cookie_secure = settings.cookie_secure
+        app.state.cookie_secure = settings.secure_cookies()
         app.state.readiness = {"keys": keys.check}
         refresh = asyncio.create_task(supervise("keys", keys.keep_fresh))
         try:

@@ -6,20 +6,36 @@ Screenshots in ``test-artifacts/app/``."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import segno
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from doorstep_cli.localstack import KafkaNode
+from doorstep_cli.localstack import KafkaNode, free_port
 from tests.conftest import Stack
 from tests.e2e.client import Community, eventually, known, new_phone
-from tests.e2e.conftest import Running, field_app, restart, start_services, stop_services
+from tests.e2e.conftest import (
+    Running,
+    field_app,
+    restart,
+    spawn,
+    start_services,
+    stop_services,
+)
 from tests.e2e.phone import click, offline, open_phone, shot, sign_in, wait_for, waiting
 from tests.gateway import GatewayServer
 
@@ -320,6 +336,84 @@ def test_the_app_refuses_bad_calls_with_clear_problems(field: str) -> None:
         assert unknown.headers["content-type"].startswith("application/problem+json")
         worker = http.get("/sw.js")
         assert worker.headers["cache-control"] == "no-cache" and "doorstep-field-" in worker.text
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, as a community's own CA would issue for its LAN address."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doorstep-field")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "field.crt", directory / "field.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_the_app_serves_https_itself_for_phones_on_the_lan(
+    services: Running, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    env = {
+        **services.envs["orders"],
+        "DOORSTEP_PORT": str(port),
+        "DOORSTEP_IDENTITY_URL": services.urls["identity"],
+        "DOORSTEP_TLS_CERT_FILE": str(cert),
+        "DOORSTEP_TLS_KEY_FILE": str(key),
+    }
+    process = spawn("field", env, tmp_path / "field.log")
+    try:
+        with httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=str(cert), timeout=5
+        ) as http:
+            page = eventually(
+                lambda: _quietly(http.get, "/"), timeout=60, what="the app over HTTPS"
+            )
+            assert page.status_code == 200 and "/static/app.js" in page.text
+            assert http.get("/sw.js").status_code == 200  # a service worker may register
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=5)  # no plain HTTP beside it
+    finally:
+        process.kill()
+        process.wait()
+    alone = {**env, "DOORSTEP_PORT": str(free_port())}
+    del alone["DOORSTEP_TLS_KEY_FILE"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "services.field"],
+        env=alone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "DOORSTEP_TLS_KEY_FILE go together" in refused.stderr
+
+
+def _quietly(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except httpx.HTTPError:
+        return None
 
 
 @pytest.fixture()
