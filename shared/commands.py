@@ -28,9 +28,12 @@ from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
 from shared.kafka import EventPublisher
+from shared.log import get_logger
 from shared.outcome import Outcome
 from shared.problem import Problem
 from shared.topics import OUTCOMES
+
+log = get_logger(__name__)
 
 RESULTS = "command_results"
 QUEUED = "commands_queued"  # commands answered 202, and who sent them
@@ -38,6 +41,8 @@ QUEUED = "commands_queued"  # commands answered 202, and who sent them
 # Requests waiting in this process, by command id: the owner hands an outcome over
 # directly when it is this process, through ``commands.outcomes`` when it is another.
 _waiting: dict[str, asyncio.Future[Outcome]] = {}
+# Publishes that outlasted their request, followed until the broker takes or refuses them.
+_following: set[asyncio.Task[None]] = set()
 
 
 def new_command_id() -> str:
@@ -76,15 +81,23 @@ class CommandSender:
             correlation_id=correlation_id,
             data=command,
         )
+        publishing = asyncio.ensure_future(self._publisher.publish(self._topic, event))
         try:
-            await asyncio.wait_for(self._publisher.publish(self._topic, event), self._wait)
-        except TimeoutError as exc:
+            await asyncio.wait_for(asyncio.shield(publishing), self._wait)
+        except TimeoutError:
+            # Not a 503: the record is in the producer's buffer and may still reach the
+            # owner, and a client told to retry would have it decided twice. 202 with its
+            # link; if the broker never takes it, the link says so (safe to send again).
             _waiting.pop(command_id, None)
-            raise Problem(503, "Service unavailable", "the event broker is not reachable") from exc
+            _following.add(task := asyncio.create_task(self._not_sent(publishing, command_id)))
+            task.add_done_callback(_following.discard)
+            outcome = queued(command_id)
         except BaseException:  # refused, cancelled: nobody will wait for this outcome
             _waiting.pop(command_id, None)
+            publishing.cancel()
             raise
-        outcome = await self.outcome(command_id, local, wait_seconds)
+        else:
+            outcome = await self.outcome(command_id, local, wait_seconds)
         if outcome.status == 202:
             # Whose it is, for GET /v1/commands/{id}: only its sender may look it up.
             with contextlib.suppress(DuplicateKeyError):
@@ -99,6 +112,27 @@ class CommandSender:
                     }
                 )
         return outcome
+
+    async def _not_sent(self, publishing: asyncio.Future[None], command_id: str) -> None:
+        """A publish that outlasted its request: if the broker finally refuses it, its
+        link answers 503 (nothing was done). Insert-once: an outcome the owner stored
+        first (the record did go out) stays."""
+        try:
+            await publishing
+            return
+        except Exception as exc:  # whatever it was, the command was not sent
+            log.warning("command.not_sent", command_id=command_id, error=repr(exc)[:200])
+        not_sent = Outcome.rejected(
+            503,
+            "Service unavailable",
+            "the event broker did not take the request: nothing was done; send it again",
+        )
+        try:
+            await self._results.insert_one({"_id": command_id, "outcome": not_sent.model_dump()})
+        except DuplicateKeyError:
+            pass
+        except Exception as exc:  # the database away too: the link stays "queued"
+            log.warning("command.not_sent_unrecorded", command_id=command_id, error=repr(exc)[:200])
 
     async def outcome(
         self,
@@ -123,14 +157,18 @@ class CommandSender:
         finally:
             _waiting.pop(command_id, None)
         # Accepted and queued; the owner will still apply it. The caller can look later.
-        return Outcome(
-            status=202,
-            body={
-                "command_id": command_id,
-                "status": "queued",
-                "outcome": f"/v1/commands/{command_id}",
-            },
-        )
+        return queued(command_id)
+
+
+def queued(command_id: str) -> Outcome:
+    return Outcome(
+        status=202,
+        body={
+            "command_id": command_id,
+            "status": "queued",
+            "outcome": f"/v1/commands/{command_id}",
+        },
+    )
 
 
 class OutcomeBoard:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from pymongo.errors import DuplicateKeyError
 
 from shared import commands
 from shared.commands import CommandSender, new_command_id
@@ -69,3 +71,67 @@ async def test_an_outcome_decided_while_a_request_gives_up_waiting_is_kept_for_i
     # Either the request answered with it, or it was stored for GET /v1/commands/{id}:
     # never handed to a request that had already given up.
     assert answer.status == 200 or command.command_id in results.stored
+
+
+class Buffering:
+    """A publisher as aiokafka's is: the record is in the producer's buffer at once and
+    goes out whatever happens to the request; the broker's acknowledgement comes later,
+    or never."""
+
+    def __init__(self) -> None:
+        self.buffered: list[Any] = []
+        self.acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def publish(self, topic: str, event: Any) -> None:
+        self.buffered.append(event)
+        await self.acked
+
+
+class Kept:
+    """An insert-once collection in memory."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def insert_one(self, doc: dict[str, Any]) -> None:
+        if doc["_id"] in self.docs:
+            raise DuplicateKeyError("E11000 duplicate key")
+        self.docs[doc["_id"]] = doc
+
+    async def find_one(self, query: dict[str, Any], *_: Any) -> dict[str, Any] | None:
+        return self.docs.get(query["_id"])
+
+
+async def test_a_command_whose_publish_outlasts_the_wait_answers_202_with_its_link_not_503() -> (
+    None
+):
+    publisher = Buffering()
+    results, queued = Kept(), Kept()
+    sender = CommandSender(
+        Db(command_results=results, commands_queued=queued),
+        publisher,  # type: ignore[arg-type]
+        "orders.commands",
+        "/tests",
+        wait_seconds=0.05,
+    )
+    command = o.ReviewOrder(command_id=new_command_id(), actor="s", order_id="o")
+    answer = await sender.send("datong", command)
+    # The record is in the producer's buffer and may still reach the owner: a 503 would
+    # tell the client to send it again, and a retry would be decided twice.
+    assert len(publisher.buffered) == 1
+    assert answer.status == 202, answer
+    assert answer.body == {
+        "command_id": command.command_id,
+        "status": "queued",
+        "outcome": f"/v1/commands/{command.command_id}",
+    }
+    assert queued.docs[command.command_id]["actor"] == "s"  # its sender may look it up
+    assert command.command_id not in commands._waiting
+
+    # The broker never took it: the link says so, and that sending it again is safe.
+    publisher.acked.set_exception(TimeoutError("batch expired"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    stored = await commands.stored_outcome_of(results, command.command_id)  # type: ignore[arg-type]
+    assert stored is not None and stored.status == 503
+    assert "send it again" in (stored.detail or "")
