@@ -24,6 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared import trace
 from shared.auth import CurrentPrincipal
 from shared.contracts.base import Payload
 from shared.events import Event
@@ -73,6 +74,7 @@ class CommandSender:
         wait_seconds: float | None = None,
     ) -> Outcome:
         command_id: str = command.command_id  # type: ignore[attr-defined]
+        correlation_id = correlation_id or trace.current()  # the request's, when it sends
         local = _waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
         event = Event(
             id=command_id,

@@ -16,6 +16,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from shared import trace
 from shared.contracts import campaigns, dispatch, identity, orders, volunteers
 from shared.contracts.base import Payload
 
@@ -78,6 +79,8 @@ def to_record(event: Event) -> Record:
         attributes["subject"] = event.subject
     if event.correlation_id:
         attributes["correlationid"] = event.correlation_id
+        if parent := trace.traceparent(event.correlation_id, event.id):
+            attributes["traceparent"] = parent  # CloudEvents' distributed-tracing extension
     data = event.data.model_dump(mode="json", exclude={"type"})
     msg = ce_kafka.to_binary_event(CloudEvent(attributes, data))
     key = msg.key.encode() if isinstance(msg.key, str) else (msg.key or b"")
@@ -112,7 +115,8 @@ def from_record(key: bytes | None, value: bytes | None, headers: Any) -> Event:
             community_id=attrs.get("partitionkey") or "",
             time=ce.get_time() or datetime.now(UTC),
             subject=ce.get_subject(),
-            correlation_id=attrs.get("correlationid"),
+            correlation_id=attrs.get("correlationid")
+            or trace.trace_id_of(attrs.get("traceparent")),
             data=payload,
         )
     except (UndecodableRecord, UnknownEventType):

@@ -4,8 +4,6 @@ metrics, RFC 9457 problem details for every error, and a correlation id per requ
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -19,6 +17,7 @@ from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import trace
 from shared.asyncapi import asyncapi_router
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
@@ -115,14 +114,10 @@ def _install_problem_handlers(app: FastAPI) -> None:
 UNAVAILABLE = (ConnectionFailure, KafkaConnectionError, KafkaTimeoutError, TimeoutError)
 
 
-# A caller's correlation id is kept only if it is short and plain: it goes into every log
-# line and back out in a header.
-CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
 class Correlation:
-    """Every request's correlation id: the caller's if short and plain, else a new one;
-    bound to every log line, kept on ``request.state`` and sent back in a header. Plain
+    """Every request's correlation id (``shared.trace.of_request``: the caller's trace or
+    id, else a new one): bound to every log line and to the commands the request sends,
+    kept on ``request.state`` and sent back in a header. Plain
     ASGI: Starlette's ``@app.middleware("http")`` runs each request in a task of its own
     with a stream between, a cost every request paid."""
 
@@ -134,9 +129,12 @@ class Correlation:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == _CORRELATION_KEY), b"")
-        text = given.decode("latin-1")
-        cid = text if CORRELATION_ID.match(text) else uuid.uuid4().hex
+        headers = dict(scope["headers"])
+        cid = trace.of_request(
+            headers.get(b"traceparent", b"").decode("latin-1"),
+            headers.get(_CORRELATION_KEY, b"").decode("latin-1"),
+        )
+        trace.begin(cid)
         clear_contextvars()
         bind_contextvars(service=self.service, correlation_id=cid)
         scope.setdefault("state", {})["correlation_id"] = cid

@@ -30,6 +30,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Histogram
 from pymongo.errors import ConnectionFailure
 
+from shared import trace
 from shared.events import Event, UndecodableRecord, UnknownEventType, from_record, to_record
 from shared.log import bind_contextvars, get_logger, unbind_contextvars
 from shared.topics import dlq
@@ -530,6 +531,7 @@ class EventConsumer:
             bind_contextvars(
                 event_id=event.id, event_type=event.type, correlation_id=event.correlation_id
             )
+            trace.begin(event.correlation_id)  # what it sends goes on with the same id
             try:
                 await self._handle_with_retries(item.record, event)
             finally:

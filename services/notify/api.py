@@ -80,6 +80,7 @@ def view(doc: dict[str, Any], read: set[str]) -> dict[str, Any]:
         "body": doc["body"],
         "order_id": doc.get("order_id"),
         "channel": doc["channel"],
+        "trace_id": doc.get("correlation_id"),
         "created_at": doc["created_at"].isoformat(),
         "read": doc["_id"] in read,
     }

@@ -256,6 +256,7 @@ class NotifyOwner:
             "order_id": message.order_id,
             "event_id": event.id,
             "event_type": event.type,
+            "correlation_id": event.correlation_id,  # the request that set it all off
             "channel": channel,
             "created_at": datetime.now(UTC),
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from typing import Any
 
 import httpx
 import jwt
@@ -339,3 +340,43 @@ def test_a_delivery_photo_is_taken_once_only_where_a_photo_proves_and_only_as_a_
     community.order_status(garbage, "delivered")
     shown = community.call("GET", "dispatch", f"/v1/photos/{photo_id}", community.staff)
     assert (shown.status_code, shown.content) == (200, jpeg)
+
+
+def test_one_orders_trace_goes_from_the_post_to_the_residents_and_the_cadres_messages(
+    community: Community,
+) -> None:
+    """The caller's W3C trace context names the request; the command, the owners' events on
+    two services and notify's messages all carry it."""
+    community.define()
+    cadre = community.volunteer("g1")
+    home = community.household("g1")["household_id"]
+    resident = community.resident(home)
+    trace_id = uuid.uuid4().hex
+    placed = community.call(
+        "POST",
+        "orders",
+        "/v1/orders",
+        resident,
+        json={"category": "medicine", "items": "降压药"},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert placed.status_code == 201, placed.text
+    assert placed.headers["X-Correlation-ID"] == trace_id
+    order_id = placed.json()["order_id"]
+
+    def about_the_order(token: str, kind: str) -> dict[str, Any] | None:
+        return next(
+            (
+                n
+                for n in community.inbox(token)["items"]
+                if n["order_id"] == order_id and n["kind"] == kind
+            ),
+            None,
+        )
+
+    told = eventually(lambda: about_the_order(resident, "order.accepted"), what="accepted")
+    offered = eventually(
+        lambda: about_the_order(community.volunteer_token(cadre), "offer.made"),
+        what="the offer",
+    )
+    assert told["trace_id"] == offered["trace_id"] == trace_id  # orders → dispatch → notify

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from shared import commands
+from shared import commands, trace
 from shared.commands import CommandSender, new_command_id
 from shared.contracts import orders as o
 
@@ -135,3 +135,27 @@ async def test_a_command_whose_publish_outlasts_the_wait_answers_202_with_its_li
     stored = await commands.stored_outcome_of(results, command.command_id)  # type: ignore[arg-type]
     assert stored is not None and stored.status == 503
     assert "send it again" in (stored.detail or "")
+
+
+class Keeping:
+    """A publisher that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def publish(self, topic: str, event: Any) -> None:
+        self.events.append(event)
+
+
+async def test_a_command_carries_the_correlation_id_of_the_request_that_sent_it() -> None:
+    publisher = Keeping()
+    sender = CommandSender(
+        Db(command_results=Kept(), commands_queued=Kept()),
+        publisher,  # type: ignore[arg-type]
+        "orders.commands",
+        "/tests",
+    )
+    trace.begin("4bf92f3577b34da6a3ce929d0e0e4736")  # as the request's middleware does
+    command = o.ReviewOrder(command_id=new_command_id(), actor="s", order_id="o")
+    await sender.send("datong", command, wait_seconds=0.01)
+    assert publisher.events[0].correlation_id == "4bf92f3577b34da6a3ce929d0e0e4736"
