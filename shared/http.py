@@ -17,7 +17,7 @@ from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import trace
+from shared import telemetry, trace
 from shared.asyncapi import asyncapi_router
 from shared.edge import Gate
 from shared.log import bind_contextvars, clear_contextvars, get_logger
@@ -130,7 +130,7 @@ class Correlation:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        cid = trace.of_request(
+        cid = telemetry.trace_id() or trace.of_request(  # OpenTelemetry's trace, when on
             headers.get(b"traceparent", b"").decode("latin-1"),
             headers.get(_CORRELATION_KEY, b"").decode("latin-1"),
         )
@@ -173,6 +173,7 @@ def service_app(
 
     app.add_middleware(Correlation, service=name)  # added last, so outermost: the gate's
     # refusals carry the id too
+    telemetry.instrument(name, app)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -30,7 +30,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Histogram
 from pymongo.errors import ConnectionFailure
 
-from shared import trace
+from shared import telemetry, trace
 from shared.events import Event, UndecodableRecord, UnknownEventType, from_record, to_record
 from shared.log import bind_contextvars, get_logger, unbind_contextvars
 from shared.topics import dlq
@@ -508,9 +508,11 @@ class EventConsumer:
     async def _together(self, inputs: list[Input]) -> None:
         assert self._batch is not None
         backoff = self._policy.first_backoff
+        causes = [(item.event.correlation_id, item.event.id) for item in inputs]
         while True:
             try:
-                await self._batch(inputs)
+                with telemetry.continued(f"{self.group_id} handle", causes):
+                    await self._batch(inputs)
             except ConnectionFailure as exc:
                 log.warning("handler.database_unavailable", error=repr(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
@@ -533,7 +535,10 @@ class EventConsumer:
             )
             trace.begin(event.correlation_id)  # what it sends goes on with the same id
             try:
-                await self._handle_with_retries(item.record, event)
+                with telemetry.continued(
+                    f"{self.group_id} handle", [(event.correlation_id, event.id)]
+                ):
+                    await self._handle_with_retries(item.record, event)
             finally:
                 unbind_contextvars("event_id", "event_type", "correlation_id")
                 HANDLE_SECONDS.labels(item.record.topic).observe(time.perf_counter() - started)

@@ -69,6 +69,7 @@ from pymongo.errors import (
     OperationFailure,
 )
 
+from shared import telemetry
 from shared.audit import AUDIT, trail_of
 from shared.commands import OutcomeBoard
 from shared.contracts.base import Payload
@@ -469,8 +470,10 @@ class CommunityLog(PartitionListener, Generic[S]):
             if not self.owns(community_id):
                 return True  # moved away: the next owner decides from the last commit
             try:
+                causes = [(i.event.correlation_id, i.event.id) for i in items]
                 async with self._lock(community_id):
-                    await self._decide_and_store(community_id, items, settled)
+                    with telemetry.continued(f"{self.rules.service} decide", causes):
+                        await self._decide_and_store(community_id, items, settled)
                 return True
             except Refused as exc:
                 # The rules refused after changing what they could not undo: decide again

@@ -8,6 +8,7 @@ from typing import TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from shared import telemetry
 from shared.log import configure
 from shared.settings import CommonSettings, FrontEndSettings, load
 
@@ -29,3 +30,4 @@ def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI
         ssl_certfile=cert,
         ssl_keyfile=key,
     )
+    telemetry.shut_down()  # what is still batched goes out

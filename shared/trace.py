@@ -48,8 +48,16 @@ def traceparent(correlation_id: str, event_id: str) -> str | None:
     the span one of the event's own — derived from its id, so a redo sends the same."""
     if not TRACE_ID.match(correlation_id):
         return None
-    span = hashlib.sha256(event_id.encode()).hexdigest()[:16]
-    return f"00-{correlation_id}-{span}-01"
+    return f"00-{correlation_id}-{span_of(event_id)}-01"
+
+
+def span_of(event_id: str) -> str:
+    """An event's own span id (16 hex), the same every time it is sent."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:16]
+
+
+def is_trace_id(correlation_id: str | None) -> bool:
+    return bool(correlation_id and TRACE_ID.match(correlation_id))
 
 
 def trace_id_of(traceparent_value: str | None) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from services.console.session import Person
+from shared import trace
 from shared.log import get_logger
 
 log = get_logger(__name__)
@@ -47,6 +48,8 @@ class Upstream:
     ) -> httpx.Response:
         # The person's own token: the services enforce their role and grid themselves.
         headers = {"Authorization": f"Bearer {person.token}"}
+        if correlation := trace.current():  # the page's request, followed on
+            headers["X-Correlation-ID"] = correlation
         headers |= kw.pop("headers", {})
         try:
             response = await self._client.request(

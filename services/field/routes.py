@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
-from shared import signin
+from shared import signin, trace
 from shared.api import StrictBody
 from shared.auth import Principal, Role, decode
 from shared.problem import Problem
@@ -243,6 +243,7 @@ async def passed_on(service: str, path: str, request: Request, _: Written) -> Re
     upstream: Upstream = request.app.state.upstream
     headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
     headers["authorization"] = f"Bearer {access}"
+    headers["x-correlation-id"] = trace.current() or ""  # the phone's request, followed on
     if service == "notify" and path == "inbox/stream":
         return await streamed(upstream, f"{upstream.urls[service]}/v1/{path}", request, headers)
     try:
