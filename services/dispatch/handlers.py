@@ -131,6 +131,11 @@ class DispatchRules:
                     v["volunteer"]["volunteer_id"]: v["volunteer"] for v in docs.get(CADRES, [])
                 },
             )
+            # As stored: a cadre whose document does not change is not written again.
+            board.ix.volunteer_docs = {
+                vid: volunteer.model_dump(mode="json")
+                for vid, volunteer in board.volunteers.items()
+            }
         board.offer_timeout_seconds = self.offer_timeout
         board.escalate_after_seconds = self.escalate_after
         return board
