@@ -197,10 +197,13 @@ def service_app(
                 log.warning("ready.check_failed", check=check_name, error=repr(exc)[:300])
                 checks[check_name] = "unavailable"
         ready = bool(checks) and all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None and hasattr(runtime, "stuck"):
+            # Named, not failed: taking the instance off the load balancer would stop the
+            # healthy communities too. An alert reads these (and the metric).
+            body["stuck_communities"] = runtime.stuck()
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False

@@ -58,7 +58,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from bson.codec_options import CodecOptions
 from bson.errors import InvalidBSON, InvalidDocument
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -147,6 +147,12 @@ REFUSED = Counter(
 PARKED = Counter(
     "doorstep_log_parked_total",
     "Communities parked in a lane of their own after a failed store",
+    ["service"],
+)
+STUCK = Gauge(
+    "doorstep_communities_stuck",
+    "Communities waiting in their lane for a reason other than an outage (a refused "
+    "read-model write, a bug): /readyz names them",
     ["service"],
 )
 
@@ -265,6 +271,8 @@ class CommunityLog(PartitionListener, Generic[S]):
         self._table = rules.table()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lanes: dict[str, Lane] = {}
+        # Communities that wait for a reason other than an outage, and why: /readyz says so.
+        self.stuck: dict[str, str] = {}
         # Per community, the commands decided lately (oldest first). A command sent twice
         # (a producer that died after the broker took it sends it again, as a new record,
         # past the offsets) is decided once. Kept across reloads; entries after the head
@@ -411,6 +419,7 @@ class CommunityLog(PartitionListener, Generic[S]):
                     # A bug in the owner's own plumbing: this community waits (retried in
                     # its lane, said in the log), the partition's others go on.
                     log.error("log.owner_failed", community=community_id, error=repr(exc))
+                    self._stuck(community_id, exc)
                     self.forget(community_id)
                     stored = False
                 if not stored:
@@ -451,13 +460,23 @@ class CommunityLog(PartitionListener, Generic[S]):
                     # Not even dead-lettering worked (the broker away too): the inputs stay
                     # in the lane, held from the commit, and are tried again.
                     self.forget(community_id)
+                    self._stuck(community_id, exc)
                     log.warning("log.lane_retry", community=community_id, error=repr(exc))
                     await asyncio.sleep(1.0)
                     continue
                 del lane.waiting[: len(chunk)]  # whatever arrived meanwhile stays queued
+                self._stuck(community_id, None)
         finally:
             if self._lanes.get(community_id) is lane:
                 del self._lanes[community_id]
+                self._stuck(community_id, None)
+
+    def _stuck(self, community_id: str, exc: BaseException | None) -> None:
+        if exc is None:
+            self.stuck.pop(community_id, None)
+        else:
+            self.stuck[community_id] = repr(exc)[:300]
+        STUCK.labels(self.rules.service).set(len(self.stuck))
 
     async def _handle_community(
         self, community_id: str, items: list[Input], *, patient: bool = True
@@ -474,6 +493,8 @@ class CommunityLog(PartitionListener, Generic[S]):
                 async with self._lock(community_id):
                     with telemetry.continued(f"{self.rules.service} decide", causes):
                         await self._decide_and_store(community_id, items, settled)
+                if community_id in self.stuck:
+                    self._stuck(community_id, None)
                 return True
             except Refused as exc:
                 # The rules refused after changing what they could not undo: decide again
@@ -489,6 +510,8 @@ class CommunityLog(PartitionListener, Generic[S]):
             except TRANSIENT as exc:
                 # The database or broker is away, or another owner stored entry n first:
                 # never trust what is in memory; load again and retry, for as long as it takes.
+                if isinstance(exc, ReadModelRefused):  # not an outage: said on /readyz
+                    self._stuck(community_id, exc)
                 log.warning(
                     "log.store_failed", community=community_id, error=repr(exc), retry_in=delay
                 )

@@ -62,6 +62,7 @@ class ServiceRuntime:
         self.publisher = EventPublisher(settings.kafka_bootstrap, client_id=service)
         self.probe = KafkaProbe(settings.kafka_bootstrap)
         self.consumers: list[EventConsumer] = []
+        self.owners: list[CommunityLog[Any]] = []
         self._loops: list[tuple[str, Loop]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.topics_ready = asyncio.Event()
@@ -87,6 +88,10 @@ class ServiceRuntime:
             "consumers": consuming,
             "keys": self.keys.check,
         }
+
+    def stuck(self) -> dict[str, str]:
+        """Communities this instance's owners hold back, and why (not an outage)."""
+        return {c: why for owner in self.owners for c, why in owner.stuck.items()}
 
     def consume(
         self,
@@ -122,6 +127,7 @@ class ServiceRuntime:
             group_id=self.service,
             outcomes=OutcomeBoard(self.db, self.publisher),
         )
+        self.owners.append(owner)
 
         async def listen() -> None:
             await self.topics_ready.wait()

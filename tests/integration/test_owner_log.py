@@ -417,6 +417,8 @@ async def test_a_read_model_the_database_refuses_stops_its_community_not_skipped
     assert await db[LOG].count_documents({"community_id": COMMUNITY}) == 2
     assert COMMUNITY in first._lanes and first.held_offsets()
     assert await db["volunteers"].find_one({"_id": "odd"}) is None
+    # Named, with why, for /readyz and an alert; the others are not held.
+    assert list(first.stuck) == [COMMUNITY] and "volunteers" in first.stuck[COMMUNITY]
     for lane in first._lanes.values():
         assert lane.task is not None
         lane.task.cancel()

@@ -79,3 +79,5 @@ async def test_readyz_answers_503_while_the_broker_is_down_and_200_when_it_is_ba
         own_broker.start()
         up = await wait_for_status(clients, 200, timeout=60)
         assert all(b["status"] == "ready" for b in up.values())
+        # An outage holds no community "stuck": that is for refusals and bugs, by name.
+        assert all(b["stuck_communities"] == {} for b in up.values())
