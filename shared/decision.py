@@ -143,15 +143,39 @@ class Documents:
     Since the last ``savepoint`` each document's version before it is kept, so a refused
     command is undone (``rollback``) however far it got."""
 
-    def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        community_id: str,
+        docs: dict[str, list[dict[str, Any]]],
+        scoped: Mapping[str, str] | None = None,
+    ) -> None:
         self.community_id = community_id
+        # Collections whose ids are unique only within a community (a cadre's id may be
+        # registered in two): the rules see the bare id, the database the community's
+        # ``{community}:{id}`` with the bare id in the named field.
+        self.scoped = dict(scoped or {})
+        self._legacy: set[tuple[str, str]] = set()  # stored under a bare id before that
         self._docs: dict[str, dict[str, dict[str, Any]]] = {
-            kind: {d["_id"]: d for d in found} for kind, found in docs.items()
+            kind: self._in_memory(kind, found) for kind, found in docs.items()
         }
         self._changed: dict[tuple[str, str], dict[str, Any]] = {}
         self._new: set[tuple[str, str]] = set()
         # (kind, id) -> (the document, its pending change, whether new) at the savepoint
         self._before: dict[tuple[str, str], tuple[Any, Any, bool]] = {}
+
+    def _in_memory(self, kind: str, found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        field = self.scoped.get(kind)
+        if field is None:
+            return {d["_id"]: d for d in found}
+        mine = {d[field]: {**d, "_id": d[field]} for d in found if field in d}
+        for d in found:  # a bare id, stored before keys carried the community
+            if field not in d and d["_id"] not in mine:
+                mine[d["_id"]] = d
+                self._legacy.add((kind, d["_id"]))
+        return mine
+
+    def stored_id(self, kind: str, doc_id: str) -> str:
+        return f"{self.community_id}:{doc_id}" if kind in self.scoped else doc_id
 
     def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
         return self._docs.get(kind, {}).get(doc_id)
@@ -195,10 +219,19 @@ class Documents:
         return {kind for kind, _ in self._before}
 
     def take_changes(self) -> list[Change]:
-        changes = [
-            Change(kind, doc_id, doc, (kind, doc_id) in self._new)
-            for (kind, doc_id), doc in self._changed.items()
-        ]
+        changes = []
+        for (kind, doc_id), doc in self._changed.items():
+            field = self.scoped.get(kind)
+            if field is None:
+                changes.append(Change(kind, doc_id, doc, (kind, doc_id) in self._new))
+                continue
+            stored = self.stored_id(kind, doc_id)
+            legacy = (kind, doc_id) in self._legacy
+            kept = None if doc is None else {**doc, "_id": stored, field: doc_id}
+            changes.append(Change(kind, stored, kept, (kind, doc_id) in self._new or legacy))
+            if legacy:  # moved to its community's key: the bare one goes
+                changes.append(Change(kind, doc_id, None))
+                self._legacy.discard((kind, doc_id))
         self._changed, self._new = {}, set()
         return changes
 

@@ -195,7 +195,8 @@ class NotifyOwner:
             writes.add(
                 "volunteers",
                 {
-                    "_id": payload.volunteer_id,
+                    "_id": f"{event.community_id}:{payload.volunteer_id}",  # one per community
+                    "volunteer_id": payload.volunteer_id,
                     "community_id": event.community_id,
                     "phone": phone_key(payload.phone),
                     "name": payload.name,

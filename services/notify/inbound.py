@@ -60,13 +60,13 @@ class KeypadReplies:
         # contact of two households: the text answers whatever last asked that phone for
         # a reply; a text only one side understands is that side's.
         context = await self._asked_last(
-            [f"volunteer:{v['_id']}" for v in volunteers if keypad.from_volunteer(sms.text)]
+            [f"volunteer:{cadre_id(v)}" for v in volunteers if keypad.from_volunteer(sms.text)]
             + [f"household:{h['_id']}" for h in households if keypad.from_household(sms.text)]
         )
         if context is not None:
             kind, _, who = context.partition(":")
             if kind == "volunteer":
-                volunteer = next(v for v in volunteers if v["_id"] == who)
+                volunteer = next(v for v in volunteers if cadre_id(v) == who)
                 return await self._from_volunteer(volunteer, sms.text)
             household = next(h for h in households if h["_id"] == who)
             return await self._from_household(household, sms.text, message_id)
@@ -124,7 +124,10 @@ class KeypadReplies:
         said = keypad.from_volunteer(text)
         if said is None:
             return keypad.HELP_VOLUNTEER
-        vid = volunteer["_id"]
+        vid = cadre_id(volunteer)
+        # A cadre serving two communities answers the one whose offer came last.
+        offer = await self._latest(f"volunteer:{vid}", "offer.made")
+        community = offer["community_id"] if offer else volunteer["community_id"]
         command: d.AcceptOffer | d.DeclineOffer | d.DeliverByCode
         if said.intent == "deliver":
             # The code names the household at the door: dispatch finds the task it is of
@@ -135,13 +138,12 @@ class KeypadReplies:
             )
             order_id = ""
         else:
-            offer = await self._latest(f"volunteer:{vid}", "offer.made")
             if offer is None:
                 return "Doorstep: you have no offer or task to answer."
             order_id = offer["order_id"]
             kind = d.AcceptOffer if said.intent == "accept" else d.DeclineOffer
             command = kind(command_id=new_command_id(), order_id=order_id, volunteer_id=vid)
-        outcome = await self.dispatch.send(volunteer["community_id"], command, wait_seconds=10)
+        outcome = await self.dispatch.send(community, command, wait_seconds=10)
         if outcome.status < 400 and outcome.body:
             order_id = outcome.body.get("order_id", order_id)
         return reply_to(said.intent, order_id, outcome)
@@ -239,3 +241,8 @@ async def inbound_sms(
         with contextlib.suppress(Exception):
             await database[INBOUND].delete_one({"_id": seen})
         raise
+
+
+def cadre_id(volunteer: dict[str, Any]) -> str:
+    """The cadre's id in a directory entry ("{community}:{id}"; a bare id stored before)."""
+    return str(volunteer.get("volunteer_id") or volunteer["_id"])

@@ -32,7 +32,7 @@ class Orderbook(Documents):
     """A community's documents, with the lookups its rules need kept beside them."""
 
     def __init__(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> None:
-        super().__init__(community_id, docs)
+        super().__init__(community_id, docs, scoped={CADRES: "volunteer_id"})
         self._reindex()
 
     def _reindex(self) -> None:

@@ -63,7 +63,12 @@ async def visible(
     database: AsyncDatabase[dict[str, Any]], principal: Principal, volunteer_id: str
 ) -> dict[str, Any]:
     require(principal, Role.volunteer, Role.staff, Role.ops)
-    doc = await database["volunteers"].find_one({"_id": volunteer_id})
+    # Stored per community ("{community}:{id}"); a bare id was stored before that.
+    keys = [volunteer_id]
+    if principal.community_id is not None:
+        keys.insert(0, f"{principal.community_id}:{volunteer_id}")
+    found = await database["volunteers"].find({"_id": {"$in": keys}}).to_list()
+    doc = min(found, key=lambda d: keys.index(d["_id"]), default=None)
     if doc is None or not principal.may_see_community(doc["community_id"]):
         raise Problem(404, "Not found", "no such volunteer")
     if principal.role is Role.volunteer and principal.volunteer_id != volunteer_id:

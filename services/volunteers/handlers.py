@@ -200,7 +200,8 @@ class VolunteersRules:
         }
 
     def restore(self, community_id: str, docs: dict[str, list[dict[str, Any]]]) -> Documents:
-        return Documents(community_id, docs)
+        # A cadre's id may be registered in two communities: stored per community.
+        return Documents(community_id, docs, scoped={VOLUNTEERS: "volunteer_id"})
 
     def changes(self, state: Documents) -> list[Change]:
         return state.take_changes()

@@ -12,7 +12,8 @@ from services.volunteers import domain
 
 def volunteer_view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     view = {k: v for k, v in doc.items() if k != "_n"}  # the read model's version: internal
-    view["volunteer_id"] = view.pop("_id")
+    view["volunteer_id"] = view.pop("volunteer_id", None) or view["_id"]  # bare: stored before
+    del view["_id"]
     shift = doc.get("shift")
     view["on_duty"] = shift is not None
     view["hours_worked"] = domain.hours_worked(doc.get("worked_seconds", 0.0), shift, now)

@@ -189,8 +189,9 @@ class Community:
         capacity: int = 2,
         check_in: bool = True,
         phone: str = "13700000001",
+        vid: str | None = None,
     ) -> str:
-        vid = f"vol_{uuid.uuid4().hex[:10]}"
+        vid = vid or f"vol_{uuid.uuid4().hex[:10]}"
         tok = self.volunteer_token(vid)
         body = {
             "name": f"Cadre {vid[-4:]}",

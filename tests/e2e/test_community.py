@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests.e2e.client import Community, eventually
@@ -121,3 +122,30 @@ def test_the_demo_seed_builds_a_community_people_can_use(community: Community) -
         lambda: len(community.ok("GET", "dispatch", "/v1/tasks", community.staff)["on_duty"]) == 4,
         what="dispatch to see the cadres on duty",
     )
+
+
+def test_a_cadre_serves_two_communities_under_one_id_and_neither_loses_them(
+    community: Community,
+) -> None:
+    community.define()
+    other = Community(community.env, community.http, f"c{uuid.uuid4().hex[:8]}")
+    other.define()
+    vid = f"vol_{uuid.uuid4().hex[:10]}"
+    community.volunteer("g1", vid=vid)  # on duty where they live
+    other.volunteer("g2", vid=vid, check_in=False)  # and registered where they moved
+    here = community.ok("GET", "volunteers", f"/v1/volunteers/{vid}", community.staff)
+    there = other.ok("GET", "volunteers", f"/v1/volunteers/{vid}", other.staff)
+    assert (here["community_id"], here["on_duty"]) == (community.community_id, True)
+    assert (there["community_id"], there["on_duty"]) == (other.community_id, False)
+    listed = community.ok("GET", "volunteers", "/v1/volunteers", community.staff)["volunteers"]
+    assert [v["volunteer_id"] for v in listed].count(vid) == 1
+    # Still on duty in the first community for dispatch too: offered its work.
+    home = community.household("g1")["household_id"]
+    order = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        community.staff,
+        json={"household_id": home, "category": "groceries", "items": "米"},
+    )["order_id"]
+    community.offer_for(vid, order)

@@ -332,3 +332,32 @@ def test_a_board_loaded_from_what_its_entries_derived_decides_as_the_one_that_li
         b = step(loaded, [item], 1000 + i, rules=rules)
         assert decided(a) == decided(b)
     assert loaded.model_dump(mode="json") == live.model_dump(mode="json")
+
+
+# --- ids unique only within a community -------------------------------------------------------
+
+
+def test_a_cadre_registered_in_two_communities_is_stored_once_in_each() -> None:
+    stored = []
+    for community in ("A", "B"):
+        docs = Documents(community, {}, scoped={"volunteers": "volunteer_id"})
+        docs.put("volunteers", {"_id": "v1", "name": "Li"})
+        assert docs.get("volunteers", "v1")["_id"] == "v1"  # the rules see the bare id
+        stored += docs.take_changes()
+    assert [(c.collection, c.doc_id, c.doc["volunteer_id"]) for c in stored] == [  # type: ignore[index]
+        ("volunteers", "A:v1", "v1"),
+        ("volunteers", "B:v1", "v1"),
+    ]
+    again = Documents("A", {"volunteers": [stored[0].doc]}, scoped={"volunteers": "volunteer_id"})  # type: ignore[list-item]
+    assert again.get("volunteers", "v1")["name"] == "Li"  # type: ignore[index]
+
+
+def test_a_cadre_stored_under_a_bare_id_moves_to_the_communitys_key_at_its_next_change() -> None:
+    legacy = {"_id": "v1", "community_id": "A", "name": "Li", "shifts": 0}
+    docs = Documents("A", {"volunteers": [legacy]}, scoped={"volunteers": "volunteer_id"})
+    assert docs.get("volunteers", "v1") == legacy
+    docs.put("volunteers", {**legacy, "shifts": 1})
+    moved = docs.take_changes()
+    assert [(c.doc_id, c.doc is None) for c in moved] == [("A:v1", False), ("v1", True)]
+    docs.put("volunteers", {**legacy, "shifts": 2})
+    assert [c.doc_id for c in docs.take_changes()] == ["A:v1"]  # moved once
