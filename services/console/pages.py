@@ -529,7 +529,7 @@ async def queues(request: Request, who: Who, services: Services) -> HTMLResponse
         failed=failed["orders"],
         escalated=escalated,
         on_duty=board["on_duty"],
-        calls=[c for c in calls["entries"] if who.sees_grid(c.get("grid_id"))],
+        calls=[c for c in calls["households"] if who.sees_grid(c.get("grid_id"))],
         alarms=alarms["alarms"],
     )
 
@@ -633,6 +633,17 @@ async def take_alarm(alarm_id: str, who: Who, services: Services) -> Response:
 @router.post("/call-list/{entry_id}/done", dependencies=[Posted])
 async def call_done(entry_id: str, who: Who, services: Services) -> Response:
     return await act("/queues", services.post(who, "notify", f"/v1/call-list/{entry_id}/done"))
+
+
+@router.post("/call-list/households/{household_id}/done", dependencies=[Posted])
+async def household_called(
+    household_id: str,
+    who: Who,
+    services: Services,
+    upto: Annotated[str, Form(min_length=1, max_length=200)],
+) -> Response:
+    path = f"/v1/call-list/households/{household_id}/done"
+    return await act("/queues", services.post(who, "notify", path, json={"upto": upto}))
 
 
 # --- volunteers ----------------------------------------------------------------------------

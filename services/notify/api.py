@@ -10,12 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notify.live import LiveFeed, TooManyStreams
 from shared import mongo
-from shared.api import Db
+from shared.api import Db, StrictBody
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.http import Problem
 
@@ -258,7 +259,68 @@ async def call_list(
         else:
             entry["reach"] = "phone"
         entries.append(entry)
-    return {"entries": entries}
+    return {"entries": entries, "households": by_household(entries)}
+
+
+def by_household(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One call per household, not one per message: its open entries, oldest first —
+    what changed since the last call — and ``upto``, the newest of them, which the call
+    marks done (a message that comes in meanwhile waits for the next call)."""
+    calls: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry["done"]:
+            continue
+        who = {k: entry.get(k) for k in ("household_id", "phone", "address", "card_code")}
+        reach = {k: entry.get(k) for k in ("grid_id", "reach", "grid_worker", "grid_worker_phone")}
+        call = calls.setdefault(
+            entry.get("household_id") or entry["id"],
+            {**who, **reach, "since": entry["created_at"], "messages": []},
+        )
+        call["messages"].append(
+            {k: entry.get(k) for k in ("id", "kind", "message", "order_id", "created_at")}
+        )
+        call["upto"] = entry["id"]
+    return list(calls.values())
+
+
+class CalledIn(StrictBody):
+    upto: str = Field(
+        min_length=1, max_length=200, description="The newest entry the call told them of"
+    )
+
+
+@router.post(
+    "/call-list/households/{household_id}/done",
+    tags=["call list"],
+    summary="The household was called: its entries up to the one named are done (staff)",
+)
+async def household_called(
+    household_id: str, body: CalledIn, principal: CurrentPrincipal, database: Db
+) -> dict[str, Any]:
+    community = staff(principal)
+    upto = await mongo.find_in_community(database["call_list"], body.upto, community)
+    if (
+        upto is None
+        or upto.get("household_id") != household_id
+        or not principal.sees_grid(upto.get("grid_id"))
+    ):
+        raise Problem(404, "Not found", "no such call-list entry for this household")
+    told = database["call_list"].find(
+        {
+            "community_id": community,
+            "household_id": household_id,
+            "created_at": {"$lte": upto["created_at"]},
+        },
+        {"_id": 1},
+    )
+    now = datetime.now(UTC)
+    done = [
+        {"_id": d["_id"], "community_id": community, "by": principal.subject, "at": now}
+        async for d in told
+    ]
+    with contextlib.suppress(BulkWriteError):  # some done before: insert-once
+        await database["call_done"].insert_many(done, ordered=False)
+    return {"household_id": household_id, "upto": body.upto, "done": len(done)}
 
 
 @router.post("/call-list/{entry_id}/done", tags=["call list"], summary="The call was made (staff)")

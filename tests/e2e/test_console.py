@@ -266,15 +266,28 @@ def test_staff_accept_a_held_duplicate_and_tick_the_call_list(
         d.refresh()
         return d.find_elements(By.CSS_SELECTOR, "#calls tr[data-call]")
 
-    calls = wait_for(page, "the call list", on_call_list)
-    entry = calls[0].get_attribute("data-call")
+    # One call per household, with everything it was told since the last call.
+    def told_both(d: webdriver.Chrome) -> list[WebElement] | None:
+        rows = on_call_list(d)
+        return (
+            rows
+            if rows and len(rows[0].find_elements(By.CSS_SELECTOR, "ol.told li")) >= 2
+            else None
+        )
+
+    calls = wait_for(page, "the call list", told_both)
+    assert len(calls) == 1 and calls[0].get_attribute("data-call") == home["household_id"]
+    upto = calls[0].get_attribute("data-upto")
     assert home["phone"] in calls[0].text
-    assert press(page, f"#calls tr[data-call='{entry}']", "Called") == "Done"
-    assert not page.find_elements(By.CSS_SELECTOR, f"#calls tr[data-call='{entry}']")
-    done = community.ok(
+    assert press(page, f"#calls tr[data-call='{home['household_id']}']", "Called") == "Done"
+    after = community.ok(
         "GET", "notify", "/v1/call-list", community.staff, params={"include_done": True}
     )
-    assert next(e for e in done["entries"] if e["id"] == entry)["done"] is True
+    entries = {e["id"]: e for e in after["entries"]}
+    told = [e for e in after["entries"] if e["created_at"] <= entries[upto]["created_at"]]
+    assert told and all(e["done"] for e in told)  # all it was told in that call, done
+    left = [h for h in after["households"] if h["household_id"] == home["household_id"]]
+    assert all(m["created_at"] > entries[upto]["created_at"] for h in left for m in h["messages"])
 
 
 def test_staff_send_an_escalated_order_round_again(

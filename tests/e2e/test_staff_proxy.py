@@ -3,6 +3,8 @@ contact-card code; on delivery the staff's call list says whom to phone."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.e2e.client import Community, eventually
 
 
@@ -103,3 +105,55 @@ def test_a_household_without_any_phone_is_registered_and_reached_through_its_gri
     # Nothing pushed: it has no phone to push to.
     inbox = community.inbox(community.resident(home["household_id"]))
     assert {n["channel"] for n in inbox["items"]} == {"call_list"}
+
+
+def test_a_household_without_a_smartphone_is_called_once_with_all_that_changed(
+    community: Community,
+) -> None:
+    community.define()
+    cadre = community.volunteer("g1")
+    home = community.household("g1", flags="no_smartphone")["household_id"]
+    neighbour = community.household("g1", flags="no_smartphone")["household_id"]
+    staff = community.staff
+    body = {"household_id": home, "category": "medicine", "items": "降压药"}
+    order = community.ok("POST", "orders", "/v1/orders", staff, json=body)["order_id"]
+    community.ok("POST", "orders", "/v1/orders", staff, json={**body, "household_id": neighbour})
+    community.offer_for(cadre, order)
+    for step in ("accept", "pick-up"):
+        assert community.act(cadre, order, step).status_code == 200
+    code = community.order(staff, order)["handoff_code"]
+    assert community.act(cadre, order, "deliver", handoff_code=code).status_code == 200
+
+    def call_to(household: str, at_least: int) -> dict[str, Any] | None:
+        calls = community.ok("GET", "notify", "/v1/call-list", staff)["households"]
+        found = [c for c in calls if c["household_id"] == household]
+        assert len(found) <= 1  # one call per household, never one per message
+        return found[0] if found and len(found[0]["messages"]) >= at_least else None
+
+    call = eventually(lambda: call_to(home, 4), what="every step told, in one call")
+    kinds = [m["kind"] for m in call["messages"]]
+    assert kinds.index("task.picked_up") < kinds.index("task.delivered")
+    # Called after the second message: what came after waits for the next call.
+    second = call["messages"][1]
+    called = community.ok(
+        "POST",
+        "notify",
+        f"/v1/call-list/households/{home}/done",
+        staff,
+        json={"upto": second["id"]},
+    )
+    assert called["done"] >= 2
+    rest = call_to(home, 1)
+    assert rest is not None and [m["id"] for m in rest["messages"]] == [
+        m["id"] for m in call["messages"][2:]
+    ]
+    # Another household's entry, or none: nothing marked.
+    wrong = community.call(
+        "POST",
+        "notify",
+        f"/v1/call-list/households/{neighbour}/done",
+        staff,
+        json={"upto": second["id"]},
+    )
+    assert wrong.status_code == 404
+    assert call_to(neighbour, 1) is not None
