@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared.contracts import campaigns, dispatch, identity, orders, volunteers
+from shared.contracts import campaigns, dispatch, identity, orders, supply, volunteers
 from shared.contracts.base import Payload
 from shared.topics import (
     DISPATCH_COMMANDS,
@@ -25,8 +25,8 @@ from shared.topics import (
 
 # Which messages travel on which topic, and what the record key is.
 TOPICS: dict[str, tuple[str, tuple[type[Payload], ...]]] = {
-    ORDERS_COMMANDS: ("community id", orders.COMMANDS + campaigns.COMMANDS),
-    ORDERS_EVENTS: ("community id", orders.EVENTS + campaigns.EVENTS),
+    ORDERS_COMMANDS: ("community id", orders.COMMANDS + campaigns.COMMANDS + supply.COMMANDS),
+    ORDERS_EVENTS: ("community id", orders.EVENTS + campaigns.EVENTS + supply.EVENTS),
     VOLUNTEERS_COMMANDS: ("community id", volunteers.COMMANDS),
     VOLUNTEERS_EVENTS: ("community id", volunteers.EVENTS),
     DISPATCH_COMMANDS: ("community id", dispatch.COMMANDS),

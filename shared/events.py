@@ -17,12 +17,13 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared import trace
-from shared.contracts import campaigns, dispatch, identity, orders, volunteers
+from shared.contracts import campaigns, dispatch, identity, orders, supply, volunteers
 from shared.contracts.base import Payload
 
 PAYLOAD_TYPES = (
     *orders.PAYLOADS,
     *campaigns.PAYLOADS,
+    *supply.PAYLOADS,
     *volunteers.PAYLOADS,
     *dispatch.PAYLOADS,
     *identity.PAYLOADS,

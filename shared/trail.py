@@ -42,6 +42,8 @@ def subject_of(payload: Payload, outcome: Outcome | None = None) -> str | None:
     for name, prefix in (
         ("household_id", "household"),
         ("campaign_id", "campaign"),
+        ("supplier_order_id", "supplier_order"),
+        ("supplier_id", "supplier"),
         ("account", "account"),
     ):
         value = getattr(payload, name, None)

@@ -171,7 +171,7 @@ async def fail(
 
 
 class ReleaseIn(StrictBody):
-    reason: str = Field(min_length=3, max_length=300, examples=["the cadre went home ill"])
+    reason: str = Field(min_length=2, max_length=300, examples=["the cadre went home ill"])
     volunteer_id: str | None = Field(
         default=None, min_length=1, max_length=100, description="Offer it to; omit: the queue"
     )
@@ -196,7 +196,7 @@ async def release(
 
 
 class UnlockIn(StrictBody):
-    reason: str = Field(min_length=3, max_length=300, examples=["checked the code by phone"])
+    reason: str = Field(min_length=2, max_length=300, examples=["checked the code by phone"])
 
 
 @router.post("/tasks/{order_id}/unlock", summary="Lift the lock of five wrong codes (staff)")

@@ -244,8 +244,10 @@ class NotifyOwner:
             household = await self.household(message.recipient.split(":", 1)[1])
             if household and household.get("no_smartphone"):
                 channel = "call_list"
-        elif not message.recipient.startswith("volunteer:"):
-            channel = "inbox"  # staff and grid workers read their inbox and board
+        elif not message.recipient.startswith(("volunteer:", "phone:")):
+            # Staff and grid workers read their inbox and board; a bare phone (a
+            # supplier) is texted, like a cadre.
+            channel = "inbox"
         doc = {
             "_id": notification_id,
             "seq": self.sequence.next(),

@@ -12,6 +12,7 @@ from services.notify.keypad import HOUSEHOLD_DIGITS, VOLUNTEER_DIGITS
 from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
+from shared.contracts import supply as s
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
 
@@ -49,9 +50,9 @@ def what(category: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Message:
-    recipient: (
-        str  # household:<id> | volunteer:<id> | staff:<community> | grid_worker:<community>:<grid>
-    )
+    # household:<id> | volunteer:<id> | staff:<community> | grid_worker:<community>:<grid>
+    # | phone:<number> (a supplier: texted as it is)
+    recipient: str
     kind: str
     title: str
     body: str
@@ -65,6 +66,22 @@ def household(household_id: str) -> str:
 def messages_for(payload: Payload, community_id: str) -> list[Message]:
     staff = f"staff:{community_id}"
     match payload:
+        case s.SupplierOrderSent(supplier_order_id=sent, supplier_name=name, phone=phone):
+            homes, lines = len(payload.order_ids), payload.lines
+            return [
+                Message(
+                    f"phone:{phone}",
+                    "supplier_order.sent",
+                    zh_en("社区订货单", "Supplier order"),
+                    zh_en(
+                        f"{name}：社区 {community_id} 向您订货 {lines} 项（{homes} 户，单号 "
+                        f"{sent}）。请备货送到社区大门，送货前请联系社区。",
+                        f"{name}: community {community_id} orders {lines} lines ({homes} "
+                        f"households, order {sent}). Bring them to the gate; call us first.",
+                    ),
+                    None,
+                )
+            ]
         case o.OrderAccepted(order=order):
             zh, en = what(order.category)
             return [

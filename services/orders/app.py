@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.orders import api, campaign_api, cards
+from services.orders import api, campaign_api, cards, supply_api
 from services.orders.handlers import OrdersRules
 from services.orders.settings import OrdersSettings
 from shared.audit import audit_router
@@ -58,6 +58,7 @@ def create_app(settings: OrdersSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(campaign_api.router)
+    app.include_router(supply_api.router)
     app.include_router(commands_router())
     app.include_router(audit_router())
     return app

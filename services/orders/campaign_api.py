@@ -67,7 +67,7 @@ class VisitsIn(StrictBody):
 
 
 class CloseIn(StrictBody):
-    reason: str | None = Field(default=None, min_length=3, max_length=500)
+    reason: str | None = Field(default=None, min_length=2, max_length=500)
 
 
 def community_of(principal: Principal) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.orders import campaigns, domain
+from services.orders import campaigns, domain, supply
 from services.orders.book import (
     CADRES,
     CAMPAIGNS,
@@ -30,6 +30,7 @@ from services.orders.views import household_view, order_view
 from shared.contracts import campaigns as c
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
+from shared.contracts import supply as s
 from shared.contracts import volunteers as v
 from shared.decision import Change, Decide, Decision, Rejection
 from shared.events import Event
@@ -423,6 +424,8 @@ class OrdersRules:
         CAMPAIGNS,
         VISITS,
         CADRES,
+        supply.SUPPLIERS,
+        supply.SUPPLIER_ORDERS,
     )
 
     def table(self) -> Mapping[type[Any], Decide[Orderbook]]:
@@ -449,6 +452,9 @@ class OrdersRules:
             c.RecordVisits: campaigns.record_visits,
             c.HandToGridWorker: campaigns.hand_to_grid_worker,
             c.CloseCampaign: campaigns.close_campaign,
+            s.DefineSupplier: supply.define_supplier,
+            s.SetSupplierIntake: supply.set_intake,
+            s.SendSupplierOrder: supply.send_supplier_order,
             v.VolunteerApproved: campaigns.cadre_approved,
             v.ShiftStarted: campaigns.shift_started,
             v.ShiftEnded: campaigns.shift_ended,

@@ -1,0 +1,189 @@
+"""HTTP API of sourcing (外围派单, under /v1, in the orders service that owns it): staff
+keep the community's suppliers, stop and resume their intake, and at a cut-off send each
+one the consolidated order of what the community needs of it (JSON, and CSV to print or
+forward). Writes are commands to the community's owner; reads its live documents where
+this instance owns the community, else the database."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field, model_validator
+
+from services.orders import supply
+from services.orders.supply import SUPPLIER_ORDERS, SUPPLIERS
+from shared.api import Commands, Db, StrictBody, answer
+from shared.auth import Principal, Staff
+from shared.commands import new_command_id
+from shared.contracts import supply as s
+from shared.contracts.orders import Category
+from shared.http import Problem
+
+router = APIRouter(prefix="/v1", tags=["sourcing"])
+ID = r"^[A-Za-z0-9_-]{1,64}$"
+Id = Annotated[str, Path(pattern=ID)]
+PHONE = re.compile(r"^\+?[0-9]{7,15}$")
+
+
+class SupplierIn(StrictBody):
+    name: str = Field(min_length=1, max_length=100, examples=["大同生鲜超市"])
+    kind: s.SupplierKind
+    contact_name: str = Field(min_length=1, max_length=100)
+    phone: str = Field(min_length=7, max_length=20, examples=["13912345678"])
+    permit_number: str | None = Field(
+        default=None, min_length=1, max_length=64, description="A group buy's permit (团购许可)"
+    )
+    serves: list[Category] = Field(min_length=1, max_length=2, examples=[["groceries"]])
+
+    @model_validator(mode="after")
+    def checked(self) -> SupplierIn:
+        if not PHONE.match(self.phone):
+            raise ValueError("phone must be 7 to 15 digits, optionally starting with +")
+        outside = set(self.serves) - set(s.SOURCED)
+        if outside:
+            raise ValueError(
+                f"a supplier serves {', '.join(c.value for c in s.SOURCED)}; "
+                f"not {', '.join(sorted(c.value for c in outside))}"
+            )
+        if self.kind is s.SupplierKind.group_buy and not self.permit_number:
+            raise ValueError("a group buy needs the permit number the office issued")
+        return self
+
+
+class IntakeIn(StrictBody):
+    # Two characters say it in Chinese ("解封"): no English-sized minimum.
+    reason: str = Field(min_length=2, max_length=300, examples=["a new case in building 7"])
+
+
+class SupplierOrderIn(StrictBody):
+    supplier_id: str = Field(pattern=ID)
+
+
+def community_of(principal: Principal) -> str:
+    assert principal.community_id is not None  # a staff token names it
+    return principal.community_id
+
+
+@router.post("/suppliers", status_code=201, summary="Add a supplier (staff)")
+async def add_supplier(body: SupplierIn, principal: Staff, commands: Commands) -> JSONResponse:
+    command_id = new_command_id()
+    command = s.DefineSupplier(
+        command_id=command_id,
+        actor=principal.subject,
+        supplier_id="sup_" + command_id[:12],
+        **body.model_dump(),
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.put("/suppliers/{supplier_id}", summary="Change a supplier's details (staff)")
+async def change_supplier(
+    supplier_id: Id, body: SupplierIn, principal: Staff, commands: Commands, database: Db
+) -> JSONResponse:
+    await found(database, principal, SUPPLIERS, supplier_id)
+    command = s.DefineSupplier(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        supplier_id=supplier_id,
+        **body.model_dump(),
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.post("/suppliers/{supplier_id}/suspend", summary="Stop a supplier's intake (staff)")
+async def suspend(
+    supplier_id: Id, body: IntakeIn, principal: Staff, commands: Commands
+) -> JSONResponse:
+    return await intake(supplier_id, False, body.reason, principal, commands)
+
+
+@router.post("/suppliers/{supplier_id}/resume", summary="Take a supplier's goods again (staff)")
+async def resume(
+    supplier_id: Id, body: IntakeIn, principal: Staff, commands: Commands
+) -> JSONResponse:
+    return await intake(supplier_id, True, body.reason, principal, commands)
+
+
+async def intake(
+    supplier_id: str, open_: bool, reason: str, principal: Principal, commands: Commands
+) -> JSONResponse:
+    command = s.SetSupplierIntake(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        supplier_id=supplier_id,
+        open=open_,
+        reason=reason,
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.get("/suppliers", summary="The community's suppliers (staff)")
+async def suppliers(request: Request, principal: Staff, database: Db) -> dict[str, Any]:
+    docs = await documents(request, database, principal, SUPPLIERS)
+    return {"suppliers": [supply.supplier_view(d) for d in sorted(docs, key=lambda d: d["name"])]}
+
+
+@router.post(
+    "/supplier-orders",
+    status_code=201,
+    summary="Cut-off: order from a supplier all the community's accepted orders need of it",
+)
+async def send_supplier_order(
+    body: SupplierOrderIn, principal: Staff, commands: Commands
+) -> JSONResponse:
+    command_id = new_command_id()
+    command = s.SendSupplierOrder(
+        command_id=command_id,
+        actor=principal.subject,
+        supplier_order_id="so_" + command_id[:12],
+        supplier_id=body.supplier_id,
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.get("/supplier-orders", summary="Supplier orders sent, newest first (staff)")
+async def supplier_orders(request: Request, principal: Staff, database: Db) -> dict[str, Any]:
+    docs = await documents(request, database, principal, SUPPLIER_ORDERS)
+    newest = sorted(docs, key=lambda d: d["sent_at"], reverse=True)
+    return {"supplier_orders": [supply.supplier_order_view(d) for d in newest]}
+
+
+@router.get(
+    "/supplier-orders/{supplier_order_id}.csv",
+    summary="A supplier order as the supplier packs it: CSV (staff)",
+    response_class=Response,
+)
+async def supplier_order_csv(supplier_order_id: Id, principal: Staff, database: Db) -> Response:
+    doc = await found(database, principal, SUPPLIER_ORDERS, supplier_order_id)
+    return Response(
+        supply.supplier_order_csv(doc),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{supplier_order_id}.csv"'},
+    )
+
+
+@router.get("/supplier-orders/{supplier_order_id}", summary="One supplier order (staff)")
+async def supplier_order(supplier_order_id: Id, principal: Staff, database: Db) -> dict[str, Any]:
+    return supply.supplier_order_view(
+        await found(database, principal, SUPPLIER_ORDERS, supplier_order_id)
+    )
+
+
+async def documents(
+    request: Request, database: Db, principal: Principal, kind: str
+) -> list[dict[str, Any]]:
+    community = community_of(principal)
+    book = await request.app.state.owner.settled(community)
+    if book is not None:
+        return list(book.values(kind))
+    return await database[kind].find({"community_id": community}).to_list()
+
+
+async def found(database: Db, principal: Principal, kind: str, doc_id: str) -> dict[str, Any]:
+    doc = await database[kind].find_one({"_id": doc_id, "community_id": community_of(principal)})
+    if doc is None:
+        raise Problem(404, "Not found", f"no such {kind.rstrip('s').replace('_', ' ')}")
+    return doc

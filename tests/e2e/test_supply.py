@@ -1,0 +1,125 @@
+"""外围派单, sourcing, against the services as real processes: staff keep the community's
+suppliers, and at a cut-off one supplier order takes what the accepted orders need of it —
+groceries summed across households, medicine per household — as JSON and CSV, and the
+supplier is texted. Each order is ordered once, a stopped supplier orders nothing, and
+bad input is refused with a clear 4xx."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+from tests.e2e.client import Community, eventually
+from tests.gateway import GatewayServer
+
+
+def test_a_cut_off_orders_what_the_community_needs_from_its_supplier_once(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    staff = community.staff
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    shop = {
+        "name": "大同生鲜超市",
+        "kind": "supermarket",
+        "contact_name": "王经理",
+        "phone": phone,
+        "serves": ["groceries", "medicine"],
+    }
+    supplier = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)
+    sid = supplier["supplier_id"]
+    assert supplier["open"] is True
+
+    def place(category: str, items: str) -> str:
+        home = community.household("g1")["household_id"]
+        body = {"household_id": home, "category": category, "items": items}
+        return community.ok("POST", "orders", "/v1/orders", staff, json=body)["order_id"]  # type: ignore[no-any-return]
+
+    veg = [place("groceries", "蔬菜包") for _ in range(3)] + [place("groceries", "蔬菜包 ")]
+    pills = place("medicine", "降压药 一盒")
+    place("garbage", "两袋")  # nothing to buy outside: not in any supplier order
+
+    def accepted(order_id: str) -> bool:
+        return community.order(staff, order_id)["status"] == "accepted"
+
+    for order_id in [*veg, pills]:
+        eventually(lambda o=order_id: accepted(o), what="accepted")  # type: ignore[misc]
+    sent = community.ok("POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid})
+    assert [(line["item"], line["households"]) for line in sent["lines"]] == [("蔬菜包", 4)]
+    assert [m["order_id"] for m in sent["medicine"]] == [pills]
+    assert sorted(sent["order_ids"]) == sorted([*veg, pills])
+    so = sent["supplier_order_id"]
+
+    printed = community.call("GET", "orders", f"/v1/supplier-orders/{so}.csv", staff)
+    assert printed.status_code == 200 and printed.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(printed.text.lstrip("\ufeff"))))
+    assert rows[1][:3] == ["groceries", "蔬菜包", "4"] and rows[2][:2] == [
+        "medicine",
+        "降压药 一盒",
+    ]
+    listed = community.ok("GET", "orders", "/v1/supplier-orders", staff)["supplier_orders"]
+    assert [s["supplier_order_id"] for s in listed] == [so]
+
+    # The supplier is texted, in Chinese first.
+    texted = eventually(
+        lambda: [b for _, b in list(gateway.received) if b["recipient"] == f"phone:{phone}"],
+        what="the supplier texted",
+    )
+    assert texted[0]["body"].startswith("大同生鲜超市：") and so in texted[0]["body"]
+
+    # Each order once: nothing new, nothing to order; a stopped supplier orders nothing.
+    again = community.call(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
+    )
+    assert again.status_code == 409, again.text
+    stop = {"reason": "楼里新增病例"}
+    assert (
+        community.ok("POST", "orders", f"/v1/suppliers/{sid}/suspend", staff, json=stop)["open"]
+        is False
+    )
+    later = place("groceries", "鸡蛋")
+    eventually(lambda: accepted(later), what="accepted")
+    stopped = community.call(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
+    )
+    assert stopped.status_code == 409 and "stopped" in stopped.json()["detail"]
+    community.ok("POST", "orders", f"/v1/suppliers/{sid}/resume", staff, json={"reason": "解封"})
+    resumed = community.ok(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
+    )
+    assert resumed["order_ids"] == [later]
+
+
+def test_sourcing_refuses_bad_input_with_a_clear_4xx(community: Community) -> None:
+    community.define()
+    staff = community.staff
+    shop: dict[str, Any] = {
+        "name": "团购",
+        "kind": "group_buy",
+        "contact_name": "李",
+        "phone": "13912345678",
+        "serves": ["groceries"],
+    }
+    bad = [
+        shop,  # a group buy without its permit
+        {**shop, "kind": "supermarket", "serves": ["garbage"]},
+        {**shop, "kind": "supermarket", "phone": "not a phone"},
+        {**shop, "kind": "supermarket", "serves": []},
+        {**shop, "kind": "market"},
+    ]
+    for body in bad:
+        refused = community.call("POST", "orders", "/v1/suppliers", staff, json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    unknown = community.call(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": "sup_nobody"}
+    )
+    assert unknown.status_code == 404
+    assert (
+        community.call("GET", "orders", "/v1/supplier-orders/so_nope.csv", staff).status_code == 404
+    )
+    resident = community.resident(community.household("g1")["household_id"])
+    assert community.call("GET", "orders", "/v1/suppliers", resident).status_code == 403
+    assert community.ok("GET", "orders", "/v1/suppliers", staff)["suppliers"] == []

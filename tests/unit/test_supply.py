@@ -1,0 +1,132 @@
+"""外围派单, sourcing (services/orders/supply.py): suppliers, their intake, and the cut-off
+that orders from one supplier what the community's accepted orders need of it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.orders import supply
+from services.orders.handlers import HOUSEHOLDS, ORDERS, Orderbook
+from shared.contracts import orders as o
+from shared.contracts import supply as s
+from shared.decision import Rejection
+from tests.unit.test_campaigns import T0, community, decide
+
+
+def supplier(book: Orderbook, sid: str = "sup_1", **kw: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "name": "大同生鲜超市",
+        "kind": s.SupplierKind.supermarket,
+        "contact_name": "王经理",
+        "phone": "13912340000",
+        "serves": [o.Category.groceries],
+        **kw,
+    }
+    return decide(
+        book, s.DefineSupplier(command_id=f"def-{sid}", actor="staff", supplier_id=sid, **fields)
+    ).outcome.body  # type: ignore[union-attr,return-value]
+
+
+def order(book: Orderbook, n: int, category: str, items: str, minutes: int = 0) -> str:
+    homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
+    placed = decide(
+        book,
+        o.PlaceOrder(
+            command_id=f"place-{n}-{category}-{minutes}",
+            actor="staff",
+            household_id=homes[n % len(homes)],
+            category=o.Category(category),
+            items=items,
+            channel="hotline",
+            role="staff",
+        ),
+        T0 + timedelta(minutes=minutes),
+    )
+    return placed.outcome.body["order_id"]  # type: ignore[union-attr,index]
+
+
+def cut_off(book: Orderbook, sid: str = "sup_1", so: str = "so_1") -> dict[str, Any]:
+    done = decide(
+        book,
+        s.SendSupplierOrder(command_id=so, actor="staff", supplier_order_id=so, supplier_id=sid),
+    )
+    return done.outcome.body  # type: ignore[union-attr,return-value]
+
+
+def test_a_cut_off_sums_groceries_across_households_and_keeps_medicine_per_household() -> None:
+    book = community()
+    supplier(book, serves=[o.Category.groceries, o.Category.medicine])
+    order(book, 0, "groceries", "蔬菜包", minutes=1)
+    order(book, 1, "groceries", "蔬菜包 ", minutes=2)  # asked the same, spaced differently
+    order(book, 2, "groceries", "ＲＩＣＥ 5kg", minutes=3)  # full width
+    order(book, 3, "groceries", "rice 5KG", minutes=4)
+    order(book, 4, "groceries", "蔬菜包", minutes=5)
+    medicine = order(book, 0, "medicine", "降压药 一盒", minutes=6)
+    order(book, 1, "garbage", "两袋", minutes=7)  # nothing from outside
+    sent = cut_off(book)
+    assert [(line["item"], line["households"]) for line in sent["lines"]] == [
+        ("蔬菜包", 3),
+        ("ＲＩＣＥ 5kg", 2),
+    ]
+    assert [m["order_id"] for m in sent["medicine"]] == [medicine]
+    assert sent["medicine"][0]["address"].startswith("Datong Garden")
+    assert len(sent["order_ids"]) == 6
+    # Each order is ordered once: the next cut-off has only what came in since.
+    with pytest.raises(Rejection) as nothing:
+        cut_off(book, so="so_2")
+    assert nothing.value.status == 409
+    later = order(book, 2, "groceries", "鸡蛋", minutes=90)  # past the duplicate window
+    assert cut_off(book, so="so_3")["order_ids"] == [later]
+    assert book.get(ORDERS, later)["sourcing"]["supplier_order_id"] == "so_3"
+
+
+def test_a_supplier_orders_only_what_it_sells_and_not_while_its_intake_is_stopped() -> None:
+    book = community()
+    supplier(book, "sup_pharmacy", kind=s.SupplierKind.pharmacy, serves=[o.Category.medicine])
+    order(book, 0, "groceries", "蔬菜包")
+    with pytest.raises(Rejection) as nothing:
+        cut_off(book, "sup_pharmacy")
+    assert nothing.value.status == 409  # groceries are not the pharmacy's
+    pills = order(book, 1, "medicine", "胰岛素")
+    stop = s.SetSupplierIntake(
+        command_id="stop", actor="staff", supplier_id="sup_pharmacy", open=False, reason="new case"
+    )
+    assert decide(book, stop).events[0].open is False  # type: ignore[attr-defined]
+    assert decide(book, stop).events == []  # said twice: as it is
+    with pytest.raises(Rejection, match="stopped"):
+        cut_off(book, "sup_pharmacy")
+    go = s.SetSupplierIntake(
+        command_id="go", actor="staff", supplier_id="sup_pharmacy", open=True, reason="cleared"
+    )
+    decide(book, go)
+    assert cut_off(book, "sup_pharmacy")["order_ids"] == [pills]
+
+
+def test_a_group_buy_needs_its_permit_and_an_unknown_supplier_is_not_found() -> None:
+    book = community()
+    with pytest.raises(Rejection, match="permit"):
+        supplier(book, kind=s.SupplierKind.group_buy)
+    assert supplier(book, kind=s.SupplierKind.group_buy, permit_number="TG-2022-031")["open"]
+    with pytest.raises(Rejection) as unknown:
+        cut_off(book, "sup_nobody")
+    assert unknown.value.status == 404
+
+
+def test_the_csv_is_what_the_supplier_packs_and_runs_no_formula() -> None:
+    book = community()
+    supplier(book, serves=[o.Category.groceries, o.Category.medicine])
+    order(book, 0, "groceries", '=HYPERLINK("http://x")')
+    order(book, 1, "medicine", "降压药")
+    text = supply.supplier_order_csv(
+        book.get(supply.SUPPLIER_ORDERS, cut_off(book)["supplier_order_id"])
+    )  # type: ignore[arg-type]
+    assert text.startswith("\ufeff")  # a spreadsheet opens the Chinese as Chinese
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0] == ["kind", "item", "households", "address", "order_id"]
+    assert rows[1][:3] == ["groceries", '\'=HYPERLINK("http://x")', "1"]
+    assert rows[2][0:2] == ["medicine", "降压药"] and rows[2][3].startswith("Datong Garden")
