@@ -38,6 +38,13 @@ CATEGORY_ZH = {
 }
 
 
+PARCEL_CONDITIONS = {
+    s.ParcelCondition.short: ("有缺少", "some of it is missing"),
+    s.ParcelCondition.substituted: ("有替换", "something was substituted"),
+    s.ParcelCondition.damaged: ("有损坏", "it is damaged"),
+}
+
+
 def zh_en(zh: str, en: str) -> str:
     """What people read: Chinese first (the people are Chinese; many read nothing else),
     then English, in one text — an SMS reaches a plain phone as it is."""
@@ -66,6 +73,45 @@ def household(household_id: str) -> str:
 def messages_for(payload: Payload, community_id: str) -> list[Message]:
     staff = f"staff:{community_id}"
     match payload:
+        case s.ParcelArrived(order_id=order_id, household_id=home, condition=condition):
+            zh, en = what(payload.category)
+            if condition is s.ParcelCondition.ok:
+                return [
+                    Message(
+                        household(home),
+                        "parcel.arrived",
+                        zh_en("物资已到大门", "At the gate"),
+                        zh_en(
+                            f"您的{zh}已到社区大门，志愿者会送到您家门口。",
+                            f"Your {en} is at the community's gate; a volunteer will bring it.",
+                        ),
+                        order_id,
+                    )
+                ]
+            cond_zh, cond_en = PARCEL_CONDITIONS[condition]
+            return [
+                Message(
+                    household(home),
+                    "parcel.arrived",
+                    zh_en("物资已到大门", "At the gate"),
+                    zh_en(
+                        f"您的{zh}已到社区大门，但{cond_zh}：{payload.note}。社区会联系您。",
+                        f"Your {en} is at the gate, but {cond_en}: {payload.note}. "
+                        "The community will call you.",
+                    ),
+                    order_id,
+                ),
+                Message(
+                    staff,
+                    "parcel.not_as_ordered",
+                    zh_en("大门：物资有问题", "Gate: parcel not as ordered"),
+                    zh_en(
+                        f"{payload.address} 的{zh}{cond_zh}：{payload.note}。",
+                        f"{payload.address}, {en}: {cond_en} — {payload.note}.",
+                    ),
+                    order_id,
+                ),
+            ]
         case s.SupplierOrderSent(supplier_order_id=sent, supplier_name=name, phone=phone):
             homes, lines = len(payload.order_ids), payload.lines
             return [

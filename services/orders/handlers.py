@@ -426,6 +426,7 @@ class OrdersRules:
         CADRES,
         supply.SUPPLIERS,
         supply.SUPPLIER_ORDERS,
+        supply.PARCELS,
     )
 
     def table(self) -> Mapping[type[Any], Decide[Orderbook]]:
@@ -455,6 +456,9 @@ class OrdersRules:
             s.DefineSupplier: supply.define_supplier,
             s.SetSupplierIntake: supply.set_intake,
             s.SendSupplierOrder: supply.send_supplier_order,
+            s.ScanParcel: supply.scan_parcel,
+            s.RegisterParcel: supply.register_parcel,
+            s.AnnounceParcel: supply.announce_parcel,
             v.VolunteerApproved: campaigns.cadre_approved,
             v.ShiftStarted: campaigns.shift_started,
             v.ShiftEnded: campaigns.shift_ended,

@@ -10,6 +10,7 @@ next cut-off takes only what came in since."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import unicodedata
@@ -17,7 +18,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from services.orders.book import COMMUNITIES, HOUSEHOLDS, ORDERS, Orderbook
+from services.orders import domain
+from services.orders.book import (
+    COMMUNITIES,
+    HOUSEHOLDS,
+    ORDERS,
+    Orderbook,
+    open_order,
+    order_id_for,
+)
 from services.orders.domain import Status
 from shared.contracts import supply as s
 from shared.contracts.orders import Category
@@ -25,7 +34,7 @@ from shared.decision import Decision, Rejection
 from shared.events import Event
 from shared.outcome import Outcome
 
-SUPPLIERS, SUPPLIER_ORDERS = "suppliers", "supplier_orders"
+SUPPLIERS, SUPPLIER_ORDERS, PARCELS = "suppliers", "supplier_orders", "parcels"
 # Taken and not yet on the way: what a cut-off orders from outside.
 TO_SOURCE = frozenset({Status.accepted, Status.assigned})
 
@@ -91,6 +100,16 @@ def send_supplier_order(book: Orderbook, event: Event, now: datetime) -> Decisio
         raise Rejection(409, "no accepted order needs this supplier's goods", "Nothing to order")
     households = {o["household_id"]: book.get(HOUSEHOLDS, o["household_id"]) for o in wanted}
     lines, medicine = consolidate(wanted, households)
+    codes = []
+    for wanted_order in wanted:
+        code = expect_parcel(book, wanted_order, f"supplier:{supplier['_id']}", now)
+        source = {
+            "supplier_order_id": cmd.supplier_order_id,
+            "supplier_id": supplier["_id"],
+            "parcel": code,
+        }
+        book.put(ORDERS, {**wanted_order, "sourcing": source})
+        codes.append(code)
     order = book.put(
         SUPPLIER_ORDERS,
         {
@@ -100,13 +119,11 @@ def send_supplier_order(book: Orderbook, event: Event, now: datetime) -> Decisio
             "sent_at": now,
             "sent_by": cmd.actor,
             "order_ids": [o["_id"] for o in wanted],
+            "parcels": codes,
             "lines": lines,
             "medicine": medicine,
         },
     )
-    for wanted_order in wanted:
-        source = {"supplier_order_id": cmd.supplier_order_id, "supplier_id": supplier["_id"]}
-        book.put(ORDERS, {**wanted_order, "sourcing": source})
     sent = s.SupplierOrderSent(
         supplier_order_id=cmd.supplier_order_id,
         supplier_id=supplier["_id"],
@@ -116,6 +133,204 @@ def send_supplier_order(book: Orderbook, event: Event, now: datetime) -> Decisio
         lines=len(lines) + len(medicine),
     )
     return Decision([sent], Outcome.ok(supplier_order_view(order), 201))
+
+
+# --- parcels: expected, then at the gate ------------------------------------------------------
+#
+# One parcel per household order, packed by the supplier (or sent by a relative) with a label:
+# the parcel's code (typed or scanned at the gate), the address, the last four digits of the
+# household's phone. A parcel is in one place: expected, then at the gate.
+
+
+def parcel_code(book: Orderbook, order_id: str) -> str:
+    """The order's parcel code: derived from the order (the same on a redo), seven
+    characters of the contact cards' alphabet and a check character, so a mistyped one
+    does not fit; another salt where the community has it already."""
+    taken = {p["_id"]: p["order_id"] for p in book.values(PARCELS)}
+    for salt in range(100):
+        digest = int(hashlib.sha256(f"{order_id}:{salt}".encode()).hexdigest(), 16)
+        body = ""
+        for _ in range(6):
+            digest, i = divmod(digest, len(domain.CARD_ALPHABET))
+            body += domain.CARD_ALPHABET[i]
+        code = "P" + body + domain.check_character(body)
+        if taken.get(code, order_id) == order_id:
+            return code
+    raise Rejection(409, "no parcel code is free", "Conflict")  # not in this universe
+
+
+def parcel_code_of(raw: str) -> str:
+    """What the gate typed or scanned (a QR code's text, a URL ending in the code, spaces,
+    dashes, full-width letters) as a code."""
+    last = unicodedata.normalize("NFKC", raw).strip().rstrip("/").split("/")[-1].split(":")[-1]
+    return re.sub(r"[\s-]", "", last).upper()
+
+
+def parcel_code_fits(code: str) -> bool:
+    body = code[1:-1]
+    return (
+        len(code) == 8
+        and code[0] == "P"
+        and all(c in domain.CARD_ALPHABET for c in code[1:])
+        and domain.check_character(body) == code[-1]
+    )
+
+
+def expect_parcel(book: Orderbook, order: dict[str, Any], source: str, now: datetime) -> str:
+    household = book.get(HOUSEHOLDS, order["household_id"]) or {}
+    code = parcel_code(book, order["_id"])
+    book.put(
+        PARCELS,
+        {
+            "_id": code,
+            "order_id": order["_id"],
+            "household_id": order["household_id"],
+            "address": order["address"],
+            "building": building_of(household),
+            "phone_last4": (household.get("phone") or "")[-4:],
+            "category": order["category"],
+            "items": order["items"],
+            "source": source,
+            "state": "expected",
+            "expected_at": now,
+        },
+    )
+    return code
+
+
+def building_of(household: dict[str, Any]) -> str:
+    address = household.get("address") or {}
+    return f"{address.get('compound', '')} {address.get('building', '')}".strip()
+
+
+def scan_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
+    cmd = event.data
+    assert isinstance(cmd, s.ScanParcel)
+    code = parcel_code_of(cmd.code)
+    if not parcel_code_fits(code):
+        raise Rejection(422, f"{cmd.code!r} is not a parcel code: read it again", "Mistyped code")
+    parcel = book.get(PARCELS, code)
+    if parcel is None:
+        raise Rejection(
+            404,
+            f"no parcel {code} is expected: register it by the address on it",
+            "Not found",
+        )
+    if parcel["state"] != "expected":  # scanned twice: it is here already
+        return Decision([], Outcome.ok(parcel_view(parcel)))
+    return arrived(book, parcel, cmd.condition, cmd.note, cmd.actor, now)
+
+
+def arrived(
+    book: Orderbook,
+    parcel: dict[str, Any],
+    condition: s.ParcelCondition,
+    note: str | None,
+    by: str,
+    now: datetime,
+) -> Decision:
+    parcel = book.put(
+        PARCELS,
+        {
+            **parcel,
+            "state": "at_gate",
+            "condition": condition.value,
+            "note": note,
+            "arrived_at": now,
+            "received_by": by,
+        },
+    )
+    here = s.ParcelArrived(
+        code=parcel["_id"],
+        order_id=parcel["order_id"],
+        household_id=parcel["household_id"],
+        address=parcel["address"],
+        category=parcel["category"],
+        condition=condition,
+        note=note,
+    )
+    return Decision([here], Outcome.ok(parcel_view(parcel)))
+
+
+def register_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
+    cmd = event.data
+    assert isinstance(cmd, s.RegisterParcel)
+    household_id = book.addresses.get(domain.address_key(cmd.address))
+    household = book.get(HOUSEHOLDS, household_id) if household_id else None
+    if household is None:
+        raise Rejection(
+            404, f"no household at {cmd.address}: refuse the parcel, or ask the office", "Not found"
+        )
+    if (household.get("phone") or "")[-4:] != cmd.phone_last4:
+        raise Rejection(
+            409,
+            f"the phone digits {cmd.phone_last4} are not those of {cmd.address}: check the label",
+            "Does not match",
+        )
+    order, events = open_order(
+        book,
+        household,
+        order_id=order_id_for(cmd.command_id),
+        category=cmd.category,
+        items=f"包裹 Parcel: {cmd.note}" if cmd.note else "包裹 Parcel",
+        channel="gate",
+        actor=cmd.actor,
+        role="staff",
+        priority=None,
+        now=now,
+    )
+    code = expect_parcel(book, order, "gate", now)
+    parcel = book.get(PARCELS, code)
+    assert parcel is not None
+    done = arrived(book, parcel, s.ParcelCondition.ok, cmd.note, cmd.actor, now)
+    assert done.outcome is not None
+    return Decision([*events, *done.events], Outcome.ok(done.outcome.body or {}, 201))
+
+
+def announce_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
+    cmd = event.data
+    assert isinstance(cmd, s.AnnounceParcel)
+    household = book.get(HOUSEHOLDS, cmd.household_id)
+    if household is None:
+        raise Rejection(404, "no such household in this community", "Not found")
+    order, events = open_order(
+        book,
+        household,
+        order_id=order_id_for(cmd.command_id),
+        category=cmd.category,
+        items=f"{cmd.items}（{cmd.from_name} 寄）",
+        channel="relative",
+        actor=cmd.actor,
+        role="staff",
+        priority=None,
+        now=now,
+    )
+    code = expect_parcel(book, order, f"relative:{cmd.from_name}", now)
+    return Decision(events, Outcome.ok(parcel_view(book.get(PARCELS, code) or {}), 201))
+
+
+def gate_queue(
+    parcels: Iterable[dict[str, Any]], orders: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What waits at the gate, by building: in each, medicine first, then the oldest."""
+    waiting = [
+        p
+        for p in parcels
+        if p["state"] == "at_gate"
+        and orders.get(p["order_id"], {}).get("status") not in (Status.delivered, Status.cancelled)
+    ]
+    buildings: dict[str, list[dict[str, Any]]] = {}
+    for p in sorted(waiting, key=lambda p: (p["category"] != Category.medicine, p["arrived_at"])):
+        buildings.setdefault(p["building"], []).append(parcel_view(p))
+    return [
+        {"building": b, "parcels": ps, "oldest": min(p["arrived_at"] for p in ps)}
+        for b, ps in sorted(buildings.items(), key=lambda kv: min(p["arrived_at"] for p in kv[1]))
+    ]
+
+
+def parcel_view(doc: dict[str, Any]) -> dict[str, Any]:
+    view = {k: v for k, v in doc.items() if k not in ("_id", "_n")}
+    return {"code": doc.get("_id"), **view}
 
 
 def to_source(orders: Iterable[dict[str, Any]], serves: Iterable[str]) -> list[dict[str, Any]]:

@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field, model_validator
 
 from services.orders import supply
-from services.orders.supply import SUPPLIER_ORDERS, SUPPLIERS
+from services.orders.book import ORDERS
+from services.orders.supply import PARCELS, SUPPLIER_ORDERS, SUPPLIERS
 from shared.api import Commands, Db, StrictBody, answer
-from shared.auth import Principal, Staff
+from shared.auth import CurrentPrincipal, Principal, Role, Staff, VolunteerOrStaff, require
 from shared.commands import new_command_id
 from shared.contracts import supply as s
-from shared.contracts.orders import Category
+from shared.contracts.orders import Address, Category
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1", tags=["sourcing"])
@@ -60,6 +61,109 @@ class IntakeIn(StrictBody):
 
 class SupplierOrderIn(StrictBody):
     supplier_id: str = Field(pattern=ID)
+
+
+Short = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class AddressIn(StrictBody):
+    compound: Short
+    building: Short
+    unit: Short
+    room: Short
+
+
+class ScanIn(StrictBody):
+    code: str = Field(
+        min_length=4, max_length=200, description="The label's code, typed or as its QR code reads"
+    )
+    condition: s.ParcelCondition = s.ParcelCondition.ok
+    note: str | None = Field(default=None, max_length=300, examples=["two of five packs missing"])
+
+    @model_validator(mode="after")
+    def said_why(self) -> ScanIn:
+        if self.condition is not s.ParcelCondition.ok and not self.note:
+            raise ValueError("say what is short, substituted or damaged (note)")
+        return self
+
+
+class UnannouncedIn(StrictBody):
+    address: AddressIn
+    phone_last4: str = Field(pattern=r"^[0-9]{4}$", description="As written on the parcel")
+    category: s.Category = s.Category.groceries
+    note: str | None = Field(default=None, max_length=300)
+
+
+class AnnounceIn(StrictBody):
+    household_id: str | None = Field(default=None, pattern=ID, description="Staff: whose")
+    from_name: str = Field(min_length=1, max_length=100, examples=["女儿 王丽"])
+    items: str = Field(min_length=1, max_length=300, examples=["水果 一箱"])
+    category: s.Category = s.Category.groceries
+
+
+@router.post(
+    "/gate/scans",
+    summary="At the gate: a parcel's label scanned or typed — it is here (cadre, staff)",
+)
+async def scan(body: ScanIn, principal: VolunteerOrStaff, commands: Commands) -> JSONResponse:
+    command = s.ScanParcel(
+        command_id=new_command_id(), actor=principal.subject, **body.model_dump()
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.post(
+    "/gate/parcels",
+    status_code=201,
+    summary="At the gate: a parcel nobody announced, registered by its address (cadre, staff)",
+)
+async def unannounced(
+    body: UnannouncedIn, principal: VolunteerOrStaff, commands: Commands
+) -> JSONResponse:
+    command = s.RegisterParcel(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        address=Address(**body.address.model_dump()),
+        phone_last4=body.phone_last4,
+        category=body.category,
+        note=body.note,
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.post(
+    "/parcels",
+    status_code=201,
+    summary="A relative's parcel announced: expected at the gate (the household, staff)",
+)
+async def announce(
+    body: AnnounceIn, principal: CurrentPrincipal, commands: Commands
+) -> JSONResponse:
+    require(principal, Role.resident, Role.staff)
+    household_id = principal.household_id if principal.role is Role.resident else body.household_id
+    if household_id is None:
+        raise Problem(422, "Invalid request", "household_id: whose parcel it is", kind="validation")
+    command = s.AnnounceParcel(
+        command_id=new_command_id(),
+        actor=principal.subject,
+        household_id=household_id,
+        from_name=body.from_name,
+        items=body.items,
+        category=body.category,
+    )
+    return answer(await commands.send(community_of(principal), command))
+
+
+@router.get("/gate/queue", summary="Parcels at the gate, by building: medicine, then the oldest")
+async def queue(request: Request, principal: VolunteerOrStaff, database: Db) -> dict[str, Any]:
+    parcels = await documents(request, database, principal, PARCELS)
+    waiting = {p["order_id"] for p in parcels if p["state"] == "at_gate"}
+    orders = {
+        o["_id"]: o
+        for o in await documents(request, database, principal, ORDERS)
+        if o["_id"] in waiting
+    }
+    return {"buildings": supply.gate_queue(parcels, orders)}
 
 
 def community_of(principal: Principal) -> str:

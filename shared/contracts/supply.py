@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from shared.contracts.base import Payload
-from shared.contracts.orders import Category, OrdersCommand
+from shared.contracts.orders import Address, Category, OrdersCommand
 
 
 class SupplierKind(StrEnum):
@@ -57,6 +57,44 @@ class SendSupplierOrder(OrdersCommand):
     supplier_id: str
 
 
+class ParcelCondition(StrEnum):
+    ok = "ok"
+    short = "short"  # lines missing
+    substituted = "substituted"  # something else in their place
+    damaged = "damaged"
+
+
+class ScanParcel(OrdersCommand):
+    """At the gate: a parcel's label scanned or typed — it is here, in this condition."""
+
+    type: Literal["doorstep.parcel.scan.v1"] = "doorstep.parcel.scan.v1"
+    code: str
+    condition: ParcelCondition = ParcelCondition.ok
+    note: str | None = None
+
+
+class RegisterParcel(OrdersCommand):
+    """At the gate, a parcel nobody announced: registered by the address written on it
+    (and the last four digits of the household's phone), an order to carry it opened."""
+
+    type: Literal["doorstep.parcel.register.v1"] = "doorstep.parcel.register.v1"
+    address: Address
+    phone_last4: str
+    category: Category
+    note: str | None = None
+
+
+class AnnounceParcel(OrdersCommand):
+    """A relative outside sends a household something: expected at the gate, its label's
+    code to write on it."""
+
+    type: Literal["doorstep.parcel.announce.v1"] = "doorstep.parcel.announce.v1"
+    household_id: str
+    from_name: str
+    items: str
+    category: Category
+
+
 # --- events ---------------------------------------------------------------------------
 
 
@@ -87,6 +125,26 @@ class SupplierOrderSent(Payload):
     lines: int  # consolidated lines (groceries) and households (medicine)
 
 
-COMMANDS = (DefineSupplier, SetSupplierIntake, SendSupplierOrder)
-EVENTS = (SupplierDefined, SupplierIntakeChanged, SupplierOrderSent)
+class ParcelArrived(Payload):
+    """A parcel is at the gate; not as ordered when its condition says so."""
+
+    type: Literal["doorstep.parcel.arrived.v1"] = "doorstep.parcel.arrived.v1"
+    code: str
+    order_id: str
+    household_id: str
+    address: str
+    category: Category
+    condition: ParcelCondition
+    note: str | None = None
+
+
+COMMANDS = (
+    DefineSupplier,
+    SetSupplierIntake,
+    SendSupplierOrder,
+    ScanParcel,
+    RegisterParcel,
+    AnnounceParcel,
+)
+EVENTS = (SupplierDefined, SupplierIntakeChanged, SupplierOrderSent, ParcelArrived)
 PAYLOADS = (*COMMANDS, *EVENTS)

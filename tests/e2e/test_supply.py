@@ -123,3 +123,77 @@ def test_sourcing_refuses_bad_input_with_a_clear_4xx(community: Community) -> No
     resident = community.resident(community.household("g1")["household_id"])
     assert community.call("GET", "orders", "/v1/suppliers", resident).status_code == 403
     assert community.ok("GET", "orders", "/v1/suppliers", staff)["suppliers"] == []
+
+
+def test_parcels_come_in_at_the_gate_and_wait_there_by_building(
+    community: Community, gateway: GatewayServer
+) -> None:
+    community.define()
+    staff = community.staff
+    cadre = community.volunteer("g1")
+    shop = {
+        "name": "大同药房",
+        "kind": "pharmacy",
+        "contact_name": "张药师",
+        "phone": "13912340001",
+        "serves": ["medicine"],
+    }
+    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    home = community.household("g1")
+    resident = community.resident(home["household_id"])
+    pills = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "medicine", "items": "胰岛素"}
+    )["order_id"]
+    eventually(
+        lambda: community.order(staff, pills)["status"] in ("accepted", "assigned"),
+        what="accepted",
+    )
+    [code] = community.ok(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
+    )["parcels"]
+    gate = community.volunteer_token(cadre)  # a cadre on gate duty
+    first = community.call(
+        "POST", "orders", "/v1/gate/scans", gate, json={"code": f" {code.lower()} "}
+    )
+    assert first.status_code == 200 and first.json()["state"] == "at_gate", first.text
+    again = community.call("POST", "orders", "/v1/gate/scans", gate, json={"code": code})
+    assert again.status_code == 200  # scanned twice: here already
+    told = eventually(
+        lambda: [n for n in community.inbox(resident)["items"] if n["kind"] == "parcel.arrived"],
+        what="the resident told it is at the gate",
+    )
+    assert len(told) == 1 and "大门" in told[0]["body"]
+    # Not as ordered: said why, or refused.
+    not_said = community.call(
+        "POST", "orders", "/v1/gate/scans", gate, json={"code": code, "condition": "damaged"}
+    )
+    assert not_said.status_code == 422
+    # A parcel nobody announced, registered by its address; then what waits, by building.
+    registered = community.ok(
+        "GET", "orders", f"/v1/households/{home['household_id']}", community.staff
+    )
+    address, last4 = registered["address"], registered["phone"][-4:]
+    taken = community.call(
+        "POST",
+        "orders",
+        "/v1/gate/parcels",
+        gate,
+        json={"address": address, "phone_last4": last4, "note": "快递 一箱"},
+    )
+    assert taken.status_code == 201, taken.text
+    wrong = community.call(
+        "POST",
+        "orders",
+        "/v1/gate/parcels",
+        gate,
+        json={
+            "address": address,
+            "phone_last4": "0000" if last4 != "0000" else "1111",
+        },
+    )
+    assert wrong.status_code == 409
+    queue = community.ok("GET", "orders", "/v1/gate/queue", staff)["buildings"]
+    waiting = [p for b in queue for p in b["parcels"]]
+    assert [p["category"] for p in waiting] == ["medicine", "groceries"]  # medicine first
+    bad = community.call("POST", "orders", "/v1/gate/scans", gate, json={"code": "PXXXXXXX"})
+    assert bad.status_code == 422

@@ -130,3 +130,105 @@ def test_the_csv_is_what_the_supplier_packs_and_runs_no_formula() -> None:
     assert rows[0] == ["kind", "item", "households", "address", "order_id"]
     assert rows[1][:3] == ["groceries", '\'=HYPERLINK("http://x")', "1"]
     assert rows[2][0:2] == ["medicine", "降压药"] and rows[2][3].startswith("Datong Garden")
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+def scan(book: Orderbook, code: str, condition: str = "ok", note: str | None = None) -> Any:
+    return decide(
+        book,
+        s.ScanParcel(
+            command_id=f"scan-{code}-{condition}",
+            actor="gate",
+            code=code,
+            condition=s.ParcelCondition(condition),
+            note=note,
+        ),
+        T0 + timedelta(hours=2),
+    )
+
+
+def test_each_ordered_parcel_is_expected_with_a_code_and_scanned_in_once() -> None:
+    book = community()
+    supplier(book, serves=[o.Category.groceries, o.Category.medicine])
+    veg = order(book, 0, "groceries", "蔬菜包")
+    pills = order(book, 1, "medicine", "降压药")
+    sent = cut_off(book)
+    codes = sent["parcels"]
+    assert len(set(codes)) == 2 and all(supply.parcel_code_fits(c) for c in codes)
+    veg_code = book.get(ORDERS, veg)["sourcing"]["parcel"]
+    here = scan(book, f"https://doorstep.example/p/{veg_code.lower()[:4]} {veg_code.lower()[4:]}")
+    assert [e.condition for e in here.events] == [s.ParcelCondition.ok]  # type: ignore[attr-defined]
+    assert book.get(supply.PARCELS, veg_code)["state"] == "at_gate"
+    assert scan(book, veg_code).events == []  # scanned twice: here already, told once
+    pills_code = book.get(ORDERS, pills)["sourcing"]["parcel"]
+    short = scan(book, pills_code, "short", "一盒没到")
+    assert short.events[0].note == "一盒没到"  # type: ignore[attr-defined]
+    wrong = pills_code[:-2] + ("A" if pills_code[-2] != "A" else "C") + pills_code[-1]
+    with pytest.raises(Rejection) as mistyped:
+        scan(book, wrong)
+    assert mistyped.value.status == 422  # the check character catches one wrong character
+    with pytest.raises(Rejection) as unknown:
+        scan(book, "P" + "ACDEFH" + supply.domain.check_character("ACDEFH"))
+    assert unknown.value.status == 404
+
+
+def unannounced(book: Orderbook, room: str, last4: str, building: str = "９") -> Any:
+    address = o.Address(compound="Datong Garden", building=building, unit="1", room=room)
+    return decide(
+        book,
+        s.RegisterParcel(
+            command_id=f"gate-{room}-{last4}",
+            actor="gate",
+            address=address,
+            phone_last4=last4,
+            category=o.Category.groceries,
+            note="快递 一箱",
+        ),
+    )
+
+
+def test_a_parcel_nobody_announced_is_taken_in_by_its_address_or_refused_with_why() -> None:
+    book = community()
+    taken = unannounced(book, "102", "5678")  # full-width building number, as written
+    kinds = [e.type.split(".")[1] + "." + e.type.split(".")[2] for e in taken.events]
+    assert kinds == ["order.received", "order.accepted", "parcel.arrived"]
+    assert taken.outcome.status == 201 and taken.outcome.body["state"] == "at_gate"  # type: ignore[union-attr]
+    with pytest.raises(Rejection) as other_phone:
+        unannounced(book, "101", "0000")
+    assert other_phone.value.status == 409
+    with pytest.raises(Rejection) as nowhere:
+        unannounced(book, "909", "5678")
+    assert nowhere.value.status == 404
+
+
+def test_a_relatives_parcel_is_expected_then_arrives_and_the_gate_queue_puts_medicine_first() -> (
+    None
+):
+    book = community()
+    homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
+    announced = decide(
+        book,
+        s.AnnounceParcel(
+            command_id="from-daughter",
+            actor="staff",
+            household_id=homes[0],
+            from_name="女儿",
+            items="水果",
+            category=o.Category.groceries,
+        ),
+    ).outcome.body
+    assert announced["state"] == "expected"  # type: ignore[index]
+    supplier(book, serves=[o.Category.medicine], kind=s.SupplierKind.pharmacy)
+    pills = order(book, 1, "medicine", "胰岛素")
+    cut_off(book)
+    scan(book, announced["code"])  # type: ignore[index]
+    scan(book, book.get(ORDERS, pills)["sourcing"]["parcel"])
+    queue = supply.gate_queue(
+        book.values(supply.PARCELS), {o["_id"]: o for o in book.values(ORDERS)}
+    )
+    parcels = [p for b in queue for p in b["parcels"]]
+    assert len(parcels) == 2
+    medicine_first = [b["parcels"][0]["category"] for b in queue if len(b["parcels"]) == 2]
+    assert medicine_first in ([], ["medicine"])
