@@ -10,10 +10,11 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, model_validator
 
-from services.orders import supply
+from services.orders import labels, supply
 from services.orders.book import ORDERS
 from services.orders.supply import PARCELS, SUPPLIER_ORDERS, SUPPLIERS
 from shared.api import Commands, Db, StrictBody, answer
@@ -266,6 +267,64 @@ async def supplier_order_csv(supplier_order_id: Id, principal: Staff, database: 
         supply.supplier_order_csv(doc),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{supplier_order_id}.csv"'},
+    )
+
+
+@router.get(
+    "/supplier-orders/{supplier_order_id}/labels.pdf",
+    summary="The parcels' labels of a supplier order: A4 sheets of ten (staff)",
+    response_class=Response,
+)
+async def labels_pdf(
+    supplier_order_id: Id, request: Request, principal: Staff, database: Db
+) -> Response:
+    doc = await found(database, principal, SUPPLIER_ORDERS, supplier_order_id)
+    codes = set(doc.get("parcels", []))
+    parcels = [
+        p for p in await documents(request, database, principal, PARCELS) if p["_id"] in codes
+    ]
+    return await labels_of(
+        sorted(parcels, key=lambda p: p["address"]), principal, database, supplier_order_id
+    )
+
+
+@router.get(
+    "/parcels/{code}/label.pdf",
+    summary="One parcel's label, to write on or print (the household, staff)",
+    response_class=Response,
+)
+async def label_pdf(
+    code: Annotated[str, Path(pattern=r"^P[A-Z0-9]{7}$")],
+    principal: CurrentPrincipal,
+    database: Db,
+) -> Response:
+    require(principal, Role.resident, Role.staff)
+    parcel = await found(database, principal, PARCELS, code)
+    if principal.role is Role.resident and parcel["household_id"] != principal.household_id:
+        raise Problem(404, "Not found", "no such parcel")
+    return await labels_of([parcel], principal, database, code)
+
+
+async def labels_of(
+    parcels: list[dict[str, Any]], principal: Principal, database: Db, name: str
+) -> Response:
+    community = await database["communities"].find_one({"_id": community_of(principal)}) or {}
+    chosen = [
+        labels.Label(
+            code=p["_id"],
+            address=p["address"],
+            phone_last4=p.get("phone_last4", ""),
+            category=p["category"],
+            items=p.get("items", ""),
+            order_id=p["order_id"],
+        )
+        for p in parcels
+    ]
+    pdf = await run_in_threadpool(labels.render, chosen, community.get("name", ""))
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="labels-{name}.pdf"'},
     )
 
 

@@ -151,6 +151,13 @@ def test_parcels_come_in_at_the_gate_and_wait_there_by_building(
     [code] = community.ok(
         "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
     )["parcels"]
+    so = community.ok("GET", "orders", "/v1/supplier-orders", staff)["supplier_orders"][0]
+    printed = community.call(
+        "GET", "orders", f"/v1/supplier-orders/{so['supplier_order_id']}/labels.pdf", staff
+    )
+    assert printed.status_code == 200 and printed.content.startswith(b"%PDF")
+    mine = community.call("GET", "orders", f"/v1/parcels/{code}/label.pdf", resident)
+    assert mine.status_code == 200 and mine.headers["content-type"] == "application/pdf"
     gate = community.volunteer_token(cadre)  # a cadre on gate duty
     first = community.call(
         "POST", "orders", "/v1/gate/scans", gate, json={"code": f" {code.lower()} "}

@@ -232,3 +232,24 @@ def test_a_relatives_parcel_is_expected_then_arrives_and_the_gate_queue_puts_med
     assert len(parcels) == 2
     medicine_first = [b["parcels"][0]["category"] for b in queue if len(b["parcels"]) == 2]
     assert medicine_first in ([], ["medicine"])
+
+
+def test_labels_print_the_code_the_address_the_phone_digits_and_mark_medicine() -> None:
+    from pypdf import PdfReader
+
+    from services.orders import labels
+
+    printed = labels.render(
+        [
+            labels.Label(
+                "PACDEFHJ", "Datong Garden 9-1-102", "5678", "medicine", "胰岛素", "ord_1"
+            ),
+            labels.Label(
+                "PKMNPQRT", "Datong Garden 10-1-101", "4321", "groceries", "蔬菜包", "ord_2"
+            ),
+        ],
+        "大同",
+    )
+    text = PdfReader(io.BytesIO(printed)).pages[0].extract_text()
+    for said in ("PACDEFHJ", "9-1-102", "····5678", "药品", "PKMNPQRT", "蔬菜包", "大同 社区"):
+        assert said in text, said
