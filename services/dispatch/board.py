@@ -85,6 +85,7 @@ class Index:
 
 
 class TaskState(StrEnum):
+    expected = "expected"  # its goods come from outside: not offered before they are at the gate
     waiting = "waiting"
     offered = "offered"
     assigned = "assigned"
@@ -234,8 +235,18 @@ class Board(BaseModel):
     def order_open(self, facts: OrderFacts, now: datetime) -> list[Payload]:
         """An accepted or re-opened order joins the queue (unless it is already on it)."""
         if facts.order_id not in self.tasks:
-            self.tasks[facts.order_id] = Task(order=facts, opened_at=now)
+            state = TaskState.expected if facts.awaits_gate else TaskState.waiting
+            self.tasks[facts.order_id] = Task(order=facts, state=state, opened_at=now)
             self._sync(facts.order_id)
+        return self.match(now)
+
+    def at_gate(self, order_id: str, now: datetime) -> list[Payload]:
+        """Its parcel is at the gate: now a cadre may carry it in (late counts from here)."""
+        task = self.tasks.get(order_id)
+        if task is None or task.state is not TaskState.expected:
+            return []  # cancelled meanwhile, or not waiting for goods
+        task.state, task.opened_at = TaskState.waiting, now
+        self._sync(order_id)
         return self.match(now)
 
     def cancel(self, order_id: str, by_role: str, now: datetime) -> list[Payload]:

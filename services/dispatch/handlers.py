@@ -16,6 +16,7 @@ from typing import Any
 from services.dispatch.board import Board
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
+from shared.contracts import supply as s
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
 from shared.decision import Change, Decide, Decision
@@ -74,6 +75,7 @@ class DispatchRules:
             o.CommunityDefined: fact(lambda b, p, t: b.define(p.grids, t)),
             o.OrderAccepted: fact(lambda b, p, t: b.order_open(p.order, t)),
             o.OrderReopened: fact(lambda b, p, t: b.order_open(p.order, t)),
+            s.ParcelArrived: fact(lambda b, p, t: b.at_gate(p.order_id, t)),
             o.OrderCancelRequested: fact(lambda b, p, t: b.cancel(p.order_id, p.by_role, t)),
             o.OrderPriorityChanged: fact(
                 lambda b, p, t: b.priority_changed(p.order_id, p.priority, t)

@@ -117,6 +117,7 @@ def facts(order: dict[str, Any]) -> o.OrderFacts:
         household_flags=order["household_flags"],
         handoff_code=order["handoff_code"],
         placed_at=order["placed_at"],
+        awaits_gate=order.get("awaits_gate", False),
     )
 
 
@@ -132,6 +133,7 @@ def open_order(
     role: str,
     priority: int | None,
     now: datetime,
+    awaits_gate: bool | None = None,
 ) -> tuple[dict[str, Any], list[Payload]]:
     """A new order for a household (placed, or a need found at its door): taken into the
     queue, or held for staff when it looks like a duplicate or the community reviews all."""
@@ -156,6 +158,11 @@ def open_order(
         "updated_at": now,
         "escalated": False,
         "volunteer_id": None,
+        # Goods from outside where the community takes them in at its gate (or a parcel
+        # is announced): dispatch waits for the parcel. None: the community's policy says.
+        "awaits_gate": awaits_gate
+        if awaits_gate is not None
+        else policy.sourced_via_gate and category.value in ("groceries", "medicine"),
     }
     the_facts = facts(order)
     events: list[Payload] = [o.OrderReceived(order=the_facts, channel=channel)]

@@ -278,6 +278,7 @@ def register_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
         role="staff",
         priority=None,
         now=now,
+        awaits_gate=False,  # it is here
     )
     code = expect_parcel(book, order, "gate", now)
     parcel = book.get(PARCELS, code)
@@ -304,6 +305,7 @@ def announce_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
         role="staff",
         priority=None,
         now=now,
+        awaits_gate=True,  # it comes from outside, whatever the policy
     )
     code = expect_parcel(book, order, f"relative:{cmd.from_name}", now)
     return Decision(events, Outcome.ok(parcel_view(book.get(PARCELS, code) or {}), 201))

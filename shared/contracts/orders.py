@@ -60,6 +60,9 @@ class CommunityPolicy(BaseModel):
     # knows summer time, which a fixed offset does not.
     time_zone: str | None = Field(default=None, max_length=64, examples=["Asia/Shanghai"])
     urgent_priority: StrictInt = Field(default=80, ge=0, le=100)
+    # 外围派单: groceries and medicine come in through the gate (ordered from suppliers at a
+    # cut-off); a cadre carries them in once their parcel is there, not before.
+    sourced_via_gate: StrictBool = False
 
     @field_validator("time_zone")
     @classmethod
@@ -137,6 +140,9 @@ class OrderFacts(BaseModel):
     household_flags: list[HouseholdFlag] = Field(default_factory=list)
     handoff_code: str
     placed_at: datetime
+    # Its goods come from outside (外围派单): no cadre is offered it before its parcel is at
+    # the community's gate.
+    awaits_gate: bool = False
 
 
 class OrderReceived(Payload):

@@ -204,3 +204,35 @@ def test_parcels_come_in_at_the_gate_and_wait_there_by_building(
     assert [p["category"] for p in waiting] == ["medicine", "groceries"]  # medicine first
     bad = community.call("POST", "orders", "/v1/gate/scans", gate, json={"code": "PXXXXXXX"})
     assert bad.status_code == 422
+
+
+def test_where_goods_come_in_through_the_gate_a_cadre_is_offered_them_only_once_there(
+    community: Community,
+) -> None:
+    community.define(sourced_via_gate=True)
+    staff = community.staff
+    cadre = community.volunteer("g1")
+    shop = {
+        "name": "大同药房",
+        "kind": "pharmacy",
+        "contact_name": "张药师",
+        "phone": "13912340002",
+        "serves": ["medicine"],
+    }
+    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    resident = community.resident(community.household("g1")["household_id"])
+    pills = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "medicine", "items": "胰岛素"}
+    )["order_id"]
+    garbage = community.ok(
+        "POST", "orders", "/v1/orders", resident, json={"category": "garbage", "items": "两袋"}
+    )["order_id"]
+    community.offer_for(cadre, garbage)  # nothing from outside: offered at once, as before
+    board = community.ok("GET", "dispatch", "/v1/tasks", staff)["tasks"]
+    assert {t["order_id"]: t["state"] for t in board}[pills] == "expected"
+    assert all(t["order_id"] != pills for t in community.tasks(cadre))  # not offered yet
+    [code] = community.ok(
+        "POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid}
+    )["parcels"]
+    community.ok("POST", "orders", "/v1/gate/scans", staff, json={"code": code})
+    community.offer_for(cadre, pills)  # at the gate: now a cadre carries it in

@@ -454,3 +454,22 @@ def test_the_only_driver_is_kept_for_the_transfer_a_groceries_run_could_go_witho
     assert board.tasks["rice"].volunteer_id == "walker"
     board.order_open(facts("ride", category=Category.transfer), T0 + timedelta(hours=2))
     assert board.tasks["ride"].volunteer_id == "driver"
+
+
+def test_goods_from_outside_are_offered_only_once_their_parcel_is_at_the_gate() -> None:
+    board = board_with(("li", "g3", 2))
+    expected = facts("o1").model_copy(update={"awaits_gate": True})
+    assert board.order_open(expected, T0) == []  # a cadre is free, but the goods are not here
+    assert board.tasks["o1"].state is TaskState.expected
+    assert board.escalate_late("o1", T0 + timedelta(hours=3)) == []  # not late: not here yet
+    offered = board.at_gate("o1", T0 + timedelta(hours=4))
+    assert kinds(offered) == ["offer.made"] and board.tasks["o1"].state is TaskState.offered
+    assert board.tasks["o1"].opened_at == T0 + timedelta(hours=4)  # late counts from the gate
+    assert board.at_gate("o1", T0 + timedelta(hours=5)) == []  # scanned twice: once
+
+
+def test_an_order_whose_goods_are_still_expected_is_cancelled_by_the_resident() -> None:
+    board = board_with(("li", "g3", 2))
+    board.order_open(facts("o1").model_copy(update={"awaits_gate": True}), T0)
+    assert kinds(board.cancel("o1", "resident", T0)) == ["task.cancelled"]
+    assert board.at_gate("o1", T0) == []  # the parcel came anyway: nothing to carry
