@@ -772,6 +772,95 @@ async def report_csv(who: StaffWho, services: Services, day: date | None = None)
     return csv_download(f"report-{who.community_id}-{today(day, who)}.csv", report_rows(figures))
 
 
+# --- the gate (外围派单) ---------------------------------------------------------------------
+
+
+@router.get("/gate")
+async def gate(request: Request, who: Who, services: Services) -> HTMLResponse:
+    queue = await services.get(who, "orders", "/v1/gate/queue")
+    buildings = queue["buildings"]
+    suppliers: list[dict[str, Any]] = []
+    supplier_orders: list[dict[str, Any]] = []
+    if not who.grid_id:  # suppliers are the office's
+        found, sent = await services.gather(
+            services.get(who, "orders", "/v1/suppliers"),
+            services.get(who, "orders", "/v1/supplier-orders"),
+        )
+        suppliers, supplier_orders = found["suppliers"], sent["supplier_orders"][:20]
+    return page(
+        request,
+        "gate.html",
+        who,
+        buildings=buildings,
+        waiting=sum(len(b["parcels"]) for b in buildings),
+        suppliers=suppliers,
+        supplier_orders=supplier_orders,
+    )
+
+
+@router.post("/gate/scans", dependencies=[Posted])
+async def gate_scan(
+    who: Who,
+    services: Services,
+    code: Annotated[str, Form(min_length=1, max_length=200)],
+    condition: Annotated[str, Form(pattern=r"^(ok|short|substituted|damaged)$")] = "ok",
+    note: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    body = {"code": code, "condition": condition, "note": note.strip() or None}
+    return await act("/gate", services.post(who, "orders", "/v1/gate/scans", json=body))
+
+
+@router.post("/supplier-orders", dependencies=[Posted])
+async def cut_off(
+    who: StaffWho, services: Services, supplier_id: Annotated[str, Form(pattern=ID)]
+) -> Response:
+    body = {"supplier_id": supplier_id}
+    return await act("/gate", services.post(who, "orders", "/v1/supplier-orders", json=body))
+
+
+@router.post("/suppliers/{supplier_id}/{intake}", dependencies=[Posted])
+async def supplier_intake(
+    supplier_id: Annotated[str, PathParam(pattern=ID)],
+    intake: Annotated[str, PathParam(pattern=r"^(suspend|resume)$")],
+    who: StaffWho,
+    services: Services,
+    reason: Annotated[str, Form(min_length=2, max_length=300)],
+) -> Response:
+    path = f"/v1/suppliers/{supplier_id}/{intake}"
+    return await act("/gate", services.post(who, "orders", path, json={"reason": reason}))
+
+
+@router.get("/supplier-orders/{supplier_order_id}.csv")
+async def supplier_order_csv(
+    supplier_order_id: Annotated[str, PathParam(pattern=ID)], who: StaffWho, services: Services
+) -> Response:
+    return await passed_file(who, services, f"/v1/supplier-orders/{supplier_order_id}.csv")
+
+
+@router.get("/supplier-orders/{supplier_order_id}/labels.pdf")
+async def supplier_order_labels(
+    supplier_order_id: Annotated[str, PathParam(pattern=ID)], who: StaffWho, services: Services
+) -> Response:
+    return await passed_file(who, services, f"/v1/supplier-orders/{supplier_order_id}/labels.pdf")
+
+
+async def passed_file(
+    who: Person,
+    services: Upstream,
+    path: str,
+    service: str = "orders",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A file a service makes (a CSV, a PDF, a photo), fetched with the person's token."""
+    found = await services.fetch(who, "GET", service, path)
+    kept = {k: v for k, v in found.headers.items() if k.lower() == "content-disposition"}
+    return Response(
+        found.content,
+        media_type=found.headers.get("content-type"),
+        headers={**kept, **(headers or {})},
+    )
+
+
 # --- door-knock campaigns -------------------------------------------------------------------
 
 
@@ -893,11 +982,12 @@ async def delivery_photo(
 ) -> Response:
     """A delivery photo from an order's trail, fetched with the person's own token:
     dispatch decides who may see it."""
-    found = await services.fetch(who, "GET", "dispatch", f"/v1/photos/{photo_id}")
-    return Response(
-        found.content,
-        media_type=found.headers.get("content-type"),
-        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    return await passed_file(
+        who,
+        services,
+        f"/v1/photos/{photo_id}",
+        "dispatch",
+        {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
     )
 
 

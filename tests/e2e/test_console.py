@@ -616,3 +616,37 @@ def test_staff_see_the_photo_a_delivery_was_proven_with(
     assert page.execute_script("return document.contentType") == "image/jpeg"
     page.get(f"{console}/photos/{uuid.uuid4()}")  # none such: said, not a 500
     assert page.find_elements(By.ID, "problem")
+
+
+def test_staff_order_from_a_supplier_and_take_parcels_in_at_the_gate(
+    page: webdriver.Chrome, console: str, community: Community
+) -> None:
+    community.define()
+    staff = community.staff
+    shop = {
+        "name": "大同生鲜超市",
+        "kind": "supermarket",
+        "contact_name": "王经理",
+        "phone": "13912340003",
+        "serves": ["groceries"],
+    }
+    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    home = household(community, "g1")
+    placed = community.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        staff,
+        json={"household_id": home["household_id"], "category": "groceries", "items": "蔬菜包"},
+    )
+    community.order_status(placed["order_id"], "accepted")
+    sign_in(page, console, community.community_id)
+    follow(page, "Gate")
+    assert press(page, f"#suppliers tr[data-supplier='{sid}']", "Order now (cut-off)") == "Done"
+    sent = community.ok("GET", "orders", "/v1/supplier-orders", staff)["supplier_orders"]
+    [code] = sent[0]["parcels"]
+    assert page.find_element(By.CSS_SELECTOR, "#supplier-orders a[href$='labels.pdf']")
+    page.find_element(By.ID, "code").send_keys(code.lower())  # as typed off the label
+    assert click_through(page, page.find_element(By.CSS_SELECTOR, "#scan button")) == "Done"
+    row = page.find_element(By.CSS_SELECTOR, f"#queue tr[data-parcel='{code}']")
+    assert home["address_text"] in row.text
