@@ -665,7 +665,9 @@ class Board(BaseModel):
             if not ix.free.anyone_with(skill):
                 continue  # taken since it was drawn: the line ends with its next draw
             task = self.tasks[order_id]
-            chosen = ix.free.best(need_of(task), neighbours)
+            if task.state is not TaskState.waiting:
+                continue  # offered meanwhile, with a parcel of its building
+            chosen = self._carrying_to(task, now) or ix.free.best(need_of(task), neighbours)
             if chosen is not None:
                 decided[order_id] = self._offer(task, chosen, now)
             elif not task.escalated:
@@ -680,6 +682,33 @@ class Board(BaseModel):
             else:
                 decided[order_id] = self._escalate_waiting(task)
         return [decided[o] for o in sorted(decided, key=lambda o: urgency_of(self.tasks[o]))]
+
+    def _carrying_to(self, task: Task, now: datetime) -> str | None:
+        """Building batches (外围派单): a parcel at the gate goes to the cadre already
+        carrying parcels from the gate to its building, while they have room — one walk
+        up the stairs, not one per parcel. Nobody yet: matching as for any task."""
+        if not (task.order.awaits_gate and task.order.building):
+            return None
+        skill = matching.REQUIRED_SKILL[Category(task.order.category)]
+        for volunteer_id, held in self.ix.held.items():
+            volunteer = self.volunteers.get(volunteer_id)
+            if (
+                volunteer is None
+                or volunteer.shift_grid_id is None
+                or len(held) >= volunteer.capacity
+                or volunteer_id in task.tried
+                or (skill is not None and skill not in volunteer.skills)
+            ):
+                continue
+            if any(
+                (mate := self.tasks.get(o)) is not None
+                and mate.order.awaits_gate
+                and mate.order.building == task.order.building
+                and mate.state in (TaskState.offered, TaskState.assigned)
+                for o in held
+            ):
+                return volunteer_id
+        return None
 
     def _while_free(self, skill: Skill | None) -> Iterator[tuple[matching.Urgency, Skill | None]]:
         for urgency in self.ix.waiting.walk(skill):

@@ -118,6 +118,7 @@ def facts(order: dict[str, Any]) -> o.OrderFacts:
         handoff_code=order["handoff_code"],
         placed_at=order["placed_at"],
         awaits_gate=order.get("awaits_gate", False),
+        building=order.get("building"),
     )
 
 
@@ -144,6 +145,7 @@ def open_order(
         "household_id": household["_id"],
         "grid_id": household["grid_id"],
         "address": household["address_text"],
+        "building": f"{household['address']['compound']} {household['address']['building']}",
         "household_flags": household["flags"],
         "no_smartphone": o.HouseholdFlag.no_smartphone in flags,
         "category": category.value,

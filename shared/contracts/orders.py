@@ -143,6 +143,7 @@ class OrderFacts(BaseModel):
     # Its goods come from outside (外围派单): no cadre is offered it before its parcel is at
     # the community's gate.
     awaits_gate: bool = False
+    building: str | None = None  # compound and building: parcels carried in together
 
 
 class OrderReceived(Payload):

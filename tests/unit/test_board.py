@@ -473,3 +473,23 @@ def test_an_order_whose_goods_are_still_expected_is_cancelled_by_the_resident() 
     board.order_open(facts("o1").model_copy(update={"awaits_gate": True}), T0)
     assert kinds(board.cancel("o1", "resident", T0)) == ["task.cancelled"]
     assert board.at_gate("o1", T0) == []  # the parcel came anyway: nothing to carry
+
+
+def test_parcels_at_the_gate_for_one_building_go_to_the_cadre_already_carrying_there() -> None:
+    board = board_with(("li", "g3", 3), ("wang", "g3", 3))
+
+    def parcel(order_id: str, building: str) -> OrderFacts:
+        return facts(order_id).model_copy(update={"awaits_gate": True, "building": building})
+
+    for order_id, building in [("o1", "9"), ("o2", "9"), ("o3", "10"), ("o4", "9"), ("o5", "9")]:
+        board.order_open(parcel(order_id, building), T0)
+    holder = {}
+    for order_id in ("o1", "o2", "o3", "o4", "o5"):
+        [offer] = board.at_gate(order_id, T0 + timedelta(minutes=1))
+        holder[order_id] = offer.volunteer_id  # type: ignore[attr-defined]
+    first = holder["o1"]
+    other = "wang" if first == "li" else "li"
+    # One walk up building 9's stairs: its parcels go together, up to the cadre's capacity;
+    # building 10's to the other cadre (fair load), and the fourth of 9 when the first is full.
+    assert [holder[o] for o in ("o2", "o4")] == [first, first]
+    assert holder["o3"] == other and holder["o5"] == other
