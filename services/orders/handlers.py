@@ -386,6 +386,7 @@ def dispatch_fact(to: Status) -> Decide[Orderbook]:
             changes["proof"] = payload.proof
         by = f"volunteer:{payload.volunteer_id}"  # type: ignore[union-attr]
         order = _move(book, order, to, by, now, **changes)
+        supply.parcel_moved(book, order, to, now)
         changed = o.OrderStatusChanged(
             order_id=order["_id"],
             household_id=order["household_id"],

@@ -108,7 +108,8 @@ def send_supplier_order(book: Orderbook, event: Event, now: datetime) -> Decisio
             "supplier_id": supplier["_id"],
             "parcel": code,
         }
-        book.put(ORDERS, {**wanted_order, "sourcing": source})
+        current = book.get(ORDERS, wanted_order["_id"]) or wanted_order
+        book.put(ORDERS, {**current, "sourcing": source})
         codes.append(code)
     order = book.put(
         SUPPLIER_ORDERS,
@@ -179,6 +180,7 @@ def parcel_code_fits(code: str) -> bool:
 def expect_parcel(book: Orderbook, order: dict[str, Any], source: str, now: datetime) -> str:
     household = book.get(HOUSEHOLDS, order["household_id"]) or {}
     code = parcel_code(book, order["_id"])
+    book.put(ORDERS, {**(book.get(ORDERS, order["_id"]) or order), "parcel": code})
     book.put(
         PARCELS,
         {
@@ -229,6 +231,10 @@ def arrived(
     by: str,
     now: datetime,
 ) -> Decision:
+    order = book.get(ORDERS, parcel["order_id"])
+    if order is not None and order.get("awaits_gate"):
+        # Here now: a re-opened order is offered at once, not held for goods again.
+        book.put(ORDERS, {**order, "awaits_gate": False})
     parcel = book.put(
         PARCELS,
         {
@@ -250,6 +256,22 @@ def arrived(
         note=note,
     )
     return Decision([here], Outcome.ok(parcel_view(parcel)))
+
+
+def parcel_moved(book: Orderbook, order: dict[str, Any], to: Status, now: datetime) -> None:
+    """The parcel follows its order: carried in, it has left the gate; not handed over, it
+    is back at the gate with the reason, for staff to send again or call about."""
+    parcel = book.get(PARCELS, order["parcel"]) if order.get("parcel") else None
+    if parcel is None or parcel["state"] == "expected":
+        return
+    if to is Status.picked_up:
+        book.put(PARCELS, {**parcel, "state": "carried", "carried_at": now})
+    elif to is Status.delivered:
+        book.put(PARCELS, {**parcel, "state": "delivered", "delivered_at": now})
+    elif to is Status.failed:
+        failure = order.get("failure") or {}
+        back = {"reason": failure.get("reason"), "note": failure.get("note"), "at": now}
+        book.put(PARCELS, {**parcel, "state": "at_gate", "returned": back})
 
 
 def register_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:

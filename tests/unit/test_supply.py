@@ -253,3 +253,52 @@ def test_labels_print_the_code_the_address_the_phone_digits_and_mark_medicine() 
     text = PdfReader(io.BytesIO(printed)).pages[0].extract_text()
     for said in ("PACDEFHJ", "9-1-102", "····5678", "药品", "PKMNPQRT", "蔬菜包", "大同 社区"):
         assert said in text, said
+
+
+def test_an_order_whose_parcel_is_at_the_gate_is_offered_at_once_when_re_opened() -> None:
+    book = community()
+    homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
+    announced = decide(
+        book,
+        s.AnnounceParcel(
+            command_id="from-son",
+            actor="staff",
+            household_id=homes[0],
+            from_name="儿子",
+            items="米",
+            category=o.Category.groceries,
+        ),
+    ).outcome.body
+    order_id = announced["order_id"]  # type: ignore[index]
+    assert book.get(ORDERS, order_id)["awaits_gate"] is True
+    scan(book, announced["code"])  # type: ignore[index]
+    from services.orders.book import facts
+
+    assert facts(book.get(ORDERS, order_id)).awaits_gate is False  # type: ignore[arg-type]
+
+
+def test_a_parcel_follows_its_order_and_one_not_handed_over_is_back_at_the_gate() -> None:
+    from shared.contracts import dispatch as d
+
+    book = community()
+    supplier(book)
+    veg = order(book, 0, "groceries", "蔬菜包")
+    [code] = cut_off(book)["parcels"]
+    scan(book, code)
+    home = book.get(ORDERS, veg)
+    ref = d.OrderRef(order_id=veg, household_id=home["household_id"], grid_id=home["grid_id"])
+    decide(book, d.TaskAssigned(order=ref, volunteer_id="li", volunteer_name="Li"))
+    decide(book, d.TaskPickedUp(order=ref, volunteer_id="li"))
+    assert book.get(supply.PARCELS, code)["state"] == "carried"
+    queue = supply.gate_queue(book.values(supply.PARCELS), {veg: book.get(ORDERS, veg)})
+    assert queue == []  # on its way: no longer waiting at the gate
+    decide(
+        book,
+        d.TaskFailed(
+            order=ref, volunteer_id="li", reason=d.FailureReason.not_home, note="敲门无人"
+        ),
+    )
+    back = book.get(supply.PARCELS, code)
+    assert back["state"] == "at_gate" and back["returned"]["reason"] == "not_home"
+    queue = supply.gate_queue(book.values(supply.PARCELS), {veg: book.get(ORDERS, veg)})
+    assert [p["code"] for b in queue for p in b["parcels"]] == [code]  # for staff to act on
