@@ -7,16 +7,18 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from shared.contracts.orders import CommunityPolicy
 from shared.owner import partition_of
 from tests.e2e.client import Community, auth, eventually
 from tests.e2e.conftest import Running
 
 PARTITIONS = 4  # as DOORSTEP_TOPIC_PARTITIONS in the e2e services
+CLOCK = CommunityPolicy().clock()  # the communities' clock: Beijing time, as defined
 CAPACITY = 2
 
 
@@ -57,7 +59,7 @@ class Stream:
         self.communities = [
             Community(running, self.http, c) for c in communities_on_every_partition()
         ]
-        self.began = datetime.now(UTC).date()
+        self.began = datetime.now(CLOCK).date()
         self.done = threading.Event()
         self.codes: dict[str, str] = {}
         self.orders: dict[str, list[str]] = defaultdict(list)
@@ -114,9 +116,10 @@ class Stream:
             time.sleep(0.5)
 
     def delivered(self) -> int:
-        """Deliveries by the daily report, each UTC day since the stream began (a list
-        answers 500 orders at most; a soak places thousands)."""
-        today = datetime.now(UTC).date()
+        """Deliveries by the daily report, each day since the stream began — the
+        community's days (Beijing time: after 16:00 UTC it is tomorrow there), as the
+        report counts them. (A list answers 500 orders at most; a soak places thousands.)"""
+        today = datetime.now(CLOCK).date()
         days = [self.began + timedelta(days=d) for d in range((today - self.began).days + 1)]
         return sum(
             c.ok(
