@@ -147,7 +147,6 @@ def parcel_code(book: Orderbook, order_id: str) -> str:
     """The order's parcel code: derived from the order (the same on a redo), seven
     characters of the contact cards' alphabet and a check character, so a mistyped one
     does not fit; another salt where the community has it already."""
-    taken = {p["_id"]: p["order_id"] for p in book.values(PARCELS)}
     for salt in range(100):
         digest = int(hashlib.sha256(f"{order_id}:{salt}".encode()).hexdigest(), 16)
         body = ""
@@ -155,7 +154,8 @@ def parcel_code(book: Orderbook, order_id: str) -> str:
             digest, i = divmod(digest, len(domain.CARD_ALPHABET))
             body += domain.CARD_ALPHABET[i]
         code = "P" + body + domain.check_character(body)
-        if taken.get(code, order_id) == order_id:
+        there = book.get(PARCELS, code)  # the code is the parcel's id: one lookup
+        if there is None or there["order_id"] == order_id:
             return code
     raise Rejection(409, "no parcel code is free", "Conflict")  # not in this universe
 

@@ -302,3 +302,12 @@ def test_a_parcel_follows_its_order_and_one_not_handed_over_is_back_at_the_gate(
     assert back["state"] == "at_gate" and back["returned"]["reason"] == "not_home"
     queue = supply.gate_queue(book.values(supply.PARCELS), {veg: book.get(ORDERS, veg)})
     assert [p["code"] for b in queue for p in b["parcels"]] == [code]  # for staff to act on
+
+
+def test_a_parcel_code_another_order_has_is_never_given_again() -> None:
+    book = community()
+    first = supply.parcel_code(book, "ord_a")
+    assert supply.parcel_code(book, "ord_a") == first  # the same order, the same code
+    book.put(supply.PARCELS, {"_id": first, "order_id": "ord_other", "state": "expected"})
+    second = supply.parcel_code(book, "ord_a")
+    assert second != first and supply.parcel_code_fits(second)
