@@ -746,6 +746,9 @@ def report_rows(figures: dict[str, Any]) -> list[list[Any]]:
     for category, statuses in figures["orders_by_category"].items():
         for status, n in statuses.items():
             rows.append([f"category:{category}:{status}", n])
+    for key, value in (figures.get("gate") or {}).items():
+        if key != "not_as_ordered":
+            rows.append([f"gate:{key}", value])
     return rows
 
 

@@ -23,7 +23,7 @@ from pydantic import (
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.concurrency import run_in_threadpool
 
-from services.orders import campaigns, cards, domain, report
+from services.orders import campaigns, cards, domain, report, supply
 from services.orders.views import household_view, newest_orders, order_view
 from shared.api import Commands, Db, StrictBody, answer
 from shared.auth import (
@@ -158,9 +158,14 @@ async def daily_report(
     book = await request.app.state.owner.settled(community_id)
     if book is not None:
         orders = list(book.values("orders"))
+        parcels = list(book.values(supply.PARCELS))
     else:
         orders = await database["orders"].find({"community_id": community_id}).to_list()
-    return report.daily(orders, wanted, clock)
+        parcels = await database[supply.PARCELS].find({"community_id": community_id}).to_list()
+    return {
+        **report.daily(orders, wanted, clock),
+        "gate": supply.gate_figures(parcels, wanted, clock),
+    }
 
 
 # --- households --------------------------------------------------------------------------

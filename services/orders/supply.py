@@ -14,8 +14,9 @@ import hashlib
 import io
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from services.orders import domain
@@ -265,7 +266,8 @@ def parcel_moved(book: Orderbook, order: dict[str, Any], to: Status, now: dateti
     if parcel is None or parcel["state"] == "expected":
         return
     if to is Status.picked_up:
-        book.put(PARCELS, {**parcel, "state": "carried", "carried_at": now})
+        carried = {"state": "carried", "carried_at": now, "carried_by": order.get("volunteer_id")}
+        book.put(PARCELS, {**parcel, **carried})
     elif to is Status.delivered:
         book.put(PARCELS, {**parcel, "state": "delivered", "delivered_at": now})
     elif to is Status.failed:
@@ -350,6 +352,59 @@ def gate_queue(
         {"building": b, "parcels": ps, "oldest": min(p["arrived_at"] for p in ps)}
         for b, ps in sorted(buildings.items(), key=lambda kv: min(p["arrived_at"] for p in kv[1]))
     ]
+
+
+TRIP = timedelta(
+    minutes=15
+)  # parcels a cadre takes from the gate to a building this close: one trip
+
+
+def gate_figures(parcels: Iterable[dict[str, Any]], day: date, clock: tzinfo) -> dict[str, Any]:
+    """The gate's day, for the daily report: parcels still expected, in and out of the gate
+    that day, how long they waited there (p50/p95 minutes), trips made — a cadre's parcels
+    to one building taken within 15 minutes — against one trip per order, and what came in
+    not as ordered, per supplier."""
+    on_day = [
+        p
+        for p in parcels
+        if p.get("arrived_at") and p["arrived_at"].astimezone(clock).date() == day
+    ]
+    out = [
+        p
+        for p in parcels
+        if p.get("carried_at") and p["carried_at"].astimezone(clock).date() == day
+    ]
+    waited = sorted(
+        (p["carried_at"] - p["arrived_at"]).total_seconds() / 60 for p in out if p.get("arrived_at")
+    )
+    trips = 0
+    last: dict[tuple[Any, str], datetime] = {}
+    for p in sorted(out, key=lambda p: p["carried_at"]):
+        key = (p.get("carried_by"), p.get("building", ""))
+        if key not in last or p["carried_at"] - last[key] > TRIP:
+            trips += 1
+        last[key] = p["carried_at"]
+    not_as_ordered: dict[str, Counter[str]] = {}
+    for p in on_day:
+        if p.get("condition", "ok") != "ok":
+            not_as_ordered.setdefault(p["source"], Counter())[p["condition"]] += 1
+    return {
+        "expected": sum(1 for p in parcels if p["state"] == "expected"),
+        "in": len(on_day),
+        "out": len(out),
+        "minutes_at_gate_p50": percentile(waited, 0.5),
+        "minutes_at_gate_p95": percentile(waited, 0.95),
+        "trips": trips,
+        "parcels_per_trip": round(len(out) / trips, 2) if trips else None,
+        "trips_one_order_one_trip": len(out),
+        "not_as_ordered": {s: dict(c) for s, c in sorted(not_as_ordered.items())},
+    }
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 1)
 
 
 def parcel_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -311,3 +311,38 @@ def test_a_parcel_code_another_order_has_is_never_given_again() -> None:
     book.put(supply.PARCELS, {"_id": first, "order_id": "ord_other", "state": "expected"})
     second = supply.parcel_code(book, "ord_a")
     assert second != first and supply.parcel_code_fits(second)
+
+
+def test_the_gates_day_counts_parcels_in_and_out_time_there_and_trips_against_one_per_order() -> (
+    None
+):
+    from zoneinfo import ZoneInfo
+
+    beijing = ZoneInfo("Asia/Shanghai")
+    at = T0  # 16:00 in Beijing
+    parcel = {"state": "carried", "building": "9", "carried_by": "li", "source": "supplier:s1"}
+    parcels = [
+        {**parcel, "arrived_at": at, "carried_at": at + timedelta(minutes=10)},
+        {**parcel, "arrived_at": at, "carried_at": at + timedelta(minutes=12)},  # same trip
+        {**parcel, "arrived_at": at, "carried_at": at + timedelta(minutes=40)},  # another
+        {**parcel, "building": "10", "arrived_at": at, "carried_at": at + timedelta(minutes=41)},
+        {
+            "state": "at_gate",
+            "building": "9",
+            "source": "supplier:s1",
+            "arrived_at": at,
+            "condition": "short",
+            "note": "少一盒",
+        },  # short of what was ordered
+        {"state": "expected", "building": "9", "source": "relative:女儿"},
+    ]
+    figures = supply.gate_figures(parcels, T0.astimezone(beijing).date(), beijing)
+    assert (figures["expected"], figures["in"], figures["out"]) == (1, 5, 4)
+    assert (figures["trips"], figures["trips_one_order_one_trip"]) == (3, 4)
+    assert figures["parcels_per_trip"] == 1.33
+    assert figures["minutes_at_gate_p50"] == 40.0 and figures["minutes_at_gate_p95"] == 41.0
+    assert figures["not_as_ordered"] == {"supplier:s1": {"short": 1}}
+    next_day = supply.gate_figures(
+        parcels, T0.astimezone(beijing).date() + timedelta(days=1), beijing
+    )
+    assert (next_day["in"], next_day["out"], next_day["trips"]) == (0, 0, 0)
