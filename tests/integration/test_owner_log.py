@@ -185,7 +185,7 @@ async def test_a_crash_in_the_write_path_loses_nothing_the_next_owner_publishes_
     # Its new documents were inserted the first time, and are replaced, not doubled or
     # refused, when the entry is derived again.
     volunteers = await db["volunteers"].find({"community_id": community}).to_list()
-    assert [d["_id"] for d in volunteers] == ["v1"]
+    assert [d["_id"] for d in volunteers] == [f"{community}:v1"]  # keyed per community
     answer = await db["command_results"].find_one({"_id": "cmd-v1"})
     assert answer is not None and answer["outcome"]["status"] == 201
     events = await published(stack, community)
@@ -336,7 +336,7 @@ async def test_a_community_that_cannot_be_stored_waits_in_its_lane_and_holds_no_
     entries = await db[LOG].find({"community_id": "stuck"}).sort("n", 1).to_list()
     entries = [unpacked(e, db.codec_options) for e in entries]
     assert [i for e in entries for i in e["inputs"]] == ["in-0", "in-2"]  # in order
-    assert await db["volunteers"].find_one({"_id": "v1"}) is not None
+    assert await db["volunteers"].find_one({"_id": "stuck:v1"}) is not None
 
 
 async def test_a_second_copy_of_an_answered_command_is_not_decided_again(
@@ -385,12 +385,12 @@ async def test_an_owner_that_lost_its_partition_cannot_regress_a_read_model(
     await current.handle(inputs(community_defined(COMMUNITY), registration("v1")))
     await current.handle(inputs(check_in("v1"), first_offset=2))
     await current.handle(inputs(check_in("v2-none", "x"), first_offset=3))
-    after = await db["volunteers"].find_one({"_id": "v1"})
+    after = await db["volunteers"].find_one({"_id": f"{COMMUNITY}:v1"})
     assert after is not None and after.get("shift") is not None
     first = unpacked(await db[LOG].find_one({"_id": f"{COMMUNITY}:1"}), db.codec_options)
     stale = owner(db, publisher)
     await stale._derive(first)  # the registration's version: no shift
-    now = await db["volunteers"].find_one({"_id": "v1"})
+    now = await db["volunteers"].find_one({"_id": f"{COMMUNITY}:v1"})
     assert now is not None and now.get("shift") is not None
 
 
