@@ -416,7 +416,7 @@ async def test_a_read_model_the_database_refuses_stops_its_community_not_skipped
     # waits in its lane (its record held from the commit), it does not go on without it.
     assert await db[LOG].count_documents({"community_id": COMMUNITY}) == 2
     assert COMMUNITY in first._lanes and first.held_offsets()
-    assert await db["volunteers"].find_one({"_id": "odd"}) is None
+    assert await db["volunteers"].find_one({"_id": f"{COMMUNITY}:odd"}) is None
     # Named, with why, for /readyz and an alert; the others are not held.
     assert list(first.stuck) == [COMMUNITY] and "volunteers" in first.stuck[COMMUNITY]
     for lane in first._lanes.values():
