@@ -519,7 +519,7 @@ def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert page.switch_to.active_element.text == "Skip to content"
     reached = []
-    for _ in range(6):
+    for _ in range(7):
         page.switch_to.active_element.send_keys(Keys.TAB)
         reached.append(page.switch_to.active_element.text)
     assert reached == [
@@ -527,6 +527,7 @@ def test_the_console_works_from_the_keyboard_and_loads_a_full_community_fast(
         "Hotline",
         "Needs a person",
         "Door-knock",
+        "Gate",
         "Volunteers",
         "Daily report",
     ]
