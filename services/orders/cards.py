@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import segno
 from reportlab.lib.pagesizes import A4
@@ -18,6 +19,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
+T = TypeVar("T")
 CARD_W, CARD_H = 85 * mm, 54 * mm  # a bank card: fits a wallet and a phone case
 COLUMNS, ROWS = 2, 5
 MARGIN_X = (A4[0] - COLUMNS * CARD_W) / 2
@@ -94,21 +96,30 @@ def render(cards: Iterable[Card], community: str, single: bool = False) -> bytes
     out = io.BytesIO()
     pdf = Canvas(out, pagesize=(CARD_W, CARD_H) if single else A4, initialFontName=CJK)
     pdf.setTitle(f"Doorstep contact cards — {community}")
-    per_page = 1 if single else COLUMNS * ROWS
-    for placed, card in enumerate(cards):
-        if placed and placed % per_page == 0:
-            pdf.showPage()
-        if single:
-            x, y = 0.0, 0.0
-        else:
-            slot = placed % per_page
-            x = MARGIN_X + (slot % COLUMNS) * CARD_W
-            y = A4[1] - MARGIN_Y - (slot // COLUMNS + 1) * CARD_H
-            cut_marks(pdf, x, y)
-        draw(pdf, card, community, x, y)
+    if single:
+        for placed, card in enumerate(cards):
+            if placed:
+                pdf.showPage()
+            draw(pdf, card, community, 0.0, 0.0)
+    else:
+        on_sheets(pdf, cards, lambda card, x, y: draw(pdf, card, community, x, y))
     pdf.showPage()
     pdf.save()
     return out.getvalue()
+
+
+def on_sheets(pdf: Canvas, items: Iterable[T], draw_at: Callable[[T, float, float], None]) -> None:
+    """Card-sized items on A4 sheets, ten a sheet with cut marks (contact cards, parcel
+    labels): each drawn at its slot's lower-left corner."""
+    per_page = COLUMNS * ROWS
+    for placed, item in enumerate(items):
+        if placed and placed % per_page == 0:
+            pdf.showPage()
+        slot = placed % per_page
+        x = MARGIN_X + (slot % COLUMNS) * CARD_W
+        y = A4[1] - MARGIN_Y - (slot // COLUMNS + 1) * CARD_H
+        cut_marks(pdf, x, y)
+        draw_at(item, x, y)
 
 
 def cut_marks(pdf: Canvas, x: float, y: float) -> None:

@@ -14,19 +14,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from services.orders.cards import (
-    CARD_H,
-    CARD_W,
-    CJK,
-    COLUMNS,
-    MARGIN_X,
-    MARGIN_Y,
-    QR_SIZE,
-    ROWS,
-    cut_marks,
-    qr_code,
-    use_font,
-)
+from services.orders.cards import CARD_H, CARD_W, CJK, QR_SIZE, on_sheets, qr_code, use_font
 
 
 @dataclass(frozen=True)
@@ -47,15 +35,7 @@ def render(labels: Iterable[Label], community: str) -> bytes:
     out = io.BytesIO()
     pdf = Canvas(out, pagesize=A4, initialFontName=CJK)
     pdf.setTitle(f"Doorstep parcel labels — {community}")
-    per_page = COLUMNS * ROWS
-    for placed, label in enumerate(labels):
-        if placed and placed % per_page == 0:
-            pdf.showPage()
-        slot = placed % per_page
-        x = MARGIN_X + (slot % COLUMNS) * CARD_W
-        y = A4[1] - MARGIN_Y - (slot // COLUMNS + 1) * CARD_H
-        cut_marks(pdf, x, y)
-        draw(pdf, label, community, x, y)
+    on_sheets(pdf, labels, lambda label, x, y: draw(pdf, label, community, x, y))
     pdf.showPage()
     pdf.save()
     return out.getvalue()
