@@ -241,7 +241,10 @@ async def call_list(
     )
     grid_workers: dict[str, dict[str, str]] = latest["grids"] if latest else {}
     entries = []
-    async for doc in database["call_list"].find({"community_id": community}).sort("created_at", 1):
+    # Ties of the same millisecond (one batch of events) broken by id: the order a call's
+    # ``upto`` relies on, the same here and in household_called.
+    listing = database["call_list"].find({"community_id": community})
+    async for doc in listing.sort([("created_at", 1), ("_id", 1)]):
         if (doc["_id"] in done and not include_done) or not principal.sees_grid(doc.get("grid_id")):
             continue
         entry = {
@@ -309,7 +312,10 @@ async def household_called(
         {
             "community_id": community,
             "household_id": household_id,
-            "created_at": {"$lte": upto["created_at"]},
+            "$or": [
+                {"created_at": {"$lt": upto["created_at"]}},
+                {"created_at": upto["created_at"], "_id": {"$lte": upto["_id"]}},
+            ],
         },
         {"_id": 1},
     )

@@ -1,0 +1,59 @@
+"""The call list's "called up to here" against the real store: messages stored in the same
+millisecond (one batch of events) still have one order, the listing's and the marking's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.notify import api
+from shared import mongo
+from shared.auth import Principal, Role
+from tests.conftest import Stack
+
+
+@pytest.fixture()
+async def db(stack: Stack, unique: str) -> AsyncIterator[Any]:
+    client = mongo.connect(stack.mongo_url, "tests")
+    try:
+        database = client[f"t_{unique}"]
+        yield database
+        await client.drop_database(database.name)
+    finally:
+        await client.close()
+
+
+async def test_a_call_marks_done_what_it_told_and_not_a_message_of_the_same_millisecond(
+    db: Any,
+) -> None:
+    at = datetime(2026, 12, 4, 9, 30, 0, 123000, tzinfo=UTC)
+    staff = Principal(subject="staff-1", role=Role.staff, community_id="datong")
+    for n in (8, 9, 10, 11):  # entry numbers: "10" sorts before "9" as text
+        await db["call_list"].insert_one(
+            {
+                "_id": f"orders:datong:{n}:0:household:hh-1",
+                "community_id": "datong",
+                "household_id": "hh-1",
+                "phone": "13900000000",
+                "grid_id": "g1",
+                "address": "大同花园 1-1-101",
+                "card_code": "33FY3K",
+                "order_id": "o-1",
+                "kind": "task.picked_up",
+                "message": f"第{n}条",
+                "created_at": at,
+            }
+        )
+    listed = await api.call_list(staff, db)
+    (call,) = listed["households"]
+    told = [m["id"] for m in call["messages"]]
+    assert sorted(told) == sorted(f"orders:datong:{n}:0:household:hh-1" for n in (8, 9, 10, 11))
+
+    done = await api.household_called("hh-1", api.CalledIn(upto=told[1]), staff, db)
+
+    assert done["done"] == 2
+    (rest,) = (await api.call_list(staff, db))["households"]
+    assert [m["id"] for m in rest["messages"]] == told[2:]
