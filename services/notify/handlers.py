@@ -442,11 +442,16 @@ class NotifyOwner:
             return str(taken.get("by") or "someone")
         return None
 
-    async def continue_sequence(self) -> None:
-        """Stamp after the newest notification stored, whoever stored it."""
-        newest = await self.notifications.find_one({}, {"seq": 1}, sort=[("seq", -1)])
-        if newest is not None:
-            self.sequence.after(newest["seq"])
+    async def continue_sequence(self, every: float = 5.0) -> None:
+        """Stamp after the newest notification stored, whoever stored it: at start (a host
+        whose clock is behind the last one's) and every few seconds after (another
+        instance's clock ahead of this one's), so that a stream resumed here with the
+        other's Last-Event-ID misses nothing stored after it."""
+        while True:
+            newest = await self.notifications.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+            if newest is not None:
+                self.sequence.after(newest["seq"])
+            await asyncio.sleep(every)
 
     async def requeue_unsent(self) -> None:
         """After a restart, push notifications without a final delivery state go again."""

@@ -6,12 +6,19 @@ Notifications stored by another notify instance (each owns some partitions) reac
 instance's streams through one tail of the collection per instance, run only while a
 stream is connected: one query per interval, however many streams there are. A copy seen
 both ways is sent once (by id).
+
+The tail follows ``seq``, stamped just before the insert by the instance that stored it; a
+notification whose insert waited (a slow database) or whose instance's clock is behind
+lands *behind* the tail's cursor. So the tail keeps looking a few seconds behind, and
+every ``SWEEP_EVERY`` rounds sweeps the last ``SWEEP_NS`` for the recipients whose streams
+are open here (the sweep costs a minute of those recipients' notifications, not of all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -24,8 +31,10 @@ from shared.log import get_logger
 log = get_logger(__name__)
 
 Doc = dict[str, Any]
-REMEMBERED = 20_000  # ids already fanned out, to send a notification seen twice only once
+REMEMBERED = 100_000  # ids already fanned out, to send a notification seen twice only once
 LOOKBACK_NS = 5 * 10**9
+SWEEP_NS = 120 * 10**9  # longer than any insert may take (the database's timeouts)
+SWEEP_EVERY = 10  # rounds of the tail
 PAGE = 1000  # another instance's clock may be a little behind this one's
 
 
@@ -86,8 +95,10 @@ class LiveFeed:
     async def tail(self, notifications: AsyncCollection[Doc], interval: float) -> None:
         """Notifications other instances store, for this instance's streams (see above)."""
         cursor = f"{time.time_ns() - LOOKBACK_NS:020d}"
-        while True:
+        for round_ in itertools.count(1):
             await self._connected.wait()
+            if round_ % SWEEP_EVERY == 0:
+                await self._sweep(notifications)
             found = await notifications.find({"seq": {"$gt": cursor}}).sort("seq", 1).to_list(PAGE)
             for doc in found:
                 self.publish(doc)
@@ -98,3 +109,10 @@ class LiveFeed:
                 # Keep looking a little behind: a slower clock's notification may come later.
                 cursor = max(cursor, f"{int(found[-1]['seq']) - LOOKBACK_NS:020d}")
             await asyncio.sleep(interval)
+
+    async def _sweep(self, notifications: AsyncCollection[Doc]) -> None:
+        """Notifications stored well after they were stamped, for the streams open here."""
+        since = f"{time.time_ns() - SWEEP_NS:020d}"
+        query = {"recipient": {"$in": sorted(self._streams)}, "seq": {"$gt": since}}
+        async for doc in notifications.find(query).sort("seq", 1):
+            self.publish(doc)
