@@ -93,6 +93,9 @@ class Change:
     doc_id: str
     doc: dict[str, Any] | None
     new: bool = False  # not stored before: inserted, not replaced (see CommunityLog._derive)
+    # Removed for good, not left as a tombstone (a copy under an old key, moved to a new
+    # one: no owner would write it again).
+    hard: bool = False
 
 
 class State(Protocol):
@@ -230,7 +233,7 @@ class Documents:
             kept = None if doc is None else {**doc, "_id": stored, field: doc_id}
             changes.append(Change(kind, stored, kept, (kind, doc_id) in self._new or legacy))
             if legacy:  # moved to its community's key: the bare one goes
-                changes.append(Change(kind, doc_id, None))
+                changes.append(Change(kind, doc_id, None, hard=True))
                 self._legacy.discard((kind, doc_id))
         self._changed, self._new = {}, set()
         return changes
@@ -376,6 +379,7 @@ def decide_entry(
         "seen": step_seen,
         "changes": [
             {"collection": c.collection, "_id": c.doc_id, "doc": c.doc, "new": c.new}
+            | ({"hard": True} if c.hard else {})
             for c in changes
         ],
         "events": [e.model_dump(mode="json") for e in events],

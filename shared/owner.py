@@ -124,6 +124,11 @@ REFUSED_BY_DATABASE = (OperationFailure, InvalidDocument, DocumentTooLarge, Inva
 # the database refuses is not the inputs' fault either: the entry is stored already.
 TRANSIENT = (ConnectionFailure, KafkaError, TimeoutError, OSError, StaleOwner, ReadModelRefused)
 VERSION = "_n"  # on every read-model document: the entry that wrote it
+# A removed read-model document is left as a tombstone (its id, community, version and this
+# mark) so that a stale owner's late write of an older version finds it newer and changes
+# nothing; readers of a collection that removes documents skip tombstones (LIVE).
+REMOVED = "_removed"
+LIVE: dict[str, Any] = {REMOVED: {"$exists": False}}
 
 
 def older(doc_id: str, n: int) -> dict[str, Any]:
@@ -375,7 +380,7 @@ class CommunityLog(PartitionListener, Generic[S]):
             decided.extend([*entry["outcomes"], *entry.get("decided", [])])
             n += 1
         docs = {
-            kind: await self.db[kind].find({"community_id": community_id}).to_list()
+            kind: await self.db[kind].find({"community_id": community_id, **LIVE}).to_list()
             for kind in self.rules.collections
         }
         loaded = Loaded(self.rules.restore(community_id, docs), n, loaded_head, offsets, seen)
@@ -598,8 +603,11 @@ class CommunityLog(PartitionListener, Generic[S]):
         updates: dict[str, list[dict[str, Any] | str]] = {}  # a new version, or an id removed
         for change in entry["changes"]:
             kind = change["collection"]
-            if change["doc"] is None:
+            if change["doc"] is None and change.get("hard"):
                 updates.setdefault(kind, []).append(change["_id"])
+            elif change["doc"] is None:
+                gone = {"_id": change["_id"], "community_id": entry["community_id"], REMOVED: True}
+                updates.setdefault(kind, []).append({**gone, VERSION: n})
             elif change.get("new"):
                 fresh.setdefault(kind, []).append({**change["doc"], VERSION: n})
             else:

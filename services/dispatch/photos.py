@@ -20,6 +20,7 @@ from services.dispatch.handlers import TASKS
 from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, Volunteer, require
 from shared.http import Problem
+from shared.owner import LIVE
 
 PHOTOS = "photos"
 MAX_PHOTO_BYTES = 600_000  # the app sends ≤ 1280 px JPEG, ~100–300 kB
@@ -52,7 +53,7 @@ async def task_of(request: Request, database: Db, community: str, order_id: str)
     board: Board | None = await request.app.state.owner.settled(community)
     if board is not None:
         return board.tasks.get(order_id)
-    doc = await database[TASKS].find_one({"_id": f"{community}:{order_id}"})
+    doc = await database[TASKS].find_one({"_id": f"{community}:{order_id}", **LIVE})
     return Task.model_validate(doc["task"]) if doc else None
 
 

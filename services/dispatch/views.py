@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatch.board import Board, photo_proves
 from services.dispatch.handlers import CADRES, TASKS
+from shared.owner import LIVE
 
 
 def task_view(task: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -67,7 +68,7 @@ async def open_tasks(
         tasks = [t.model_dump(mode="json") for t in held]
         volunteers = [v.model_dump(mode="json") for v in board.volunteers.values()]
     else:
-        found = {"community_id": community}
+        found = {"community_id": community, **LIVE}
         if volunteer_id:
             found["task.volunteer_id"] = volunteer_id
         tasks = [d["task"] async for d in database[TASKS].find(found)]

@@ -422,3 +422,32 @@ async def test_a_read_model_the_database_refuses_stops_its_community_not_skipped
     for lane in first._lanes.values():
         assert lane.task is not None
         lane.task.cancel()
+
+
+async def test_an_owner_that_lost_its_partition_cannot_bring_back_a_removed_document(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    # Entry n put a document, entry n+1 removed it (a delivered task leaves the board);
+    # a stale owner derives entry n late. The document stays gone, and a load does not
+    # find what is left of it.
+    current = owner(db, publisher)
+    await current.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    n = (await db["heads"].find_one({"_id": COMMUNITY}) or {}).get("n") or 1
+    base = {"community_id": COMMUNITY, "at": datetime.now(UTC), "events": [], "outcomes": {}}
+    doc = {"_id": f"{COMMUNITY}:gone", "community_id": COMMUNITY, "volunteer_id": "gone"}
+    put = {**base, "_id": f"{COMMUNITY}:{n + 1}", "n": n + 1}
+    put["changes"] = [{"collection": "volunteers", "_id": doc["_id"], "doc": doc, "new": True}]
+    removed = {**base, "_id": f"{COMMUNITY}:{n + 2}", "n": n + 2}
+    removed["changes"] = [{"collection": "volunteers", "_id": doc["_id"], "doc": None}]
+    await current._derive(put)
+    await current._derive(removed)
+    assert await db["volunteers"].find_one({"_id": doc["_id"], "volunteer_id": "gone"}) is None
+
+    stale = owner(db, publisher)
+    await stale._derive(put)
+
+    assert await db["volunteers"].find_one({"_id": doc["_id"], "volunteer_id": "gone"}) is None
+    loaded = await owner(db, publisher)._load(COMMUNITY)
+    assert loaded.state.get("volunteers", "gone") is None
+    assert loaded.state.get("volunteers", doc["_id"]) is None
+    assert loaded.state.get("volunteers", "v1") is not None
