@@ -419,7 +419,10 @@ def to_source(orders: Iterable[dict[str, Any]], serves: Iterable[str]) -> list[d
     found = [
         o
         for o in orders
-        if o["status"] in TO_SOURCE and o["category"] in served and not o.get("sourcing")
+        if o["status"] in TO_SOURCE
+        and o["category"] in served
+        and not o.get("sourcing")
+        and not o.get("parcel")  # sent by a relative, or already at the gate
     ]
     return sorted(found, key=lambda o: o["placed_at"])
 

@@ -346,3 +346,23 @@ def test_the_gates_day_counts_parcels_in_and_out_time_there_and_trips_against_on
         parcels, T0.astimezone(beijing).date() + timedelta(days=1), beijing
     )
     assert (next_day["in"], next_day["out"], next_day["trips"]) == (0, 0, 0)
+
+
+def test_a_parcel_a_relative_sent_or_nobody_announced_is_never_bought_from_a_supplier() -> None:
+    book = community()
+    homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
+    from_daughter = s.AnnounceParcel(
+        command_id="from-daughter",
+        actor="staff",
+        household_id=homes[0],
+        from_name="女儿",
+        items="水果",
+        category=o.Category.groceries,
+    )
+    decide(book, from_daughter)
+    unannounced(book, "102", "5678")  # groceries, registered at the gate
+    supplier(book)
+    veg = order(book, 1, "groceries", "蔬菜包")
+    sent = cut_off(book)
+    assert sent["order_ids"] == [veg]
+    assert len(sent["parcels"]) == 1
