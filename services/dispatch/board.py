@@ -17,7 +17,7 @@ bring the indexes, and the list of documents to store, up to date.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -492,7 +492,9 @@ class Board(BaseModel):
         task = self._task_of(order_id, volunteer_id, TaskState.assigned)
         task.state = TaskState.picked_up
         self._sync(order_id)
-        return [d.TaskPickedUp(order=task.ref(), volunteer_id=volunteer_id)]
+        picked: list[Payload] = [d.TaskPickedUp(order=task.ref(), volunteer_id=volunteer_id)]
+        # Their batch has left the gate: the next building's parcels may be theirs.
+        return [*picked, *self.match(now)] if self._batched(task) else picked
 
     def deliver(
         self,
@@ -667,9 +669,14 @@ class Board(BaseModel):
             task = self.tasks[order_id]
             if task.state is not TaskState.waiting:
                 continue  # offered meanwhile, with a parcel of its building
-            chosen = self._carrying_to(task, now) or ix.free.best(need_of(task), neighbours)
+            chosen = self._carrying_to(task, now) or ix.free.best(self._need(task), neighbours)
             if chosen is not None:
                 decided[order_id] = self._offer(task, chosen, now)
+            elif self._batched_elsewhere(task, neighbours):
+                # Someone is free, but carrying another building's parcels from the gate:
+                # this one waits for a batch of its own (late still escalates it).
+                task.waits_busy = True
+                self._sync(order_id)
             elif not task.escalated:
                 decided[order_id] = self._escalate_waiting(task)
         # Whoever is left unescalated has nobody free with their skill at all: they wait
@@ -709,6 +716,36 @@ class Board(BaseModel):
             ):
                 return volunteer_id
         return None
+
+    def _need(self, task: Task) -> matching.Need:
+        """What matching looks for. A parcel from the gate is not given to a cadre carrying
+        another building's parcels from the gate: a batch is one building's, one walk up
+        its stairs (urgency still orders the walk: the next batch starts with medicine)."""
+        need = need_of(task)
+        if not self._batched(task):
+            return need
+        elsewhere = self._carrying_elsewhere(task.order.building or "")
+        return need._replace(tried=need.tried | elsewhere) if elsewhere else need
+
+    def _batched(self, task: Task) -> bool:
+        return task.order.awaits_gate and bool(task.order.building)
+
+    def _carrying_elsewhere(self, building: str) -> frozenset[str]:
+        """Cadres with parcels from the gate to another building, not yet picked up."""
+        return frozenset(
+            volunteer_id
+            for volunteer_id, held in self.ix.held.items()
+            if any(
+                (mate := self.tasks.get(o)) is not None
+                and mate.order.awaits_gate
+                and mate.order.building not in (None, building)
+                and mate.state in (TaskState.offered, TaskState.assigned)
+                for o in held
+            )
+        )
+
+    def _batched_elsewhere(self, task: Task, neighbours: Mapping[str, Iterable[str]]) -> bool:
+        return self._batched(task) and self.ix.free.best(need_of(task), neighbours) is not None
 
     def _while_free(self, skill: Skill | None) -> Iterator[tuple[matching.Urgency, Skill | None]]:
         for urgency in self.ix.waiting.walk(skill):

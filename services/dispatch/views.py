@@ -28,6 +28,9 @@ def task_view(task: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "priority": order["priority"],
         "grid_id": order["grid_id"],
         "address": order["address"],
+        # A parcel taken from the gate: the cadre's batch is the building's parcels.
+        "building": order.get("building"),
+        "from_gate": order.get("awaits_gate", False),
         "placed_at": order["placed_at"],
         # where a photo is proof enough (garbage set out; no smartphone to show a code)
         "photo_proof": photo_proves(order["category"], order.get("household_flags", [])),

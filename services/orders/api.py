@@ -159,12 +159,16 @@ async def daily_report(
     if book is not None:
         orders = list(book.values("orders"))
         parcels = list(book.values(supply.PARCELS))
+        suppliers = list(book.values(supply.SUPPLIERS))
     else:
-        orders = await database["orders"].find({"community_id": community_id}).to_list()
-        parcels = await database[supply.PARCELS].find({"community_id": community_id}).to_list()
+        mine = {"community_id": community_id}
+        orders = await database["orders"].find(mine).to_list()
+        parcels = await database[supply.PARCELS].find(mine).to_list()
+        suppliers = await database[supply.SUPPLIERS].find(mine).to_list()
+    names = {s["_id"]: s["name"] for s in suppliers}
     return {
         **report.daily(orders, wanted, clock),
-        "gate": supply.gate_figures(parcels, wanted, clock),
+        "gate": supply.gate_figures(parcels, wanted, clock, names),
     }
 
 

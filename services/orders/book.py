@@ -18,6 +18,7 @@ COMMUNITIES, HOUSEHOLDS, ORDERS, IDEMPOTENCY = "communities", "households", "ord
 CAMPAIGNS, VISITS = "campaigns", "visits"  # door-knock campaigns, one visit per door
 CADRES = "cadres"  # who is on duty, from volunteers' events (walk lists go to them)
 RECENT_ORDERS = 10  # a household's orders the duplicate check looks at
+PARCEL_CHANNELS = ("relative", "gate")  # orders that are parcels: never duplicates
 
 
 def order_id_for(command_id: str) -> str:
@@ -86,6 +87,7 @@ class Orderbook(Documents):
             )
             for order_id in self.orders_of.get(household_id, [])
             if (doc := self.get(ORDERS, order_id)) is not None
+            and doc.get("channel") not in PARCEL_CHANNELS  # a parcel is not asked twice
         ]
 
     def new_card_code(self) -> str:
@@ -169,8 +171,12 @@ def open_order(
     the_facts = facts(order)
     events: list[Payload] = [o.OrderReceived(order=the_facts, channel=channel)]
     window = domain.window(policy.duplicate_window_minutes)
-    duplicate_of = domain.likely_duplicate(
-        book.recent_orders(household["_id"]), category, now, window
+    # A parcel (a relative's, one taken in at the gate) is a thing that exists, not a
+    # request made twice: never held as a duplicate of the household's own order.
+    duplicate_of = (
+        None
+        if channel in PARCEL_CHANNELS
+        else domain.likely_duplicate(book.recent_orders(household["_id"]), category, now, window)
     )
     if duplicate_of or not policy.auto_accept_orders:
         reason = "possible duplicate" if duplicate_of else "held for staff review"

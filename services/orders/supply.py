@@ -15,7 +15,7 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -359,11 +359,16 @@ TRIP = timedelta(
 )  # parcels a cadre takes from the gate to a building this close: one trip
 
 
-def gate_figures(parcels: Iterable[dict[str, Any]], day: date, clock: tzinfo) -> dict[str, Any]:
+def gate_figures(
+    parcels: Iterable[dict[str, Any]],
+    day: date,
+    clock: tzinfo,
+    suppliers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The gate's day, for the daily report: parcels still expected, in and out of the gate
     that day, how long they waited there (p50/p95 minutes), trips made — a cadre's parcels
     to one building taken within 15 minutes — against one trip per order, and what came in
-    not as ordered, per supplier."""
+    not as ordered, per supplier by name (``suppliers``: id → name)."""
     on_day = [
         p
         for p in parcels
@@ -387,7 +392,8 @@ def gate_figures(parcels: Iterable[dict[str, Any]], day: date, clock: tzinfo) ->
     not_as_ordered: dict[str, Counter[str]] = {}
     for p in on_day:
         if p.get("condition", "ok") != "ok":
-            not_as_ordered.setdefault(p["source"], Counter())[p["condition"]] += 1
+            by = source_name(p["source"], suppliers or {})
+            not_as_ordered.setdefault(by, Counter())[p["condition"]] += 1
     return {
         "expected": sum(1 for p in parcels if p["state"] == "expected"),
         "in": len(on_day),
@@ -399,6 +405,14 @@ def gate_figures(parcels: Iterable[dict[str, Any]], day: date, clock: tzinfo) ->
         "trips_one_order_one_trip": len(out),
         "not_as_ordered": {s: dict(c) for s, c in sorted(not_as_ordered.items())},
     }
+
+
+def source_name(source: str, suppliers: Mapping[str, str]) -> str:
+    """Who a parcel came from, in words: the supplier's name, the relative as announced."""
+    kind, _, who = source.partition(":")
+    if kind == "supplier":
+        return suppliers.get(who, who)
+    return who or kind
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

@@ -167,6 +167,26 @@ async def queue(request: Request, principal: VolunteerOrStaff, database: Db) -> 
     return {"buildings": supply.gate_queue(parcels, orders)}
 
 
+PARCEL_STATES = ("expected", "at_gate", "carried", "delivered")
+
+
+@router.get("/parcels", summary="Every parcel and where it is (staff)")
+async def parcels(
+    request: Request, principal: Staff, database: Db, state: str | None = None
+) -> dict[str, Any]:
+    """Where each parcel is — expected, at the gate (back there with a reason if it could
+    not be handed over), carried in, delivered: a parcel is always in exactly one place."""
+    if state is not None and state not in PARCEL_STATES:
+        raise Problem(
+            422, "Invalid request", f"state: one of {', '.join(PARCEL_STATES)}", kind="validation"
+        )
+    found = await documents(request, database, principal, PARCELS)
+    counts = {place: sum(1 for p in found if p["state"] == place) for place in PARCEL_STATES}
+    counts["returned"] = sum(1 for p in found if p["state"] == "at_gate" and p.get("returned"))
+    listed = [supply.parcel_view(p) for p in found if state is None or p["state"] == state]
+    return {"counts": counts, "parcels": sorted(listed, key=lambda p: str(p["code"]))}
+
+
 def community_of(principal: Principal) -> str:
     assert principal.community_id is not None  # a staff token names it
     return principal.community_id

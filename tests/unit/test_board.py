@@ -484,12 +484,42 @@ def test_parcels_at_the_gate_for_one_building_go_to_the_cadre_already_carrying_t
     for order_id, building in [("o1", "9"), ("o2", "9"), ("o3", "10"), ("o4", "9"), ("o5", "9")]:
         board.order_open(parcel(order_id, building), T0)
     holder = {}
-    for order_id in ("o1", "o2", "o3", "o4", "o5"):
+    for order_id in ("o1", "o2", "o3", "o4"):
         [offer] = board.at_gate(order_id, T0 + timedelta(minutes=1))
         holder[order_id] = offer.volunteer_id  # type: ignore[attr-defined]
     first = holder["o1"]
     other = "wang" if first == "li" else "li"
     # One walk up building 9's stairs: its parcels go together, up to the cadre's capacity;
-    # building 10's to the other cadre (fair load), and the fourth of 9 when the first is full.
+    # building 10's to the other cadre (fair load).
     assert [holder[o] for o in ("o2", "o4")] == [first, first]
-    assert holder["o3"] == other and holder["o5"] == other
+    assert holder["o3"] == other
+
+    # The fourth of 9, with the first cadre full: not added to the other's walk to 10 (nor
+    # escalated); it waits for a batch of its own, taken once that walk has left the gate.
+    assert board.at_gate("o5", T0 + timedelta(minutes=2)) == []
+    assert board.tasks["o5"].state is TaskState.waiting and not board.tasks["o5"].escalated
+    board.accept("o3", other, T0 + timedelta(minutes=3))
+    picked = board.pick_up("o3", other, T0 + timedelta(minutes=4))
+    assert kinds(picked) == ["task.picked_up", "offer.made"]
+    assert picked[1].volunteer_id == other  # type: ignore[attr-defined]
+
+
+def test_the_next_batch_from_the_gate_starts_with_its_medicine_though_it_came_later() -> None:
+    board = board_with(("li", "g3", 2))
+    board.order_open(facts("bin", category=Category.garbage), T0)  # li's hands are full
+    board.order_open(facts("bin2", category=Category.garbage), T0)
+    rice = facts("rice").model_copy(update={"awaits_gate": True, "building": "9"})
+    pills = facts("pills", category=Category.medicine, priority=80).model_copy(
+        update={"awaits_gate": True, "building": "10"}
+    )
+    for parcel, at in ((rice, T0), (pills, T0 + timedelta(minutes=5))):
+        board.order_open(parcel, T0)
+        assert board.at_gate(parcel.order_id, at) == []
+    for chore in ("bin", "bin2"):
+        board.accept(chore, "li", T0)
+        board.pick_up(chore, "li", T0)
+    freed = board.deliver("bin", "li", "1234", None, T0 + timedelta(minutes=9))
+    assert [e.order.order_id for e in freed if kinds([e]) == ["offer.made"]] == ["pills"]  # type: ignore[attr-defined]
+    # Building 9's rice is not added to the walk to 10: it waits for a batch of its own.
+    board.deliver("bin2", "li", "1234", None, T0 + timedelta(minutes=10))
+    assert board.tasks["rice"].state is TaskState.waiting
