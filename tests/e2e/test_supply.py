@@ -122,6 +122,11 @@ def test_sourcing_refuses_bad_input_with_a_clear_4xx(community: Community) -> No
     )
     resident = community.resident(community.household("g1")["household_id"])
     assert community.call("GET", "orders", "/v1/suppliers", resident).status_code == 403
+    assert community.call("GET", "orders", "/v1/parcels", resident).status_code == 403
+    lost = community.call("GET", "orders", "/v1/parcels", staff, params={"state": "lost"})
+    assert lost.status_code == 422 and lost.headers["content-type"].startswith(
+        "application/problem+json"
+    )
     assert community.ok("GET", "orders", "/v1/suppliers", staff)["suppliers"] == []
 
 
