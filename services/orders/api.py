@@ -5,15 +5,12 @@ order list from the owner's live documents where this instance owns the communit
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StrictInt,
@@ -25,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.orders import campaigns, cards, domain, report, supply
 from services.orders.views import household_view, newest_orders, order_view
-from shared.api import Commands, Db, StrictBody, answer
+from shared.api import Commands, Db, IdempotencyKey, StrictBody, answer, request_hash
 from shared.auth import (
     CurrentPrincipal,
     Office,
@@ -561,12 +558,6 @@ class OrderIn(StrictBody):
     )
 
 
-def request_hash(body: BaseModel) -> str:
-    return hashlib.sha256(
-        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
-    ).hexdigest()
-
-
 @router.post(
     "/orders",
     status_code=201,
@@ -582,9 +573,7 @@ async def place_order(
     principal: ResidentOrOffice,
     commands: Commands,
     database: Db,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     if principal.role is Role.resident:
         if body.household_id not in (None, principal.household_id):

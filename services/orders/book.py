@@ -124,6 +124,26 @@ def facts(order: dict[str, Any]) -> o.OrderFacts:
     )
 
 
+def first_request(book: Orderbook, key_id: str | None, request_hash: str | None) -> str | None:
+    """The order a request with this Idempotency-Key opened before (a retry after a
+    timeout), if any; the same key with another request is refused."""
+    first = book.get(IDEMPOTENCY, key_id) if key_id is not None else None
+    if first is None:
+        return None
+    if first["request_hash"] != request_hash:
+        raise Rejection(
+            422, "this Idempotency-Key was used with a different request", "Idempotency key reused"
+        )
+    return str(first["order_id"])
+
+
+def remember_request(
+    book: Orderbook, key_id: str | None, request_hash: str | None, order_id: str
+) -> None:
+    if key_id is not None:
+        book.put(IDEMPOTENCY, {"_id": key_id, "request_hash": request_hash, "order_id": order_id})
+
+
 def open_order(
     book: Orderbook,
     household: dict[str, Any],

@@ -21,9 +21,11 @@ from services.orders.book import (
     VISITS,
     Orderbook,
     facts,
+    first_request,
     household_id_for,
     open_order,
     order_id_for,
+    remember_request,
 )
 from services.orders.domain import Status
 from services.orders.views import household_view, order_view
@@ -181,14 +183,8 @@ def place_order(book: Orderbook, event: Event, now: datetime) -> Decision:
         if cmd.idempotency_key
         else None
     )
-    if key_id is not None and (first := book.get(IDEMPOTENCY, key_id)) is not None:
-        if first["request_hash"] != cmd.request_hash:
-            raise Rejection(
-                422,
-                "this Idempotency-Key was used with a different request",
-                "Idempotency key reused",
-            )
-        return Decision(outcome=Outcome.ok(order_view(book.order(first["order_id"])), 201))
+    if (first := first_request(book, key_id, cmd.request_hash)) is not None:
+        return Decision(outcome=Outcome.ok(order_view(book.order(first)), 201))
     household = book.get(HOUSEHOLDS, cmd.household_id)
     if household is None:
         raise Rejection(404, "no such household in this community", "Not found")
@@ -204,11 +200,7 @@ def place_order(book: Orderbook, event: Event, now: datetime) -> Decision:
         priority=cmd.priority,
         now=now,
     )
-    if key_id is not None:
-        book.put(
-            IDEMPOTENCY,
-            {"_id": key_id, "request_hash": cmd.request_hash, "order_id": order["_id"]},
-        )
+    remember_request(book, key_id, cmd.request_hash, order["_id"])
     return Decision(events, Outcome.ok(order_view(order), 201))
 
 

@@ -25,8 +25,10 @@ from services.orders.book import (
     HOUSEHOLDS,
     ORDERS,
     Orderbook,
+    first_request,
     open_order,
     order_id_for,
+    remember_request,
 )
 from services.orders.domain import Status
 from shared.contracts import supply as s
@@ -279,6 +281,9 @@ def parcel_moved(book: Orderbook, order: dict[str, Any], to: Status, now: dateti
 def register_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, s.RegisterParcel)
+    key_id = f"gate|{cmd.actor}|{cmd.idempotency_key}" if cmd.idempotency_key else None
+    if (first := first_request(book, key_id, cmd.request_hash)) is not None:
+        return again(book, first)
     household_id = book.addresses.get(domain.address_key(cmd.address))
     household = book.get(HOUSEHOLDS, household_id) if household_id else None
     if household is None:
@@ -309,12 +314,26 @@ def register_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
     assert parcel is not None
     done = arrived(book, parcel, s.ParcelCondition.ok, cmd.note, cmd.actor, now)
     assert done.outcome is not None
+    remember_request(book, key_id, cmd.request_hash, order["_id"])
     return Decision([*events, *done.events], Outcome.ok(done.outcome.body or {}, 201))
+
+
+def again(book: Orderbook, order_id: str) -> Decision:
+    """A retried request's answer: the parcel its first time made, as it is now."""
+    order = book.get(ORDERS, order_id) or {}
+    return Decision([], Outcome.ok(parcel_view(book.get(PARCELS, order["parcel"]) or {}), 201))
 
 
 def announce_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
     cmd = event.data
     assert isinstance(cmd, s.AnnounceParcel)
+    key_id = (
+        domain.idempotency_id(cmd.household_id, "staff", cmd.actor, cmd.idempotency_key)
+        if cmd.idempotency_key
+        else None
+    )
+    if (first := first_request(book, key_id, cmd.request_hash)) is not None:
+        return again(book, first)
     household = book.get(HOUSEHOLDS, cmd.household_id)
     if household is None:
         raise Rejection(404, "no such household in this community", "Not found")
@@ -332,6 +351,7 @@ def announce_parcel(book: Orderbook, event: Event, now: datetime) -> Decision:
         awaits_gate=True,  # it comes from outside, whatever the policy
     )
     code = expect_parcel(book, order, f"relative:{cmd.from_name}", now)
+    remember_request(book, key_id, cmd.request_hash, order["_id"])
     return Decision(events, Outcome.ok(parcel_view(book.get(PARCELS, code) or {}), 201))
 
 

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from services.orders import labels, supply
 from services.orders.book import ORDERS
 from services.orders.supply import PARCELS, SUPPLIER_ORDERS, SUPPLIERS
-from shared.api import Commands, Db, StrictBody, answer
+from shared.api import Commands, Db, IdempotencyKey, StrictBody, answer, request_hash
 from shared.auth import CurrentPrincipal, Principal, Role, Staff, VolunteerOrStaff, require
 from shared.commands import new_command_id
 from shared.contracts import supply as s
@@ -119,7 +119,10 @@ async def scan(body: ScanIn, principal: VolunteerOrStaff, commands: Commands) ->
     summary="At the gate: a parcel nobody announced, registered by its address (cadre, staff)",
 )
 async def unannounced(
-    body: UnannouncedIn, principal: VolunteerOrStaff, commands: Commands
+    body: UnannouncedIn,
+    principal: VolunteerOrStaff,
+    commands: Commands,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     command = s.RegisterParcel(
         command_id=new_command_id(),
@@ -128,6 +131,8 @@ async def unannounced(
         phone_last4=body.phone_last4,
         category=body.category,
         note=body.note,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(body),
     )
     return answer(await commands.send(community_of(principal), command))
 
@@ -138,7 +143,10 @@ async def unannounced(
     summary="A relative's parcel announced: expected at the gate (the household, staff)",
 )
 async def announce(
-    body: AnnounceIn, principal: CurrentPrincipal, commands: Commands
+    body: AnnounceIn,
+    principal: CurrentPrincipal,
+    commands: Commands,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     require(principal, Role.resident, Role.staff)
     household_id = principal.household_id if principal.role is Role.resident else body.household_id
@@ -151,6 +159,8 @@ async def announce(
         from_name=body.from_name,
         items=body.items,
         category=body.category,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(body),
     )
     return answer(await commands.send(community_of(principal), command))
 

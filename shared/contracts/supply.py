@@ -82,6 +82,8 @@ class RegisterParcel(OrdersCommand):
     phone_last4: str
     category: Category
     note: str | None = None
+    idempotency_key: str | None = None  # the gate's phone retrying: one parcel
+    request_hash: str | None = None
 
 
 class AnnounceParcel(OrdersCommand):
@@ -93,6 +95,8 @@ class AnnounceParcel(OrdersCommand):
     from_name: str
     items: str
     category: Category
+    idempotency_key: str | None = None  # a retry after a timeout: one parcel
+    request_hash: str | None = None
 
 
 # --- events ---------------------------------------------------------------------------

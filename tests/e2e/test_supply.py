@@ -209,6 +209,23 @@ def test_parcels_come_in_at_the_gate_and_wait_there_by_building(
     assert [p["category"] for p in waiting] == ["medicine", "groceries"]  # medicine first
     bad = community.call("POST", "orders", "/v1/gate/scans", gate, json={"code": "PXXXXXXX"})
     assert bad.status_code == 422
+    # Sent again after a timeout, with the same Idempotency-Key: the same parcel, once.
+    sent_by = {"household_id": home["household_id"], "from_name": "女儿"}
+    for path, body, other in (
+        ("/v1/parcels", {**sent_by, "items": "水果"}, {**sent_by, "items": "牛奶"}),
+        (
+            "/v1/gate/parcels",
+            {"address": address, "phone_last4": last4, "note": "又一箱"},
+            {"address": address, "phone_last4": last4, "note": "另一件"},
+        ),
+    ):
+        key = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        tries = [community.ok("POST", "orders", path, staff, json=body, headers=key) for _ in "12"]
+        assert tries[0]["code"] == tries[1]["code"], path
+        reused = community.call("POST", "orders", path, staff, json=other, headers=key)
+        assert reused.status_code == 422 and "Idempotency" in reused.text, reused.text
+    everything = community.ok("GET", "orders", "/v1/parcels", staff)["counts"]
+    assert everything["expected"] + everything["at_gate"] == 4
 
 
 def test_where_goods_come_in_through_the_gate_a_cadre_is_offered_them_only_once_there(

@@ -392,3 +392,42 @@ def test_a_parcel_for_a_household_that_just_ordered_is_not_held_as_a_duplicate_o
     decide(book, from_daughter.model_copy(update={"command_id": "to-2", "household_id": homes[1]}))
     mine = order(book, 1, "groceries", "鸡蛋", minutes=5)
     assert book.get(ORDERS, mine)["status"] == "accepted"  # type: ignore[index]
+
+
+def test_a_parcel_announced_or_registered_again_with_its_idempotency_key_is_one_parcel() -> None:
+    """A relative's phone, or the gate's, retrying after a timeout: the same key, the same
+    parcel; the key with another request is refused."""
+    book = community()
+    homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
+    first = s.AnnounceParcel(
+        command_id="try-1",
+        actor="staff",
+        household_id=homes[0],
+        from_name="女儿",
+        items="水果",
+        category=o.Category.groceries,
+        idempotency_key="k1",
+        request_hash="h1",
+    )
+    announced = decide(book, first).outcome.body  # type: ignore[union-attr]
+    again = decide(book, first.model_copy(update={"command_id": "try-2"}))
+    assert again.events == [] and again.outcome.body == announced  # type: ignore[union-attr]
+    with pytest.raises(Rejection) as other:
+        decide(book, first.model_copy(update={"command_id": "try-3", "request_hash": "h2"}))
+    assert other.value.status == 422
+    taken = unannounced(book, "102", "5678")
+    register = s.RegisterParcel(
+        command_id="gate-retry",
+        actor="gate",
+        address=o.Address(compound="Datong Garden", building="９", unit="1", room="102"),
+        phone_last4="5678",
+        category=o.Category.groceries,
+        note="快递 一箱",
+        idempotency_key="g1",
+        request_hash="r1",
+    )
+    retried = decide(book, register)
+    assert retried.outcome.body["code"] != taken.outcome.body["code"]  # type: ignore[index,union-attr]
+    twice = decide(book, register.model_copy(update={"command_id": "gate-retry-2"}))
+    assert twice.events == [] and twice.outcome.body == retried.outcome.body  # type: ignore[union-attr]
+    assert len(list(book.values(supply.PARCELS))) == 3
