@@ -157,7 +157,8 @@ def main() -> None:
     # Enough households that none orders again while its last order is open (a second
     # open order of a household is held for staff as a possible duplicate).
     homes = int(args.rate * args.minutes * 60) + 10
-    stream = Stream(running, homes_each=homes, volunteers_each=3)
+    # Every fourth order is a relative's parcel, announced and scanned in at the gate.
+    stream = Stream(running, homes_each=homes, volunteers_each=3, parcels_every=4)
     placing = threading.Event()
     placed_error: list[BaseException] = []
 
@@ -192,7 +193,13 @@ def main() -> None:
         print(f"soak: ready again after {wait_ready(running):.1f} s", flush=True)
         stream.assert_exactly_once()
         stream.assert_households_told()
-        print(f"soak: passed — {total} orders, each assigned and delivered once", flush=True)
+        stream.assert_parcels_accounted_for()
+        parcels = sum(len(p) for p in stream.parcels.values())
+        print(
+            f"soak: passed — {total} orders ({parcels} parcels through the gate), each "
+            "assigned and delivered once, every parcel delivered",
+            flush=True,
+        )
     finally:
         stream.stop()
         stop_services(running)

@@ -79,6 +79,23 @@ async def pick_up(order_id: str, principal: CurrentPrincipal, commands: Commands
     return await answer_offer(d.PickUp, order_id, principal, commands)
 
 
+class TakeIn(StrictBody):
+    order_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=50, description="A building's parcels, offered or accepted"
+    )
+    pick_up: bool = Field(default=False, description="Picked up too: the batch leaves the gate")
+
+
+@router.post(
+    "/tasks/take",
+    summary="Take a batch as one: a building's parcels accepted (and picked up) at once",
+)
+async def take(body: TakeIn, principal: CurrentPrincipal, commands: Commands) -> JSONResponse:
+    vid, community = volunteer(principal)
+    command = d.TakeBatch(command_id=new_command_id(), volunteer_id=vid, **body.model_dump())
+    return await send(commands, community, command)
+
+
 @router.post("/tasks/{order_id}/offer-again", summary="Send a waiting order round again (staff)")
 async def offer_again(order_id: str, principal: Office, commands: Commands) -> JSONResponse:
     command = d.OfferAgain(

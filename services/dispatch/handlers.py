@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.board import Board
+from services.dispatch.board import Board, TaskState
 from shared.contracts import dispatch as d
 from shared.contracts import orders as o
 from shared.contracts import supply as s
 from shared.contracts import volunteers as v
 from shared.contracts.base import Payload
-from shared.decision import Change, Decide, Decision
+from shared.decision import Change, Decide, Decision, Rejection
 from shared.events import Event
 from shared.outcome import Outcome
 from shared.topics import DISPATCH_EVENTS
@@ -61,6 +61,34 @@ def by_code(board: Board, event: Event, now: datetime) -> Decision:
     return Decision(events, Outcome.ok({"order_id": order_id, "state": "closed"}))
 
 
+def take_batch(board: Board, event: Event, now: datetime) -> Decision:
+    """A building's parcels taken as one: each order as its own accept (and pick-up) would
+    be; those no longer the cadre's are refused by name, the others go ahead. None taken:
+    the whole answer is a refusal."""
+    cmd = event.data
+    assert isinstance(cmd, d.TakeBatch)
+    events: list[Payload] = []
+    taken, refused = [], []
+    for order_id in dict.fromkeys(cmd.order_ids):  # named twice: taken once
+        task = board.tasks.get(order_id)
+        try:
+            if task is None or task.volunteer_id != cmd.volunteer_id:
+                raise Rejection(404, "no such offer or task for you")
+            if task.state is TaskState.offered:
+                events += board.accept(order_id, cmd.volunteer_id, now)
+            elif task.state is not TaskState.assigned:
+                raise Rejection(409, f"the task is {task.state.value}")
+            if cmd.pick_up:
+                events += board.pick_up(order_id, cmd.volunteer_id, now)
+        except Rejection as why:
+            refused.append({"order_id": order_id, "status": why.status, "reason": why.reason})
+            continue
+        taken.append(order_id)
+    if not taken:
+        raise Rejection(409, "; ".join(f"{r['order_id']}: {r['reason']}" for r in refused))
+    return Decision(events, Outcome.ok({"taken": taken, "refused": refused}))
+
+
 class DispatchRules:
     service: str = "dispatch"
     events_topic: str = DISPATCH_EVENTS
@@ -92,6 +120,7 @@ class DispatchRules:
             d.AcceptOffer: command(lambda b, p, t: b.accept(p.order_id, p.volunteer_id, t)),
             d.DeclineOffer: command(lambda b, p, t: b.decline(p.order_id, p.volunteer_id, t)),
             d.PickUp: command(lambda b, p, t: b.pick_up(p.order_id, p.volunteer_id, t)),
+            d.TakeBatch: take_batch,
             d.Deliver: command(
                 lambda b, p, t: b.deliver(
                     p.order_id, p.volunteer_id, p.handoff_code, p.photo_url, t

@@ -43,6 +43,19 @@ class PickUp(VolunteerCommand):
     type: Literal["doorstep.task.pick_up.v1"] = "doorstep.task.pick_up.v1"
 
 
+class TakeBatch(Payload):
+    """A cadre at the gate takes a building's parcels as one: the offers among them
+    accepted, then every one picked up (``pick_up``) or only accepted. Each is decided as
+    its own answer would be; one no longer theirs (lapsed, cancelled) is listed as refused
+    and the rest go ahead."""
+
+    type: Literal["doorstep.task.take_batch.v1"] = "doorstep.task.take_batch.v1"
+    command_id: str
+    volunteer_id: str
+    order_ids: list[str]
+    pick_up: bool = False
+
+
 class Deliver(VolunteerCommand):
     type: Literal["doorstep.task.deliver.v1"] = "doorstep.task.deliver.v1"
     handoff_code: str | None = None
@@ -243,6 +256,7 @@ COMMANDS = (
     AcceptOffer,
     DeclineOffer,
     PickUp,
+    TakeBatch,
     Deliver,
     ReportFailure,
     ExpireOffer,

@@ -54,8 +54,18 @@ class Stream:
     from the start; orders placed by staff, retried (same Idempotency-Key) through
     faults, as a real client would."""
 
-    def __init__(self, running: Running, homes_each: int = 8, volunteers_each: int = 3) -> None:
+    def __init__(
+        self,
+        running: Running,
+        homes_each: int = 8,
+        volunteers_each: int = 3,
+        parcels_every: int = 0,
+    ) -> None:
+        """``parcels_every``: every so many orders is a relative's parcel instead, announced
+        and scanned in at the gate (each retried through faults, as the phones would)."""
         self.http = httpx.Client(timeout=30)
+        self.parcels_every = parcels_every
+        self.parcels: dict[str, list[str]] = defaultdict(list)
         self.communities = [
             Community(running, self.http, c) for c in communities_on_every_partition()
         ]
@@ -85,8 +95,13 @@ class Stream:
         for community in self.communities:
             homes = self.homes[community.community_id]
             for _ in range(count_each):
-                home = homes[len(self.orders[community.community_id]) % len(homes)]
-                order = self._place(community, home, f"k-{uuid.uuid4().hex}", timeout)
+                placed = len(self.orders[community.community_id])
+                home = homes[placed % len(homes)]
+                key = f"k-{uuid.uuid4().hex}"
+                if self.parcels_every and placed % self.parcels_every == self.parcels_every - 1:
+                    order = self._through_the_gate(community, home, key, timeout)
+                else:
+                    order = self._place(community, home, key, timeout)
                 self.codes[order["order_id"]] = order["handoff_code"]
                 self.household_of[order["order_id"]] = home
                 self.orders[community.community_id].append(order["order_id"])
@@ -114,6 +129,55 @@ class Stream:
                 pass
             assert time.monotonic() < deadline, f"order not taken within {timeout}s"
             time.sleep(0.5)
+
+    def _through_the_gate(
+        self, community: Community, home: str, key: str, timeout: float
+    ) -> dict[str, Any]:
+        """A relative's parcel: announced (same Idempotency-Key on every try), scanned in
+        at the gate until the scan is answered; the order that carries it, with its code."""
+        body = {"household_id": home, "from_name": "女儿", "items": f"水果 {key}"}
+        deadline = time.monotonic() + timeout
+        parcel = self._until_answered(
+            community, "/v1/parcels", body, {"Idempotency-Key": key}, deadline
+        )
+        self._until_answered(community, "/v1/gate/scans", {"code": parcel["code"]}, {}, deadline)
+        self.parcels[community.community_id].append(parcel["code"])
+        while True:
+            try:
+                return community.order(community.staff, parcel["order_id"])
+            except (httpx.HTTPError, AssertionError):
+                assert time.monotonic() < deadline, "a parcel's order not readable"
+                time.sleep(0.5)
+
+    def _until_answered(
+        self,
+        community: Community,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        deadline: float,
+    ) -> dict[str, Any]:
+        while True:
+            try:
+                response = community.call(
+                    "POST", "orders", path, community.staff, json=body, headers=headers
+                )
+                if response.status_code in (200, 201):
+                    return response.json()  # type: ignore[no-any-return]
+                assert response.status_code in (202, 503), (response.status_code, response.text)
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{path} not answered in time"
+            time.sleep(0.5)
+
+    def assert_parcels_accounted_for(self) -> None:
+        """Every parcel announced is delivered, once, and none is anywhere else."""
+        for community in self.communities:
+            found = community.ok("GET", "orders", "/v1/parcels", community.staff)
+            codes = sorted(p["code"] for p in found["parcels"])
+            assert codes == sorted(self.parcels[community.community_id]), "a parcel doubled"
+            counts = found["counts"]
+            assert counts["delivered"] == len(codes), counts
 
     def delivered(self) -> int:
         """Deliveries by the daily report, each day since the stream began — the

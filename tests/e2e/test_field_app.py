@@ -253,6 +253,61 @@ def test_a_cadre_delivers_garbage_with_a_photo_and_reports_a_delivery_that_faile
     assert (failed["reason"], failed["volunteer_id"]) == ("not_home", cadre)
 
 
+def test_a_cadre_at_the_gate_takes_a_buildings_parcels_as_one_batch(
+    phone: webdriver.Chrome, field: str, community: Community, gateway: GatewayServer
+) -> None:
+    community.define(sourced_via_gate=True)
+    staff = community.staff
+    rows = [f"Datong Garden,5,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(3)]
+    homes = [h["household_id"] for h in community.import_households(rows)["imported"]]
+    number = new_phone()
+    community.volunteer("g1", capacity=3, phone=number)
+    known(community, number, "volunteer")
+    shop = {
+        "name": "大同生鲜超市",
+        "kind": "supermarket",
+        "contact_name": "王经理",
+        "phone": "13912340003",
+        "serves": ["groceries"],
+    }
+    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    ordered = [
+        community.ok(
+            "POST",
+            "orders",
+            "/v1/orders",
+            staff,
+            json={"household_id": h, "category": "groceries", "items": "蔬菜包"},
+        )["order_id"]
+        for h in homes
+    ]
+    for order_id in ordered:
+        eventually(lambda o=order_id: community.order(staff, o)["status"] == "accepted")  # type: ignore[misc]
+    codes = community.ok("POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid})[
+        "parcels"
+    ]
+    for code in codes:
+        community.ok("POST", "orders", "/v1/gate/scans", staff, json={"code": code})
+
+    sign_in(phone, field, gateway, number)
+    batch = wait_for(
+        phone,
+        "the building's batch",
+        lambda d: (b := d.find_elements(By.CSS_SELECTOR, ".batch")) and "3" in b[0].text and b[0],
+    )
+    assert "Datong Garden 5" in batch.text
+    shot(phone, "gate-batch-zh")
+    click(phone, ".batch .take-all")
+    wait_for(
+        phone,
+        "all three picked up",
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".task[data-state='picked_up']")) == 3,
+    )
+    assert not phone.find_elements(By.CSS_SELECTOR, ".batch")
+    for order_id in ordered:
+        community.order_status(order_id, "picked_up")
+
+
 def test_a_resident_orders_and_sees_the_order_to_the_door(
     phone: webdriver.Chrome, field: str, community: Community, gateway: GatewayServer
 ) -> None:
@@ -310,6 +365,18 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
         ),
         what="the resident on the call list",
     )
+    # A daughter outside sends fruit: announced from the app, the code to write on it.
+    phone.find_element(By.ID, "from-name").send_keys("女儿 王丽")
+    phone.find_element(By.ID, "parcel-items").send_keys("水果 一箱")
+    click(phone, "#announce")
+    code = wait_for(phone, "the parcel's code", lambda d: d.find_element(By.ID, "parcel-code")).text
+    shot(phone, "resident-parcel-zh")
+    parcels = community.ok("GET", "orders", "/v1/parcels", community.staff)["parcels"]
+    assert [(p["code"], p["state"], p["household_id"]) for p in parcels] == [
+        (code, "expected", household_id)
+    ]
+    label = phone.find_element(By.CSS_SELECTOR, "#parcel a").get_attribute("href")
+    assert label is not None and label.endswith(f"/v1/parcels/{code}/label.pdf")
     click(phone, "#lang")
     wait_for(phone, "English", lambda d: "Delivered" in d.find_element(By.ID, "orders").text)
     shot(phone, "resident-delivered-en")

@@ -129,12 +129,19 @@ def test_a_morning_at_the_gate_every_parcel_is_carried_in_by_building_and_accoun
         moved = False
         for vid in cadres:
             mine = [t for t in community.tasks(vid) if t["state"] in ("offered", "assigned")]
-            for task in mine:
-                if task["state"] == "offered":
-                    community.act(vid, task["order_id"], "accept")
-            carried = [
-                t for t in mine if community.act(vid, t["order_id"], "pick-up").status_code == 200
-            ]
+            if not mine:
+                continue
+            # At the gate: the batch taken as one (accepted and picked up in one answer).
+            took = community.call(
+                "POST",
+                "dispatch",
+                "/v1/tasks/take",
+                community.volunteer_token(vid),
+                json={"order_ids": [t["order_id"] for t in mine], "pick_up": True},
+            )
+            assert took.status_code in (200, 409), took.text  # 409: all lapsed meanwhile
+            taken = set(took.json().get("taken", []))
+            carried = [t for t in mine if t["order_id"] in taken]
             trips += len({t["building"] for t in carried if t["from_gate"]})
             for task in carried:
                 code = community.order(staff, task["order_id"])["handoff_code"]

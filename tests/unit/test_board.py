@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from services.dispatch.board import Board, Rejection, TaskState
-from services.dispatch.handlers import DispatchRules
+from services.dispatch.handlers import DispatchRules, take_batch
 from shared.contracts import dispatch as d
 from shared.contracts.orders import Category, Grid, HouseholdFlag, OrderFacts
 from shared.contracts.volunteers import Skill
+from shared.events import Event
 
 T0 = datetime(2022, 5, 1, 8, 0, tzinfo=UTC)
 GRIDS = [
@@ -523,3 +524,35 @@ def test_the_next_batch_from_the_gate_starts_with_its_medicine_though_it_came_la
     # Building 9's rice is not added to the walk to 10: it waits for a batch of its own.
     board.deliver("bin2", "li", "1234", None, T0 + timedelta(minutes=10))
     assert board.tasks["rice"].state is TaskState.waiting
+
+
+def test_a_cadre_takes_a_buildings_parcels_as_one_and_one_that_lapsed_is_refused_by_name() -> None:
+    board = board_with(("li", "g3", 3), ("wang", "g3", 3))
+    for order_id in ("o1", "o2", "o3"):
+        board.order_open(
+            facts(order_id).model_copy(update={"awaits_gate": True, "building": "9"}), T0
+        )
+        board.at_gate(order_id, T0)
+    holder = board.tasks["o1"].volunteer_id
+    assert holder is not None and {board.tasks[o].volunteer_id for o in ("o2", "o3")} == {holder}
+    board.accept("o2", holder, T0)  # one accepted already, from the list
+    board.expire("o3", holder, 1, T0 + timedelta(minutes=3))  # one lapsed meanwhile
+    take = d.TakeBatch(
+        command_id="c1", volunteer_id=holder, order_ids=["o1", "o2", "o3", "o1"], pick_up=True
+    )
+    done = take_batch(board, Event(source="/t", community_id="datong", data=take), T0)
+    assert done.outcome is not None and done.outcome.body["taken"] == ["o1", "o2"]  # type: ignore[index]
+    assert [r["order_id"] for r in done.outcome.body["refused"]] == ["o3"]  # type: ignore[index]
+    assert [board.tasks[o].state for o in ("o1", "o2")] == [TaskState.picked_up] * 2
+    assert kinds(done.events)[:3] == ["task.assigned", "task.picked_up", "task.picked_up"]
+    with pytest.raises(Rejection) as nothing:  # none of them theirs any more: refused whole
+        take_batch(
+            board,
+            Event(
+                source="/t",
+                community_id="datong",
+                data=take.model_copy(update={"order_ids": ["o3"]}),
+            ),
+            T0,
+        )
+    assert nothing.value.status == 409

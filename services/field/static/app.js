@@ -16,6 +16,9 @@ const T = {
     duty: "值班", on_duty: "值班中 · 网格", off_duty: "未在值班", check_in: "开始值班",
     check_out: "结束值班", grid: "网格", tasks: "我的任务", accept: "接受", decline: "拒绝",
     pick_up: "已取货", deliver: "送达", handoff: "住户取件码", fail: "无法送达",
+    from_gate: "大门取件", take_all: "全部领取并取件", parcels_for: "件包裹 · 送往",
+    parcel_from: "亲友寄来的包裹", from_name: "寄件人（如：女儿 王丽）", parcel_items: "寄的是什么",
+    announce: "登记包裹", parcel_code: "请寄件人把这个编号写在包裹上：", label: "下载标签（PDF）",
     rounds: "敲门排查", take: "领取", doors: "门户", answered: "已应答", no_answer: "无人应答",
     refused: "拒绝开门", needs: "需求", waiting_up: "待上传", sync: "立即同步", synced: "已全部上传",
     sync_refused: "被退回", discard: "删除", inbox: "消息", left: "剩余",
@@ -44,6 +47,9 @@ const T = {
     duty: "Duty", on_duty: "On duty · grid", off_duty: "Off duty", check_in: "Start shift",
     check_out: "End shift", grid: "Grid", tasks: "My tasks", accept: "Accept", decline: "Decline",
     pick_up: "Picked up", deliver: "Delivered", handoff: "Household's code", fail: "Could not deliver",
+    from_gate: "From the gate", take_all: "Take all and pick up", parcels_for: "parcels for",
+    parcel_from: "A parcel from a relative", from_name: "Who sends it (e.g. daughter Wang Li)", parcel_items: "What it is",
+    announce: "Announce it", parcel_code: "Ask them to write this code on the parcel:", label: "Label (PDF)",
     rounds: "Door-knock rounds", take: "Take", doors: "Doors", answered: "Answered", no_answer: "No answer",
     refused: "Refused", needs: "Needs", waiting_up: "Waiting to go up", sync: "Sync now", synced: "All sent",
     sync_refused: "refused", discard: "Discard", inbox: "Messages", left: "left",
@@ -81,8 +87,8 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-async function api(path, { method = "GET", body } = {}) {
-  const init = { method, headers: { "X-Doorstep-App": "1", "Accept-Language": lang } };
+async function api(path, { method = "GET", body, headers = {} } = {}) {
+  const init = { method, headers: { "X-Doorstep-App": "1", "Accept-Language": lang, ...headers } };
   if (body instanceof Blob) { init.body = body; init.headers["Content-Type"] = body.type; }
   else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   const res = await fetch(path, init);
@@ -223,11 +229,33 @@ async function resident() {
         await showOrders(orders, placed); // what they just did is what they see
       } catch (err) { said.replaceChildren(problem(err)); }
     } }, tiles, h("label", { for: "items" }, t("items")), items, h("p"), h("button", { id: "place" }, t("place")), said),
-    h("h2", {}, t("my_orders")), orders, h("h2", {}, t("inbox")), inbox);
+    h("h2", {}, t("my_orders")), orders, h("h2", {}, t("parcel_from")), parcelForm(orders),
+    h("h2", {}, t("inbox")), inbox);
   await Promise.allSettled([showOrders(orders), showInbox(inbox)]);
   listen(() => { showOrders(orders); showInbox(inbox); });
   // The stream carries the news; a slow look now and then covers a stream that broke.
   timer = setInterval(() => document.visibilityState === "visible" && (showOrders(orders), showInbox(inbox)), 30000);
+}
+
+// A relative outside sends something: announced here, its code to write on the parcel (or
+// the label to print) — expected at the gate. One key per parcel: a retry is the same one.
+function parcelForm(orders) {
+  const from = h("input", { id: "from-name", maxlength: 100 });
+  const what = h("input", { id: "parcel-items", maxlength: 300 });
+  const said = h("div", { id: "parcel" });
+  let key = crypto.randomUUID();
+  return h("form", { class: "card", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const parcel = await api("/api/orders/v1/parcels", { method: "POST", headers: { "Idempotency-Key": key },
+        body: { from_name: from.value, items: what.value || t("parcel_from") } });
+      key = crypto.randomUUID(); from.value = ""; what.value = "";
+      said.replaceChildren(h("p", {}, t("parcel_code")), h("div", { class: "code", id: "parcel-code" }, parcel.code),
+        h("a", { href: `/api/orders/v1/parcels/${parcel.code}/label.pdf`, target: "_blank", rel: "noopener" }, t("label")));
+      await showOrders(orders);
+    } catch (err) { said.replaceChildren(problem(err)); }
+  } }, h("label", { for: "from-name" }, t("from_name")), from, h("label", { for: "parcel-items" }, t("parcel_items")), what,
+    h("p"), h("button", { id: "announce" }, t("announce")), said);
 }
 
 async function showInbox(box) {
@@ -294,7 +322,24 @@ async function showTasks(box) {
     try { await api(`/api/dispatch/v1/tasks/${order}/${path}`, { method: "POST", body }); await showTasks(box); }
     catch (err) { box.prepend(problem(err)); }
   };
-  box.replaceChildren(...(list.length ? list : [null]).map((task) => {
+  // A building's parcels at the gate are one batch: taken (accepted and picked up) at once.
+  const batches = {};
+  for (const task of list) {
+    if (task.from_gate && task.building && ["offered", "assigned"].includes(task.state)) {
+      (batches[task.building] ??= []).push(task.order_id);
+    }
+  }
+  const take = async (orderIds) => {
+    try {
+      await api("/api/dispatch/v1/tasks/take", { method: "POST", body: { order_ids: orderIds, pick_up: true } });
+      await showTasks(box);
+    } catch (err) { box.prepend(problem(err)); }
+  };
+  const batchCards = Object.entries(batches).filter(([, ids]) => ids.length > 1).map(([building, ids]) =>
+    h("div", { class: "card batch", "data-building": building },
+      h("div", {}, h("strong", {}, `${ids.length} ${t("parcels_for")} ${building}`)),
+      h("button", { type: "button", class: "take-all", onclick: () => take(ids) }, t("take_all"))));
+  box.replaceChildren(...batchCards, ...(list.length ? list : [null]).map((task) => {
     if (task === null) return h("p", { class: "muted" }, t("none"));
     const code = h("input", { inputmode: "numeric", pattern: "[0-9]{4}", maxlength: 4, "aria-label": t("handoff"), placeholder: t("handoff") });
     const left = task.offer_expires_at ? Math.max(0, Math.round((new Date(task.offer_expires_at) - Date.now()) / 1000)) : null;
@@ -302,6 +347,7 @@ async function showTasks(box) {
       h("div", { class: "row" }, h("strong", {}, t(task.category)), h("span", { class: "status" }, t(task.state)),
         left !== null && task.state === "offered" ? h("span", { class: "muted" }, `${left}s ${t("left")}`) : []),
       h("div", {}, task.address), h("div", { class: "muted" }, task.items),
+      task.from_gate ? h("div", { class: "muted" }, `${t("from_gate")} · ${task.building ?? ""}`) : [],
       task.state === "offered" ? h("div", { class: "row" },
         h("button", { type: "button", class: "accept", onclick: () => act(task.order_id, "accept") }, t("accept")),
         h("button", { type: "button", class: "secondary", onclick: () => act(task.order_id, "decline") }, t("decline"))) : [],
