@@ -301,7 +301,8 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: s
 
 @dataclass
 class KafkaNode:
-    """One KRaft node (broker and controller) on loopback."""
+    """One KRaft node (broker and controller) on loopback; alone, or one of a cluster
+    (``KafkaCluster``: ``node_id``, the cluster's ``voters`` and ``replication``)."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
@@ -309,6 +310,10 @@ class KafkaNode:
     heap: str = "512m"
     log_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    node_id: int = 1
+    voters: str | None = None  # "1@127.0.0.1:port,2@…": the cluster's controllers
+    replication: int = 1  # of the broker's own topics (consumer offsets, transactions)
+    cluster_id: str | None = None  # shared by the nodes of a cluster
 
     @property
     def bootstrap(self) -> str:
@@ -321,8 +326,9 @@ class KafkaNode:
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"node.id={self.node_id}",
+                    "controller.quorum.voters="
+                    + (self.voters or f"1@127.0.0.1:{self.controller_port}"),
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
@@ -330,12 +336,17 @@ class KafkaNode:
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={self.data_dir / 'log'}",
-                    "offsets.topic.replication.factor=1",
+                    f"offsets.topic.replication.factor={self.replication}",
                     "offsets.topic.num.partitions=4",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"transaction.state.log.replication.factor={self.replication}",
+                    f"transaction.state.log.min.isr={min(2, self.replication)}",
+                    f"share.coordinator.state.topic.replication.factor={self.replication}",
+                    f"share.coordinator.state.topic.min.isr={min(2, self.replication)}",
+                    # Replicated: a topic's writes wait for two copies, and a broker that
+                    # was behind never becomes leader (nothing acknowledged is lost).
+                    f"min.insync.replicas={min(2, self.replication)}",
+                    f"default.replication.factor={self.replication}",
+                    "unclean.leader.election.enable=false",
                     "group.initial.rebalance.delay.ms=0",
                     # Topics are created explicitly by the services, never by a typo.
                     "auto.create.topics.enable=false",
@@ -360,7 +371,7 @@ class KafkaNode:
         props = self._properties()
         id_file = self.data_dir / "cluster.id"
         if not id_file.exists():
-            id_file.write_text(new_cluster_id())
+            id_file.write_text(self.cluster_id or new_cluster_id())
         subprocess.run(
             [
                 *self._java(libs),
@@ -385,6 +396,64 @@ class KafkaNode:
     def stop(self) -> None:
         _stop(self.proc)
         self.proc = None
+
+
+@dataclass
+class KafkaCluster:
+    """Three KRaft nodes (each broker and controller) on loopback: topics replicated three
+    times, two copies before a write is acknowledged; one node may die for good."""
+
+    data_dir: Path
+    size: int = 3
+    log_dir: Path | None = None
+    first_port: int | None = None  # node i: this + 2i, its controller + 2i + 1; else free
+    nodes: list[KafkaNode] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.nodes:
+            return
+        cluster_id_file = self.data_dir / "cluster.id"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not cluster_id_file.exists():
+            cluster_id_file.write_text(new_cluster_id())
+        if self.first_port is None:
+            ports = [(free_port(), free_port()) for _ in range(self.size)]
+        else:
+            ports = [
+                (self.first_port + 2 * i, self.first_port + 2 * i + 1) for i in range(self.size)
+            ]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        for i, (port, controller) in enumerate(ports):
+            log = self.log_dir / f"kafka-{i + 1}.log" if self.log_dir else None
+            self.nodes.append(
+                KafkaNode(
+                    self.data_dir / f"node-{i + 1}",
+                    port=port,
+                    controller_port=controller,
+                    heap="384m",
+                    log_file=log,
+                    node_id=i + 1,
+                    voters=voters,
+                    replication=min(3, self.size),
+                    cluster_id=cluster_id_file.read_text().strip(),
+                )
+            )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, timeout: float = 120.0) -> None:
+        # Started together: a controller quorum needs a majority before any node serves.
+        for node in self.nodes:
+            node.proc = _spawn(node.prepare(), node.log_file)
+        for node in self.nodes:
+            assert node.proc is not None
+            _wait_port(node.port, node.proc, timeout, f"Kafka node {node.node_id}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 @dataclass

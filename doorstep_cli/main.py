@@ -55,6 +55,13 @@ def run(
     data_dir: Path = typer.Option(Path(".data"), help="Where Kafka and FerretDB keep data"),
     kafka_port: int = typer.Option(9092, envvar="DOORSTEP_RUN_KAFKA_PORT"),
     mongo_port: int = typer.Option(27017, envvar="DOORSTEP_RUN_MONGO_PORT"),
+    brokers: int = typer.Option(
+        1,
+        envvar="DOORSTEP_RUN_BROKERS",
+        min=1,
+        max=3,
+        help="3: a three-broker Kafka cluster, topics replicated three times",
+    ),
 ) -> None:
     """Run Kafka, FerretDB, the four services and the console in the foreground; Ctrl-C
     stops them all."""
@@ -62,18 +69,25 @@ def run(
     from honcho.printer import Printer
 
     started = time.monotonic()
-    kafka = localstack.KafkaNode(
-        data_dir.resolve() / "kafka", port=kafka_port, controller_port=kafka_port + 1
-    )
+    if brokers == 3:
+        cluster = localstack.KafkaCluster(data_dir.resolve() / "kafka-3", first_port=kafka_port)
+        nodes = cluster.nodes
+        bootstrap = cluster.bootstrap
+    else:
+        single = localstack.KafkaNode(
+            data_dir.resolve() / "kafka", port=kafka_port, controller_port=kafka_port + 1
+        )
+        nodes, bootstrap = [single], single.bootstrap
     ferret = localstack.FerretNode(data_dir.resolve() / "ferretdb", port=mongo_port)
-    kafka_cmd, ferret_cmd = kafka.prepare(), ferret.prepare()
+    kafka_cmds, ferret_cmd = [node.prepare() for node in nodes], ferret.prepare()
 
     from doorstep_cli import dev
 
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
-        "DOORSTEP_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "DOORSTEP_KAFKA_BOOTSTRAP": bootstrap,
+        "DOORSTEP_TOPIC_REPLICATION": str(min(3, len(nodes))),
         "DOORSTEP_MONGO_URL": ferret.url,
         # The issuer's key and secret: this machine's development ones unless set.
         "DOORSTEP_SIGNING_KEYS": os.environ.get("DOORSTEP_SIGNING_KEYS") or str(dev.key_path()),
@@ -84,7 +98,10 @@ def run(
         "DOORSTEP_STREAM_POLL_SECONDS": os.environ.get("DOORSTEP_STREAM_POLL_SECONDS", "0"),
     }
     manager = Manager(Printer(sys.stdout))
-    manager.add_process("kafka", _shell(kafka_cmd), env=env)
+    for i, kafka_cmd in enumerate(kafka_cmds):
+        manager.add_process(
+            "kafka" if len(nodes) == 1 else f"kafka-{i + 1}", _shell(kafka_cmd), env=env
+        )
     manager.add_process("ferretdb", _shell(ferret_cmd), env=env)
     manager.add_process(
         "sms", _shell([sys.executable, "-m", "doorstep_cli", "dev-gateway"]), env=env
@@ -99,7 +116,7 @@ def run(
         "ready",
         _shell([sys.executable, "-m", "doorstep_cli", "wait-ready", "--since", str(started)]),
     )
-    console.print(f"Kafka     {kafka.bootstrap}\nFerretDB  {ferret.url}")
+    console.print(f"Kafka     {bootstrap}\nFerretDB  {ferret.url}")
     for service, port in SERVICES.items():
         if service not in ("console", "field"):
             console.print(f"{service:<11}http://127.0.0.1:{port}/docs")

@@ -82,15 +82,19 @@ async def within(seconds: float, call: Awaitable[T]) -> T:
     return task.result()
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
-    """Create each topic and its DLQ if missing. Idempotent; safe from many instances."""
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, replication: int = 1
+) -> None:
+    """Create each topic and its DLQ if missing. Idempotent; safe from many instances.
+    ``replication``: copies of each (3 on a three-broker cluster, whose
+    ``min.insync.replicas=2`` makes an acks=all write wait for two of them)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [t for topic in topics for t in (topic, dlq(topic))]
         missing = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1)
+            NewTopic(t, num_partitions=partitions, replication_factor=replication)
             for t in dict.fromkeys(wanted)
             if t not in existing
         ]
@@ -334,6 +338,9 @@ class EventConsumer:
             # Same partition number of every topic on one instance: one writer per community.
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=500,
+            # Only what the brokers committed (below the high watermark: written to every
+            # in-sync replica) is ever read, and no aborted transaction's records.
+            isolation_level="read_committed",
         )
 
     async def run(self) -> None:

@@ -178,7 +178,10 @@ class ServiceRuntime:
         await retry_forever(
             "create topics",
             lambda: ensure_topics(
-                self.settings.kafka_bootstrap, ALL_TOPICS, self.settings.topic_partitions
+                self.settings.kafka_bootstrap,
+                ALL_TOPICS,
+                self.settings.topic_partitions,
+                self.settings.topic_replication,
             ),
         )
         self.topics_ready.set()

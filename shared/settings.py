@@ -52,6 +52,13 @@ class ServiceSettings(CommonSettings):
         le=1000,
         description="Partitions per topic when a service creates it; caps dispatch instances",
     )
+    topic_replication: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Copies of each topic when a service creates it: 3 on a three-broker "
+        "cluster (writes wait for two, the brokers' min.insync.replicas)",
+    )
 
 
 S = TypeVar("S", bound=BaseSettings)
