@@ -53,7 +53,7 @@ seed: $(READY) ## Seed the Datong demo community into a running `make run`
 
 test: $(READY) ## Run every test: unit, integration (real Kafka + FerretDB), end-to-end and the console in a real browser
 	@$(PY) -m doorstep_cli setup --browser
-	@$(PY) -m pytest tests/unit tests/integration tests/e2e
+	@$(PY) -m pytest tests/unit tests/integration tests/e2e --durations=15
 
 test-unit: $(READY) ## Unit tests only (no I/O)
 	@$(PY) -m pytest tests/unit
