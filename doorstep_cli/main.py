@@ -187,6 +187,7 @@ def topics(
     names: list[str] = typer.Argument(None, help="Topics to create; default: all of them"),
     bootstrap: str = typer.Option(..., envvar="DOORSTEP_KAFKA_BOOTSTRAP"),
     partitions: int = typer.Option(12, envvar="DOORSTEP_TOPIC_PARTITIONS"),
+    replication: int = typer.Option(1, envvar="DOORSTEP_TOPIC_REPLICATION", min=1, max=5),
 ) -> None:
     """Create every topic and its dead-letter topic (idempotent)."""
     from shared.kafka import ensure_topics
@@ -196,7 +197,7 @@ def topics(
     unknown = set(wanted) - set(ALL)
     if unknown:
         raise typer.BadParameter(f"not a Doorstep topic: {', '.join(sorted(unknown))}")
-    asyncio.run(ensure_topics(bootstrap, wanted, partitions))
+    asyncio.run(ensure_topics(bootstrap, wanted, partitions, replication))
     console.print(f"topics ready: {', '.join(wanted)} (+ .dlq), {partitions} partitions each")
 
 

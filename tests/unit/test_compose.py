@@ -36,8 +36,8 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_for_its_dependen
         assert "healthcheck" in spec, name
     for name in SETTINGS:
         deps = services[name]["depends_on"]
-        assert deps["kafka"]["condition"] == "service_healthy"
-        assert deps["mongo"]["condition"] == "service_healthy"
+        for store in ("kafka-1", "kafka-2", "kafka-3", "mongo-1"):
+            assert deps[store]["condition"] == "service_healthy", (name, store)
         assert deps["topics"]["condition"] == "service_completed_successfully"
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
     assert services["kafka-ui"]["profiles"] == ["dev"]
@@ -63,3 +63,37 @@ def test_topic_names_in_the_stack_match_the_contracts() -> None:
     command = compose()["services"]["topics"]["command"]
     assert command[:4] == ["python", "-m", "doorstep_cli", "topics"]
     assert sorted(command[4:]) == sorted(topics.ALL)
+
+
+def test_kafka_is_three_brokers_that_keep_three_copies_and_acknowledge_two() -> None:
+    services = compose()["services"]
+    brokers = [services[f"kafka-{i}"]["environment"] for i in (1, 2, 3)]
+    assert [b["KAFKA_NODE_ID"] for b in brokers] == [1, 2, 3]
+    for i, broker in enumerate(brokers, 1):
+        assert broker["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka-{i}:9092"
+        assert broker["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@kafka-") == 3
+        assert broker["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert broker["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert broker["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert broker["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+    assert len({tuple(services[f"kafka-{i}"]["volumes"]) for i in (1, 2, 3)}) == 3
+    assert services["topics"]["environment"]["DOORSTEP_TOPIC_REPLICATION"] == "3"
+    for name in SETTINGS:
+        env = services[name]["environment"]
+        assert env["DOORSTEP_TOPIC_REPLICATION"] == "3"
+        assert env["DOORSTEP_KAFKA_BOOTSTRAP"].split(",") == [f"kafka-{i}:9092" for i in (1, 2, 3)]
+
+
+def test_mongodb_is_a_replica_set_written_and_read_by_majority() -> None:
+    services = compose()["services"]
+    for i in (1, 2, 3):
+        assert services[f"mongo-{i}"]["command"] == ["mongod", "--replSet", "rs0", "--bind_ip_all"]
+    initiate = services["mongo-1"]["healthcheck"]["test"][-1]
+    assert "rs.initiate" in initiate and all(f"mongo-{i}:27017" in initiate for i in (1, 2, 3))
+    for name in SETTINGS:
+        url = services[name]["environment"]["DOORSTEP_MONGO_URL"]
+        hosts, _, options = url.removeprefix("mongodb://").partition("/?")
+        assert hosts.split(",") == [f"mongo-{i}:27017" for i in (1, 2, 3)]
+        assert {"replicaSet=rs0", "w=majority", "readConcernLevel=majority"} <= set(
+            options.split("&")
+        )
