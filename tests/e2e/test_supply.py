@@ -128,6 +128,22 @@ def test_sourcing_refuses_bad_input_with_a_clear_4xx(community: Community) -> No
         "application/problem+json"
     )
     assert community.ok("GET", "orders", "/v1/suppliers", staff)["suppliers"] == []
+    # A batch of parcels that are not the cadre's (another community's order, none at all,
+    # too many): refused, and nothing taken.
+    cadre = community.volunteer_token(community.volunteer("g1", check_in=False))
+    for body, status in (
+        ({"order_ids": ["ord_of_another_community"], "pick_up": True}, 409),
+        ({"order_ids": []}, 422),
+        ({"order_ids": [f"ord_{i}" for i in range(51)]}, 422),
+        ({"order_ids": ["ord_1"], "pick_up": "yes please"}, 422),
+    ):
+        refused = community.call("POST", "dispatch", "/v1/tasks/take", cadre, json=body)
+        assert refused.status_code == status, (body, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    not_a_cadre = community.call(
+        "POST", "dispatch", "/v1/tasks/take", staff, json={"order_ids": ["ord_1"]}
+    )
+    assert not_a_cadre.status_code == 403
 
 
 def test_parcels_come_in_at_the_gate_and_wait_there_by_building(

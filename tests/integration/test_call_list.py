@@ -3,27 +3,11 @@ millisecond (one batch of events) still have one order, the listing's and the ma
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from services.notify import api
-from shared import mongo
 from shared.auth import Principal, Role
-from tests.conftest import Stack
-
-
-@pytest.fixture()
-async def db(stack: Stack, unique: str) -> AsyncIterator[Any]:
-    client = mongo.connect(stack.mongo_url, "tests")
-    try:
-        database = client[f"t_{unique}"]
-        yield database
-        await client.drop_database(database.name)
-    finally:
-        await client.close()
 
 
 async def test_a_call_marks_done_what_it_told_and_not_a_message_of_the_same_millisecond(

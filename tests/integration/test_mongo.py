@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,18 +11,6 @@ from pymongo import ReplaceOne
 from pymongo.errors import DuplicateKeyError
 
 from shared import mongo
-from tests.conftest import Stack
-
-
-@pytest.fixture()
-async def db(stack: Stack, unique: str) -> AsyncIterator[Any]:
-    client = mongo.connect(stack.mongo_url, "tests")
-    try:
-        database = client[f"t_{unique}"]
-        yield database
-        await client.drop_database(database.name)
-    finally:
-        await client.close()
 
 
 async def test_documents_round_trip_and_a_unique_index_rejects_a_duplicate(db: Any) -> None:

@@ -250,7 +250,7 @@ function parcelForm(orders) {
       const parcel = await api("/api/orders/v1/parcels", { method: "POST", headers: { "Idempotency-Key": key },
         body: { from_name: from.value, items: what.value || t("parcel_from") } });
       key = crypto.randomUUID(); from.value = ""; what.value = "";
-      said.replaceChildren(h("p", {}, t("parcel_code")), h("div", { class: "code", id: "parcel-code" }, parcel.code),
+      said.replaceChildren(h("p", {}, t("parcel_code")), h("div", { class: "code long", id: "parcel-code" }, parcel.code),
         h("a", { href: `/api/orders/v1/parcels/${parcel.code}/label.pdf`, target: "_blank", rel: "noopener" }, t("label")));
       await showOrders(orders);
     } catch (err) { said.replaceChildren(problem(err)); }
