@@ -39,6 +39,9 @@ class Sequence:
         self._last = max(self._last + 1, time.time_ns())
         return f"{self._last:020d}"
 
+    def current(self) -> str:
+        return f"{self._last:020d}"
+
     def after(self, seq: str) -> None:
         """Never below what is stored (a host whose clock is behind the last one's)."""
         self._last = max(self._last, int(seq))
@@ -448,7 +451,11 @@ class NotifyOwner:
         instance's clock ahead of this one's), so that a stream resumed here with the
         other's Last-Event-ID misses nothing stored after it."""
         while True:
-            newest = await self.notifications.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+            # Only what is stamped above this instance's last stamp: an indexed range that
+            # is almost always empty (a sort of the whole collection, every 5 s, had cost
+            # every order ~25% of its latency on FerretDB).
+            above = {"seq": {"$gt": self.sequence.current()}}
+            newest = await self.notifications.find_one(above, {"seq": 1}, sort=[("seq", -1)])
             if newest is not None:
                 self.sequence.after(newest["seq"])
             await asyncio.sleep(every)
