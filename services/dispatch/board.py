@@ -768,6 +768,7 @@ class Board(BaseModel):
             address=task.order.address,
             items=task.order.items,
             attempt=task.attempt,
+            building=task.order.building if self._batched(task) else None,
         )
 
     def _suitable_on_duty(self, task: Task) -> bool:

@@ -260,6 +260,7 @@ class NotifyOwner:
             "title": message.title,
             "body": message.body,
             "order_id": message.order_id,
+            **({"batch": message.batch} if message.batch else {}),
             "event_id": event.id,
             "event_type": event.type,
             "correlation_id": event.correlation_id,  # the request that set it all off

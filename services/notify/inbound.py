@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -141,12 +141,38 @@ class KeypadReplies:
             if offer is None:
                 return "Doorstep: you have no offer or task to answer."
             order_id = offer["order_id"]
+            if said.intent == "accept" and offer.get("batch"):
+                return await self._take_batch(community, vid, offer)
             kind = d.AcceptOffer if said.intent == "accept" else d.DeclineOffer
             command = kind(command_id=new_command_id(), order_id=order_id, volunteer_id=vid)
         outcome = await self.dispatch.send(community, command, wait_seconds=10)
         if outcome.status < 400 and outcome.body:
             order_id = outcome.body.get("order_id", order_id)
         return reply_to(said.intent, order_id, outcome)
+
+    async def _take_batch(self, community: str, vid: str, offer: dict[str, Any]) -> str:
+        """ "1" to an offer of a parcel from the gate takes the building's batch: every
+        offer of that building made to this cadre lately; dispatch takes those still
+        theirs and names the rest."""
+        offers = self.db["notifications"].find(
+            {
+                "recipient": f"volunteer:{vid}",
+                "kind": "offer.made",
+                "batch": offer["batch"],
+                "created_at": {"$gte": offer["created_at"] - BATCH_WINDOW},
+            },
+            {"order_id": 1},
+        )
+        order_ids = sorted({n["order_id"] async for n in offers} | {offer["order_id"]})
+        command = d.TakeBatch(command_id=new_command_id(), volunteer_id=vid, order_ids=order_ids)
+        outcome = await self.dispatch.send(community, command, wait_seconds=10)
+        if outcome.status == 202 or outcome.status >= 400 or not outcome.body:
+            return reply_to("accept", offer["order_id"], outcome)
+        taken = len(outcome.body.get("taken", []))
+        return (
+            f"Doorstep: {offer['batch']} 的 {taken} 件包裹归您，到门口回复 D 加取件码。"
+            f" {taken} parcels for {offer['batch']} are yours. At each door, reply D and the code."
+        )
 
     async def _from_household(self, household: dict[str, Any], text: str, message_id: str) -> str:
         said = keypad.from_household(text)
@@ -179,6 +205,9 @@ class KeypadReplies:
                 }
             )
         return "Doorstep: the community office will call you soon."
+
+
+BATCH_WINDOW = timedelta(hours=1)  # offers of one batch: made within this of the latest
 
 
 def reply_to(intent: str, order_id: str, outcome: Outcome) -> str:

@@ -64,6 +64,7 @@ class Message:
     title: str
     body: str
     order_id: str | None = None
+    batch: str | None = None  # an offer of a parcel from the gate: its building
 
 
 def household(household_id: str) -> str:
@@ -194,17 +195,29 @@ def messages_for(payload: Payload, community_id: str) -> list[Message]:
                 )
             ]
         case d.OfferMade(
-            order=ref, volunteer_id=vid, category=category, address=address, items=items
+            order=ref,
+            volunteer_id=vid,
+            category=category,
+            address=address,
+            items=items,
+            building=building,
         ):
             zh, en = what(category)
+            # From the gate: said so, and 1 takes the building's whole batch.
+            gate_zh = f"大门取件，{building} 的包裹一并领取。" if building else ""
+            gate_en = f" From the gate: 1 takes all of {building}'s parcels." if building else ""
             return [
                 Message(
                     f"volunteer:{vid}",
                     "offer.made",
                     zh_en("新任务", "New task offered"),
-                    zh_en(f"{zh}送至 {address}：{items}。", f"{en} to {address}: {items}.")
+                    zh_en(
+                        f"{zh}送至 {address}：{items}。{gate_zh}",
+                        f"{en} to {address}: {items}.{gate_en}",
+                    )
                     + f" {VOLUNTEER_DIGITS}",
                     ref.order_id,
+                    batch=building,
                 )
             ]
         case d.OfferWithdrawn(order=ref, volunteer_id=vid, reason=reason):

@@ -141,6 +141,9 @@ class OfferMade(Payload):
     address: str
     items: str
     attempt: int
+    # A parcel taken from the gate: the building its batch goes to (offers with the same
+    # one are answered together, by the app or by one SMS reply).
+    building: str | None = None
 
 
 class OfferDeclined(Payload):

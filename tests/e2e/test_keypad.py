@@ -165,3 +165,53 @@ def test_a_code_at_the_door_delivers_that_door_and_a_phone_answers_what_asked_it
     # The gateway's retry, signed anew a second later: the same message, refused.
     again = text(community, phone, "1", at=time.time() + 1, message_id="gw-42")
     assert again.status_code == 409
+
+
+def test_one_reply_takes_a_buildings_parcels_from_the_gate_as_a_batch(
+    community: Community,
+) -> None:
+    community.define(sourced_via_gate=True)
+    staff = community.staff
+    phone = f"137{random.randrange(10**8):08d}"
+    cadre = community.volunteer("g1", capacity=3, phone=phone)
+    rows = [f"Datong Garden,6,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(2)]
+    homes = [h["household_id"] for h in community.import_households(rows)["imported"]]
+    shop = {
+        "name": "大同生鲜超市",
+        "kind": "supermarket",
+        "contact_name": "王经理",
+        "phone": "13912340004",
+        "serves": ["groceries"],
+    }
+    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    ordered = [order(community, home, "蔬菜包") for home in homes]
+    for order_id in ordered:
+        eventually(lambda o=order_id: community.order(staff, o)["status"] == "accepted")  # type: ignore[misc]
+    codes = community.ok("POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid})[
+        "parcels"
+    ]
+    for code in codes:
+        community.ok("POST", "orders", "/v1/gate/scans", staff, json={"code": code})
+    for order_id in ordered:
+        community.offer_for(cadre, order_id)
+    eventually(
+        lambda: (
+            len(
+                [
+                    n
+                    for n in community.inbox(community.volunteer_token(cadre))["items"]
+                    if n["kind"] == "offer.made" and "Datong Garden 6" in n["body"]
+                ]
+            )
+            == 2
+        ),
+        what="the cadre told of both parcels, from the gate",
+    )
+
+    answered = reply(text(community, phone, "1"))
+
+    assert "2 parcels for Datong Garden 6 are yours" in answered, answered
+    assert answered.startswith("Doorstep: Datong Garden 6 的 2 件包裹归您")
+    assert {t["order_id"]: t["state"] for t in community.tasks(cadre)} == {
+        o: "assigned" for o in ordered
+    }
