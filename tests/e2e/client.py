@@ -178,6 +178,36 @@ class Community:
         )
         return result["imported"][0]  # type: ignore[no-any-return]
 
+    def supplier(
+        self,
+        kind: str = "supermarket",
+        name: str = "大同生鲜超市",
+        serves: tuple[str, ...] = ("groceries",),
+        **more: str,
+    ) -> str:
+        """A supplier the office keeps (a phone of its own): its id."""
+        body = {
+            "name": name,
+            "kind": kind,
+            "contact_name": "王经理",
+            "phone": f"1391{uuid.uuid4().int % 10**7:07d}",
+            "serves": list(serves),
+            **more,
+        }
+        return self.ok("POST", "orders", "/v1/suppliers", self.staff, json=body)["supplier_id"]  # type: ignore[no-any-return]
+
+    def bought_and_at_the_gate(self, supplier_id: str, order_ids: list[str]) -> list[str]:
+        """Once the orders are taken: the supplier's cut-off, and every parcel it makes
+        scanned in at the gate. The parcels' codes."""
+        for order_id in order_ids:
+            self.order_status(order_id, "accepted")
+        sent = self.ok(
+            "POST", "orders", "/v1/supplier-orders", self.staff, json={"supplier_id": supplier_id}
+        )
+        for code in sent["parcels"]:
+            self.ok("POST", "orders", "/v1/gate/scans", self.staff, json={"code": code})
+        return sent["parcels"]  # type: ignore[no-any-return]
+
     def resident(self, household_id: str) -> str:
         return token(Role.resident, self.community_id, household_id=household_id)
 

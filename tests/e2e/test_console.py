@@ -624,14 +624,7 @@ def test_staff_order_from_a_supplier_and_take_parcels_in_at_the_gate(
 ) -> None:
     community.define()
     staff = community.staff
-    shop = {
-        "name": "大同生鲜超市",
-        "kind": "supermarket",
-        "contact_name": "王经理",
-        "phone": "13912340003",
-        "serves": ["groceries"],
-    }
-    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    sid = community.supplier()
     home = household(community, "g1")
     placed = community.ok(
         "POST",

@@ -212,14 +212,7 @@ def test_parcels_scanned_at_the_gate_while_orders_is_killed_arrive_each_once(
         community.define(sourced_via_gate=True)
         staff = community.staff
         cadre = community.volunteer("g1", capacity=10)
-        shop = {
-            "name": "药房",
-            "kind": "pharmacy",
-            "contact_name": "张",
-            "phone": "13912340009",
-            "serves": ["medicine"],
-        }
-        sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+        sid = community.supplier("pharmacy", "药房", ("medicine",))
         homes = [community.household("g1")["household_id"] for _ in range(8)]
         orders = [
             community.ok(

@@ -263,14 +263,7 @@ def test_a_cadre_at_the_gate_takes_a_buildings_parcels_as_one_batch(
     number = new_phone()
     community.volunteer("g1", capacity=3, phone=number)
     known(community, number, "volunteer")
-    shop = {
-        "name": "大同生鲜超市",
-        "kind": "supermarket",
-        "contact_name": "王经理",
-        "phone": "13912340003",
-        "serves": ["groceries"],
-    }
-    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    sid = community.supplier()
     ordered = [
         community.ok(
             "POST",
@@ -281,13 +274,7 @@ def test_a_cadre_at_the_gate_takes_a_buildings_parcels_as_one_batch(
         )["order_id"]
         for h in homes
     ]
-    for order_id in ordered:
-        eventually(lambda o=order_id: community.order(staff, o)["status"] == "accepted")  # type: ignore[misc]
-    codes = community.ok("POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid})[
-        "parcels"
-    ]
-    for code in codes:
-        community.ok("POST", "orders", "/v1/gate/scans", staff, json={"code": code})
+    community.bought_and_at_the_gate(sid, ordered)
 
     sign_in(phone, field, gateway, number)
     batch = wait_for(

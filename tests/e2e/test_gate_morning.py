@@ -17,23 +17,12 @@ CAPACITY = 5
 
 
 def suppliers(community: Community) -> dict[str, str]:
-    def add(name: str, kind: str, serves: list[str], **more: str) -> str:
-        body = {
-            "name": name,
-            "kind": kind,
-            "contact_name": "联系人",
-            "phone": f"1391234{random.randrange(10**4):04d}",
-            "serves": serves,
-            **more,
-        }
-        return community.ok("POST", "orders", "/v1/suppliers", community.staff, json=body)[  # type: ignore[no-any-return]
-            "supplier_id"
-        ]
-
     return {
-        "group_buy": add("大同团购", "group_buy", ["groceries"], permit_number="DT-2026-017"),
-        "supermarket": add("大同生鲜超市", "supermarket", ["groceries"]),
-        "pharmacy": add("大同药房", "pharmacy", ["medicine"]),
+        "group_buy": community.supplier(
+            "group_buy", "大同团购", ("groceries",), permit_number="DT-2026-017"
+        ),
+        "supermarket": community.supplier(),
+        "pharmacy": community.supplier("pharmacy", "大同药房", ("medicine",)),
     }
 
 

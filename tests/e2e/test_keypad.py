@@ -171,27 +171,13 @@ def test_one_reply_takes_a_buildings_parcels_from_the_gate_as_a_batch(
     community: Community,
 ) -> None:
     community.define(sourced_via_gate=True)
-    staff = community.staff
     phone = f"137{random.randrange(10**8):08d}"
     cadre = community.volunteer("g1", capacity=3, phone=phone)
     rows = [f"Datong Garden,6,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(2)]
     homes = [h["household_id"] for h in community.import_households(rows)["imported"]]
-    shop = {
-        "name": "大同生鲜超市",
-        "kind": "supermarket",
-        "contact_name": "王经理",
-        "phone": "13912340004",
-        "serves": ["groceries"],
-    }
-    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    sid = community.supplier()
     ordered = [order(community, home, "蔬菜包") for home in homes]
-    for order_id in ordered:
-        eventually(lambda o=order_id: community.order(staff, o)["status"] == "accepted")  # type: ignore[misc]
-    codes = community.ok("POST", "orders", "/v1/supplier-orders", staff, json={"supplier_id": sid})[
-        "parcels"
-    ]
-    for code in codes:
-        community.ok("POST", "orders", "/v1/gate/scans", staff, json={"code": code})
+    community.bought_and_at_the_gate(sid, ordered)
     for order_id in ordered:
         community.offer_for(cadre, order_id)
     eventually(

@@ -152,14 +152,7 @@ def test_parcels_come_in_at_the_gate_and_wait_there_by_building(
     community.define()
     staff = community.staff
     cadre = community.volunteer("g1")
-    shop = {
-        "name": "大同药房",
-        "kind": "pharmacy",
-        "contact_name": "张药师",
-        "phone": "13912340001",
-        "serves": ["medicine"],
-    }
-    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    sid = community.supplier("pharmacy", "大同药房", ("medicine",))
     home = community.household("g1")
     resident = community.resident(home["household_id"])
     pills = community.ok(
@@ -250,14 +243,7 @@ def test_where_goods_come_in_through_the_gate_a_cadre_is_offered_them_only_once_
     community.define(sourced_via_gate=True)
     staff = community.staff
     cadre = community.volunteer("g1")
-    shop = {
-        "name": "大同药房",
-        "kind": "pharmacy",
-        "contact_name": "张药师",
-        "phone": "13912340002",
-        "serves": ["medicine"],
-    }
-    sid = community.ok("POST", "orders", "/v1/suppliers", staff, json=shop)["supplier_id"]
+    sid = community.supplier("pharmacy", "大同药房", ("medicine",))
     resident = community.resident(community.household("g1")["household_id"])
     pills = community.ok(
         "POST", "orders", "/v1/orders", resident, json={"category": "medicine", "items": "胰岛素"}
