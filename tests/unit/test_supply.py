@@ -50,6 +50,19 @@ def order(book: Orderbook, n: int, category: str, items: str, minutes: int = 0) 
     return placed.outcome.body["order_id"]  # type: ignore[union-attr,index]
 
 
+def from_relative(household_id: str, command_id: str = "from-daughter", **kw: Any) -> Any:
+    """A relative's parcel announced for a household (a daughter's fruit unless said)."""
+    fields: dict[str, Any] = {
+        "from_name": "女儿",
+        "items": "水果",
+        "category": o.Category.groceries,
+        **kw,
+    }
+    return s.AnnounceParcel(
+        command_id=command_id, actor="staff", household_id=household_id, **fields
+    )
+
+
 def cut_off(book: Orderbook, sid: str = "sup_1", so: str = "so_1") -> dict[str, Any]:
     done = decide(
         book,
@@ -210,14 +223,7 @@ def test_a_relatives_parcel_is_expected_then_arrives_and_the_gate_queue_puts_med
     homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
     announced = decide(
         book,
-        s.AnnounceParcel(
-            command_id="from-daughter",
-            actor="staff",
-            household_id=homes[0],
-            from_name="女儿",
-            items="水果",
-            category=o.Category.groceries,
-        ),
+        from_relative(homes[0]),
     ).outcome.body
     assert announced["state"] == "expected"  # type: ignore[index]
     supplier(book, serves=[o.Category.medicine], kind=s.SupplierKind.pharmacy)
@@ -260,14 +266,7 @@ def test_an_order_whose_parcel_is_at_the_gate_is_offered_at_once_when_re_opened(
     homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
     announced = decide(
         book,
-        s.AnnounceParcel(
-            command_id="from-son",
-            actor="staff",
-            household_id=homes[0],
-            from_name="儿子",
-            items="米",
-            category=o.Category.groceries,
-        ),
+        from_relative(homes[0], "from-son", from_name="儿子", items="米"),
     ).outcome.body
     order_id = announced["order_id"]  # type: ignore[index]
     assert book.get(ORDERS, order_id)["awaits_gate"] is True
@@ -353,14 +352,7 @@ def test_the_gates_day_counts_parcels_in_and_out_time_there_and_trips_against_on
 def test_a_parcel_a_relative_sent_or_nobody_announced_is_never_bought_from_a_supplier() -> None:
     book = community()
     homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
-    from_daughter = s.AnnounceParcel(
-        command_id="from-daughter",
-        actor="staff",
-        household_id=homes[0],
-        from_name="女儿",
-        items="水果",
-        category=o.Category.groceries,
-    )
+    from_daughter = from_relative(homes[0])
     decide(book, from_daughter)
     unannounced(book, "102", "5678")  # groceries, registered at the gate
     supplier(book)
@@ -374,14 +366,7 @@ def test_a_parcel_for_a_household_that_just_ordered_is_not_held_as_a_duplicate_o
     book = community()
     homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
     order(book, 0, "groceries", "蔬菜包")  # the household's own order, minutes before
-    from_daughter = s.AnnounceParcel(
-        command_id="from-daughter",
-        actor="staff",
-        household_id=homes[0],
-        from_name="女儿",
-        items="水果",
-        category=o.Category.groceries,
-    )
+    from_daughter = from_relative(homes[0])
     kinds = [e.type.split(".")[2] for e in decide(book, from_daughter).events]
     assert kinds == ["received", "accepted"]
     ordered = book.get(HOUSEHOLDS, homes[0])
@@ -399,16 +384,7 @@ def test_a_parcel_announced_or_registered_again_with_its_idempotency_key_is_one_
     parcel; the key with another request is refused."""
     book = community()
     homes = sorted(h["_id"] for h in book.values(HOUSEHOLDS))
-    first = s.AnnounceParcel(
-        command_id="try-1",
-        actor="staff",
-        household_id=homes[0],
-        from_name="女儿",
-        items="水果",
-        category=o.Category.groceries,
-        idempotency_key="k1",
-        request_hash="h1",
-    )
+    first = from_relative(homes[0], "try-1", idempotency_key="k1", request_hash="h1")
     announced = decide(book, first).outcome.body  # type: ignore[union-attr]
     again = decide(book, first.model_copy(update={"command_id": "try-2"}))
     assert again.events == [] and again.outcome.body == announced  # type: ignore[union-attr]
