@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import bson
@@ -125,9 +125,14 @@ REFUSED_BY_DATABASE = (OperationFailure, InvalidDocument, DocumentTooLarge, Inva
 TRANSIENT = (ConnectionFailure, KafkaError, TimeoutError, OSError, StaleOwner, ReadModelRefused)
 VERSION = "_n"  # on every read-model document: the entry that wrote it
 # A removed read-model document is left as a tombstone (its id, community, version and this
-# mark) so that a stale owner's late write of an older version finds it newer and changes
-# nothing; readers of a collection that removes documents skip tombstones (LIVE).
+# mark: the time of the entry that removed it) so that a stale owner's late write of an
+# older version finds it newer and changes nothing; readers of a collection that removes
+# documents skip tombstones (LIVE). A tombstone fences only writes of entries decided before
+# it, by an owner that lost its partition and has not noticed: after a week none is left to
+# fence (a paused process is fenced by the log's insert long before), so it is pruned.
 REMOVED = "_removed"
+TOMBSTONES_KEPT = timedelta(days=7)
+PRUNE_EVERY = 3600.0  # seconds
 LIVE: dict[str, Any] = {REMOVED: {"$exists": False}}
 
 
@@ -606,7 +611,8 @@ class CommunityLog(PartitionListener, Generic[S]):
             if change["doc"] is None and change.get("hard"):
                 updates.setdefault(kind, []).append(change["_id"])
             elif change["doc"] is None:
-                gone = {"_id": change["_id"], "community_id": entry["community_id"], REMOVED: True}
+                gone = {"_id": change["_id"], "community_id": entry["community_id"]}
+                gone[REMOVED] = entry["at"]
                 updates.setdefault(kind, []).append({**gone, VERSION: n})
             elif change.get("new"):
                 fresh.setdefault(kind, []).append({**change["doc"], VERSION: n})
@@ -683,6 +689,22 @@ class CommunityLog(PartitionListener, Generic[S]):
             REFUSED.labels(self.rules.service, kind).inc()
             detail = "; ".join(str(e.get("errmsg", e))[:200] for e in refused[:3])
             raise ReadModelRefused(f"{kind}: {detail}")
+
+    async def prune_tombstones(self, before: datetime) -> int:
+        """Remove the tombstones of documents removed before ``before``; how many."""
+        pruned = 0
+        for kind in self.rules.collections:
+            result = await self.db[kind].delete_many({REMOVED: {"$lt": before}})
+            pruned += result.deleted_count
+        return pruned
+
+    async def keep_pruning(self) -> None:
+        """Every instance prunes every hour (deleting what another pruned is harmless)."""
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            pruned = await self.prune_tombstones(now() - TOMBSTONES_KEPT)
+            if pruned:
+                log.info("tombstones.pruned", count=pruned)
 
     async def _write_head(self, community_id: str, loaded: Loaded[S]) -> None:
         await self.heads.replace_one(

@@ -135,6 +135,7 @@ class ServiceRuntime:
 
         self.loop("outcomes", listen)
         self.loop("log-indexes", owner.ensure_indexes)
+        self.loop("tombstones", owner.keep_pruning)
         self.consumers.append(
             EventConsumer(
                 bootstrap=self.settings.kafka_bootstrap,

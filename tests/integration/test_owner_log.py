@@ -451,3 +451,31 @@ async def test_an_owner_that_lost_its_partition_cannot_bring_back_a_removed_docu
     assert loaded.state.get("volunteers", "gone") is None
     assert loaded.state.get("volunteers", doc["_id"]) is None
     assert loaded.state.get("volunteers", "v1") is not None
+
+
+async def test_tombstones_are_pruned_once_older_than_any_late_write_live_documents_stay(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    # A removed document leaves a tombstone stamped with its entry's time (a day's 10,000
+    # finished tasks would otherwise stay for good); pruning takes only those older than
+    # the cut-off, never a live document nor a younger tombstone.
+    log = owner(db, publisher)
+    await log.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    base = {"community_id": COMMUNITY, "events": [], "outcomes": {}}
+    week_ago = datetime.now(UTC) - timedelta(days=8)
+    for n, (doc_id, at) in enumerate([("old", week_ago), ("young", datetime.now(UTC))], 50):
+        doc = {"_id": f"{COMMUNITY}:{doc_id}", "community_id": COMMUNITY, "volunteer_id": doc_id}
+        put = {**base, "_id": f"{COMMUNITY}:{n}", "n": n, "at": at}
+        put["changes"] = [{"collection": "volunteers", "_id": doc["_id"], "doc": doc, "new": True}]
+        gone = {**base, "_id": f"{COMMUNITY}:{n + 10}", "n": n + 10, "at": at}
+        gone["changes"] = [{"collection": "volunteers", "_id": doc["_id"], "doc": None}]
+        await log._derive(put)
+        await log._derive(gone)
+
+    pruned = await log.prune_tombstones(datetime.now(UTC) - timedelta(days=7))
+
+    assert pruned == 1
+    left = {d["_id"] async for d in db["volunteers"].find({})}
+    assert f"{COMMUNITY}:old" not in left
+    assert f"{COMMUNITY}:young" in left  # still fencing a late write
+    assert any(i.endswith("v1") for i in left)
