@@ -27,6 +27,7 @@ SERVICES = {
     "console": 8005,
     "identity": 8006,
     "field": 8007,
+    "district": 8008,
 }
 GATEWAY_PORT = 8009  # the development SMS gateway: prints sign-in codes
 
@@ -129,6 +130,7 @@ def run(
         "by `sms` below; make ops-account ARGS='--phone ... --name ...' for the first ops\n"
         "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "
         "--household ID, volunteer --volunteer ID, staff, ops)\n"
+        "Sub-district: make console-link ARGS='--district 城关街道' (its communities on one page)\n"
         "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
     )
     manager.loop()
@@ -240,8 +242,11 @@ def token(
 
 @app.command("console-link")
 def console_link(
-    community: str = typer.Option(..., help="the community the person works for"),
+    community: str | None = typer.Option(None, help="the community the person works for"),
     name: str = typer.Option("staff", help="who signs in (shown in the audit trail)"),
+    district: str | None = typer.Option(
+        None, help="a sub-district officer: their 街道's communities on one page"
+    ),
     grid: str | None = typer.Option(None, help="a grid worker's grid: they see only it"),
     ops: bool = typer.Option(False, "--ops", help="ops: may open any community"),
     url: str = typer.Option("http://127.0.0.1:8005", envvar="DOORSTEP_CONSOLE_URL"),
@@ -253,7 +258,11 @@ def console_link(
 
     if ops and grid:
         raise typer.BadParameter("ops see whole communities: --ops or --grid, not both")
-    print(sign_in_link(dev.signing_key(), url, name, community, grid, ops))
+    if district and (ops or grid or community):
+        raise typer.BadParameter("a sub-district officer has no community: --district alone")
+    if not district and not community:
+        raise typer.BadParameter("--community (staff, grid worker, ops) or --district")
+    print(sign_in_link(dev.signing_key(), url, name, community, grid, ops, district))
 
 
 @app.command("seed")

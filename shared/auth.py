@@ -7,6 +7,7 @@ scope claims:
 - ``volunteer``   — ``community`` and ``volunteer``: their own registration, offers, tasks;
 - ``grid_worker`` — ``community`` and ``grid``: staff's work, for that one grid;
 - ``staff``       — ``community``: everything of that one community;
+- ``sub_district`` — ``district``: the 街道's view of its communities (read only);
 - ``ops``         — no scope: creates communities, sees everything.
 """
 
@@ -36,6 +37,7 @@ class Role(StrEnum):
     volunteer = "volunteer"
     grid_worker = "grid_worker"
     staff = "staff"
+    sub_district = "sub_district"
     ops = "ops"
 
 
@@ -46,6 +48,7 @@ class Principal(BaseModel):
     household_id: str | None = None
     volunteer_id: str | None = None
     grid_id: str | None = None  # a grid worker's grid
+    sub_district: str | None = None  # a sub-district officer's 街道
     name: str | None = None  # who, in words (staff and grid workers)
     ops: bool = False  # ops acting as staff of a community they opened
     account: str | None = None  # the signed-in phone (or link) the token was issued to
@@ -69,6 +72,8 @@ class Principal(BaseModel):
             return f"grid_worker:{self.community_id}:{self.grid_id}"
         if self.role is Role.staff:
             return f"staff:{self.community_id}"
+        if self.role is Role.sub_district:
+            return f"sub_district:{self.sub_district}"
         return "ops"
 
 
@@ -80,6 +85,7 @@ def claims_of(
     household_id: str | None = None,
     volunteer_id: str | None = None,
     grid_id: str | None = None,
+    sub_district: str | None = None,
     name: str | None = None,
     ops: bool = False,
     ttl_seconds: int = ACCESS_SECONDS,
@@ -99,6 +105,7 @@ def claims_of(
         "household": household_id,
         "volunteer": volunteer_id,
         "grid": grid_id,
+        "district": sub_district,
         "name": name,
     }
     claims |= {k: v for k, v in scope.items() if v}
@@ -179,6 +186,7 @@ async def decode(keys: KeyRing, token: str) -> Principal:
             household_id=claims.get("household"),
             volunteer_id=claims.get("volunteer"),
             grid_id=claims.get("grid"),
+            sub_district=claims.get("district"),
             name=claims.get("name"),
             ops=claims.get("ops") is True,
             account=claims.get("acct"),
@@ -191,6 +199,7 @@ async def decode(keys: KeyRing, token: str) -> Principal:
         Role.volunteer: principal.community_id is None or principal.volunteer_id is None,
         Role.grid_worker: principal.community_id is None or principal.grid_id is None,
         Role.staff: principal.community_id is None,
+        Role.sub_district: principal.sub_district is None,
         Role.ops: False,
     }[role]
     if missing:

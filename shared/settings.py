@@ -91,6 +91,7 @@ class FrontEndSettings(CommonSettings):
     identity_url: str = Field(
         default="http://127.0.0.1:8006", pattern=r"^https?://", description="Sign-in"
     )
+    district_url: str = Field(default="http://127.0.0.1:8008", pattern=r"^https?://")
     cookie_secure: bool = Field(
         default=False, description="Send the session cookies over HTTPS only (set behind TLS)"
     )
@@ -124,4 +125,5 @@ class FrontEndSettings(CommonSettings):
             "volunteers": self.volunteers_url,
             "dispatch": self.dispatch_url,
             "notify": self.notify_url,
+            "district": self.district_url,
         }

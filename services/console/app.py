@@ -78,6 +78,10 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         return RedirectResponse("/signin", status_code=303)
 
+    @app.exception_handler(pages.SubDistrictOnly)
+    async def to_sub_district(request: Request, exc: Exception) -> Response:
+        return RedirectResponse("/district", status_code=303)
+
     @app.exception_handler(pages.NotYours)
     async def not_yours(request: Request, exc: Exception) -> HTMLResponse:
         return await error_page(request, "not_yours", 404)
@@ -99,7 +103,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
 
 async def error_page(request: Request, said: str, status: int) -> HTMLResponse:
     try:
-        who = await pages.person(request)
+        who = await pages.signed_in_person(request)
     except (pages.SignInNeeded, Unavailable):
         who = None
     response = pages.page(request, "error.html", who, problem=said)

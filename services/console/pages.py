@@ -65,7 +65,28 @@ class NotYours(Exception):
     """A grid worker asked for something outside their grid, or staff-only."""
 
 
+class SubDistrictOnly(Exception):
+    """A sub-district officer asked for a community's page: theirs is the sub-district's."""
+
+
 async def person(request: Request) -> Person:
+    """Who works in a community is signed in; a sub-district officer is sent to their
+    page."""
+    who = await signed_in_person(request)
+    if who.sub_district:
+        raise SubDistrictOnly
+    return who
+
+
+async def overseer(request: Request) -> Person:
+    """Who may see many communities at once: ops, or a sub-district's officer."""
+    who = await signed_in_person(request)
+    if not (who.ops or who.sub_district):
+        raise NotYours
+    return who
+
+
+async def signed_in_person(request: Request) -> Person:
     """Who is signed in (refreshing their access token at identity when it is due: the
     new cookies go out with this response, see ``renew_cookies``)."""
     sessions: Sessions = request.app.state.sessions
@@ -79,7 +100,8 @@ async def person(request: Request) -> Person:
         raise Unavailable("identity") from exc
     if renewed is not None:
         request.state.renewed = renewed
-    request.state.clock = await clock_of_community(request, who)  # times in its own clock
+    if who.community_id:
+        request.state.clock = await clock_of_community(request, who)  # in its own clock
     return who
 
 
@@ -97,6 +119,7 @@ async def same_origin(request: Request) -> None:
 
 
 Who = Annotated[Person, Depends(person)]
+Overseer = Annotated[Person, Depends(overseer)]
 StaffWho = Annotated[Person, Depends(staff_only)]
 Posted = Depends(same_origin)
 
@@ -1003,3 +1026,71 @@ async def audit_page(
     subject = f"{kind}/{item_id}"
     steps = await trail(services, who, subject)
     return page(request, "order.html", who, order=None, steps=steps, subject=subject)
+
+
+def district_query(s: str | None, day: date | None) -> dict[str, str]:
+    return {k: v for k, v in (("sub_district", s), ("day", day and day.isoformat())) if v}
+
+
+SubDistrictName = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+@router.get("/district")
+async def district(
+    request: Request,
+    who: Overseer,
+    services: Services,
+    s: SubDistrictName = None,
+    day: date | None = None,
+) -> HTMLResponse:
+    """A sub-district's communities on one page, those in trouble first; cadres mobilised
+    by work unit (on a day, or in total)."""
+    seen, mobilised = await services.gather(
+        services.get(who, "district", "/v1/overview", **district_query(s, None)),
+        services.get(who, "district", "/v1/mobilisation", **district_query(s, day)),
+    )
+    return page(
+        request,
+        "district.html",
+        who,
+        seen=seen,
+        units=mobilised["work_units"],
+        day=day,
+        chosen=s,
+        csv_query=urlencode(district_query(s, day)),
+    )
+
+
+@router.get("/district/mobilisation.csv")
+async def district_csv(
+    request: Request,
+    who: Overseer,
+    services: Services,
+    s: SubDistrictName = None,
+    day: date | None = None,
+) -> Response:
+    found = await services.get(who, "district", "/v1/mobilisation", **district_query(s, day))
+    t = words(language(request))
+    rows: list[list[Any]] = [
+        [
+            t["work_unit"],
+            t["cadres"],
+            t["communities"],
+            t["reported_to"],
+            t["hours"],
+            t["tasks_done"],
+        ]
+    ]
+    for unit in found["work_units"]:
+        reported = "；".join(f"{name} {n}" for name, n in unit["cadres_by_community"].items())
+        rows.append(
+            [
+                unit["work_unit"] or t["no_work_unit"],
+                unit["cadres"],
+                unit["communities"],
+                reported,
+                unit["hours"],
+                unit["tasks_done"],
+            ]
+        )
+    return csv_download(f"mobilisation-{day.isoformat() if day else 'total'}.csv", rows)

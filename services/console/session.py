@@ -53,9 +53,12 @@ class Person:
     grid_id: str | None = None
     ops: bool = False
     token: str = field(default="", repr=False, compare=False)
+    sub_district: str | None = None  # an officer of a 街道: its view only, no community
 
     @property
     def role(self) -> str:
+        if self.sub_district:
+            return "sub_district"
         return "ops" if self.ops else "grid_worker" if self.grid_id else "staff"
 
     def sees_grid(self, grid_id: str | None) -> bool:
@@ -66,8 +69,11 @@ class Person:
 
 
 def person_of(principal: Principal, token: str) -> Person:
+    if principal.role is Role.sub_district and principal.sub_district:
+        name = principal.name or principal.subject
+        return Person(name, "", token=token, sub_district=principal.sub_district)
     if principal.role not in (Role.staff, Role.grid_worker) or principal.community_id is None:
-        raise SignInRefused("the console is for staff, grid workers and ops")
+        raise SignInRefused("the console is for staff, grid workers, sub-districts and ops")
     return Person(
         principal.name or principal.subject,
         principal.community_id,
@@ -77,7 +83,11 @@ def person_of(principal: Principal, token: str) -> Person:
     )
 
 
-def link_identity(name: str, community_id: str, grid_id: str | None) -> dict[str, Any]:
+def link_identity(
+    name: str, community_id: str | None, grid_id: str | None, sub_district: str | None = None
+) -> dict[str, Any]:
+    if sub_district:
+        return Identity.of("sub_district", ref=sub_district, name=name).model_dump()
     if grid_id:
         return Identity.of("grid_worker", community_id, grid_id, name=name).model_dump()
     return Identity.of("staff", community_id, name=name).model_dump()
@@ -87,13 +97,14 @@ def sign_in_link(
     key: SigningKey,
     base_url: str,
     name: str,
-    community_id: str,
+    community_id: str | None,
     grid_id: str | None = None,
     ops: bool = False,
+    sub_district: str | None = None,
 ) -> str:
     """A one-time link (15 minutes) for the person named; whoever holds the issuer's key
     may make one (development; ops with the key in an emergency)."""
-    token = mint_link(key, link_identity(name, community_id, grid_id), ops=ops)
+    token = mint_link(key, link_identity(name, community_id, grid_id, sub_district), ops=ops)
     return f"{base_url.rstrip('/')}/signin?t={token}"
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
@@ -119,7 +120,7 @@ def settled(outcome: Outcome) -> dict[str, Any]:
 def subject_of(account: str, identity: dict[str, Any]) -> str:
     """Who the audit trails name: office people by name (and the phone's last digits, so
     two of one name stay two), everyone else by their phone's account."""
-    if identity["role"] in ("staff", "grid_worker", "ops") and identity.get("name"):
+    if identity["role"] in ("staff", "grid_worker", "sub_district", "ops") and identity.get("name"):
         tail = "link" if account.startswith("link-") else f"…{account[-4:]}"
         return f"{identity['name']} ({tail})"
     return account
@@ -142,6 +143,7 @@ def tokens(request: Request, signed_in: dict[str, Any]) -> dict[str, Any]:
             household_id=identity.get("household_id"),
             volunteer_id=identity.get("volunteer_id"),
             grid_id=identity.get("grid_id"),
+            sub_district=identity.get("sub_district"),
             name=identity.get("name"),
             ops=signed_in.get("ops", False),
             ttl_seconds=ACCESS_SECONDS,
@@ -345,6 +347,51 @@ async def remove_staff(
     community_id: str, phone: Phone, principal: CurrentPrincipal, commands: Commands
 ) -> dict[str, Any]:
     return await _staff(commands, principal, community_id, phone, None)
+
+
+District = Annotated[str, PathParam(min_length=1, max_length=64, examples=["城关街道"])]
+
+
+async def _officer(
+    commands: CommandSender, principal: Principal, district: str, phone: str, name: str | None
+) -> dict[str, Any]:
+    """Name a phone an officer of the sub-district (``name``), or no longer (None)."""
+    require(principal, Role.ops)
+    account = i.phone_account(phone)
+    if account is None:
+        raise Problem(422, "Invalid request", "not a phone number")
+    district = district.strip()
+    command = i.Learn(
+        command_id=new_command_id(),
+        account=account,
+        actor=principal.subject,
+        identity=i.Identity.of("sub_district", ref=district, name=name),
+        present=name is not None,
+        at=datetime.now(UTC),
+        source=f"named by {principal.subject}",
+    )
+    settled(await commands.send(account, command))
+    return {"phone": f"+{account}", "sub_district": district, "name": name}
+
+
+@router.put(
+    "/sub-districts/{district}/officers/{phone}",
+    summary="Name a phone an officer of this sub-district (街道): its communities' view (ops)",
+)
+async def name_officer(
+    district: District, phone: Phone, body: StaffIn, principal: CurrentPrincipal, commands: Commands
+) -> dict[str, Any]:
+    return await _officer(commands, principal, district, phone, body.name)
+
+
+@router.delete(
+    "/sub-districts/{district}/officers/{phone}",
+    summary="This phone is no longer an officer of the sub-district",
+)
+async def remove_officer(
+    district: District, phone: Phone, principal: CurrentPrincipal, commands: Commands
+) -> dict[str, Any]:
+    return await _officer(commands, principal, district, phone, None)
 
 
 @keys_router.get("/.well-known/jwks.json", summary="The public keys tokens are signed with")

@@ -72,6 +72,13 @@ class CommunityIn(StrictBody):
         examples=["02812345678"],
         description="The community's hotline, printed on every contact card",
     )
+    sub_district: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        examples=["城关街道"],
+        description="The sub-district (街道) it belongs to: that sub-district's view sees it",
+    )
 
     @model_validator(mode="after")
     def neighbours_exist(self) -> CommunityIn:
@@ -100,6 +107,7 @@ async def define_community(body: CommunityIn, principal: Ops, commands: Commands
         grids=[o.Grid(**g.model_dump()) for g in body.grids],
         policy=body.policy,
         hotline=body.hotline,
+        sub_district=(body.sub_district or "").strip() or None,
     )
     return answer(await commands.send(body.community_id, command))
 

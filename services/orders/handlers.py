@@ -63,11 +63,16 @@ def define_community(book: Orderbook, event: Event, now: datetime) -> Decision:
             "grids": [g.model_dump() for g in cmd.grids],
             "policy": cmd.policy.model_dump(),
             "hotline": cmd.hotline,
+            "sub_district": cmd.sub_district,
             "updated_at": now,
         },
     )
     defined = o.CommunityDefined(
-        community_id=cmd.community_id, name=cmd.name, grids=cmd.grids, policy=cmd.policy
+        community_id=cmd.community_id,
+        name=cmd.name,
+        grids=cmd.grids,
+        policy=cmd.policy,
+        sub_district=cmd.sub_district,
     )
     body = {k: v for k, v in doc.items() if k != "_id"}
     return Decision([defined], Outcome.ok(body, 201))

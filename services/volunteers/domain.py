@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from shared.contracts.orders import clock_of
+from shared.days import add_days, seconds_by_day
 
 MAX_SHIFT = timedelta(hours=24)
 
@@ -33,24 +34,12 @@ def worked_by_day(
 ) -> dict[str, float]:
     """A shift's time on duty split by the community's own days (its clock), for
     attendance: a night shift counts on both days it spans."""
-    end = max(started_at, min(ended_at, until)).astimezone(here)
-    days: dict[str, float] = {}
-    moment = started_at.astimezone(here)
-    while moment < end:
-        midnight = datetime.combine(moment.date() + timedelta(days=1), time(), here)
-        step = min(end, midnight)
-        days[moment.date().isoformat()] = (step - moment).total_seconds()
-        moment = step
-    return days
+    return seconds_by_day(started_at, min(ended_at, until), here)
 
 
 def shift_clock(shift: dict[str, Any]) -> tzinfo:
     """The clock of the community a shift was worked in (kept with the shift)."""
     return clock_of(shift.get("time_zone"), shift.get("utc_offset_minutes", 0))
-
-
-def add_days(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
-    return {day: total.get(day, 0.0) + more.get(day, 0.0) for day in total.keys() | more.keys()}
 
 
 def hours_by_day(done: dict[str, float], shift: dict | None, now: datetime) -> dict[str, float]:  # type: ignore[type-arg]

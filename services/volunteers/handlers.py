@@ -57,6 +57,7 @@ def approved(doc: dict[str, Any]) -> v.VolunteerApproved:
         home_grid_id=doc["home_grid_id"],
         skills=doc["skills"],
         capacity=doc["capacity"],
+        work_unit=doc.get("work_unit"),
     )
 
 

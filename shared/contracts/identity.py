@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from shared.contracts.base import Payload
 
-ROLES = ("resident", "volunteer", "grid_worker", "staff", "ops")
+ROLES = ("resident", "volunteer", "grid_worker", "staff", "sub_district", "ops")
 _SEPARATORS = re.compile(r"[\s()\-.]")
 
 
@@ -46,11 +46,12 @@ class Identity(BaseModel):
     """One of the people a phone is: what a token for it says."""
 
     identity_id: str  # "resident:{c}:{hh}", "volunteer:{c}:{v}", "grid_worker:{c}:{g}", ...
-    role: Literal["resident", "volunteer", "grid_worker", "staff", "ops"]
+    role: Literal["resident", "volunteer", "grid_worker", "staff", "sub_district", "ops"]
     community_id: str | None = None
     household_id: str | None = None
     volunteer_id: str | None = None
     grid_id: str | None = None
+    sub_district: str | None = None  # a sub-district officer's 街道
     name: str | None = None  # in words: the person, or the household's address
 
     @classmethod
@@ -65,6 +66,7 @@ class Identity(BaseModel):
             "resident": "household_id",
             "volunteer": "volunteer_id",
             "grid_worker": "grid_id",
+            "sub_district": "sub_district",
         }.get(role)
         parts = [role, *(p for p in (community_id, ref) if p)]
         return cls(

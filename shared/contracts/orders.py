@@ -93,6 +93,7 @@ class CommunityDefined(Payload):
     name: str
     grids: list[Grid]
     policy: CommunityPolicy = Field(default_factory=CommunityPolicy)
+    sub_district: str | None = None  # the 街道 it belongs to: its view sees it
 
 
 class HouseholdRegistered(Payload):
@@ -239,6 +240,7 @@ class DefineCommunity(OrdersCommand):
     grids: list[Grid]
     policy: CommunityPolicy
     hotline: str | None = None  # the number printed on every contact card
+    sub_district: str | None = None
 
 
 class ReissueCard(OrdersCommand):

@@ -30,6 +30,7 @@ class VolunteerApproved(Payload):
     home_grid_id: str
     skills: list[Skill] = Field(default_factory=list)
     capacity: int = Field(ge=1)
+    work_unit: str | None = None  # the bureau that sent them (mobilisation is counted by it)
 
 
 class ShiftStarted(Payload):

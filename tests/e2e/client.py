@@ -151,12 +151,13 @@ class Community:
         assert response.status_code in (200, 201), (response.status_code, response.text)
         return response.json()
 
-    def define(self, **policy: Any) -> None:
+    def define(self, sub_district: str | None = None, **policy: Any) -> None:
         body = {
             "community_id": self.community_id,
             "name": f"Community {self.community_id}",
             "grids": grids(),
             "policy": policy,
+            "sub_district": sub_district,
         }
         self.ok("POST", "orders", "/v1/communities", token(Role.ops), json=body)
 
@@ -220,6 +221,7 @@ class Community:
         check_in: bool = True,
         phone: str = "13700000001",
         vid: str | None = None,
+        work_unit: str = "city ecology bureau",
     ) -> str:
         vid = vid or f"vol_{uuid.uuid4().hex[:10]}"
         tok = self.volunteer_token(vid)
@@ -228,7 +230,7 @@ class Community:
             "phone": phone,
             "compound": "Datong Garden",
             "home_grid_id": grid,
-            "work_unit": "city ecology bureau",
+            "work_unit": work_unit,
             "skills": list(skills),
             "capacity": capacity,
         }

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tests.e2e.client import Community
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("orders", "volunteers", "dispatch", "notify", "identity")
+SERVICES = ("orders", "volunteers", "dispatch", "notify", "identity", "district")
 # The tests hold the issuer's key, as a developer does (make token): they mint tokens
 # for any role; every service checks them with identity's published public key.
 SIGNING_KEY = SigningKey.generate()
@@ -214,6 +214,7 @@ def front_end(
         "DOORSTEP_DISPATCH_URL": services.urls["dispatch"],
         "DOORSTEP_NOTIFY_URL": services.urls["notify"],
         "DOORSTEP_IDENTITY_URL": services.urls["identity"],
+        "DOORSTEP_DISTRICT_URL": services.urls["district"],
     }
     env.pop("DOORSTEP_MONGO_DATABASE", None)
     running = Running(

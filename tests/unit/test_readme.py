@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 
 from services.dispatch.settings import DispatchSettings
+from services.district.settings import DistrictSettings
 from services.notify.settings import NotifySettings
 from services.orders.settings import OrdersSettings
 from services.volunteers.settings import VolunteersSettings
 from shared import topics
 from shared.events import KNOWN_TYPES
+from shared.settings import FrontEndSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -23,7 +25,14 @@ def test_every_event_type_and_topic_is_in_the_readme() -> None:
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    for cls in (OrdersSettings, VolunteersSettings, DispatchSettings, NotifySettings):
+    for cls in (
+        OrdersSettings,
+        VolunteersSettings,
+        DispatchSettings,
+        NotifySettings,
+        DistrictSettings,
+        FrontEndSettings,
+    ):
         prefix = cls.model_config["env_prefix"]
         for field in cls.model_fields:
             assert f"| `{prefix}{field.upper()}` |" in README, field

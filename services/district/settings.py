@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class DistrictSettings(ServiceSettings):
+    port: int = Field(default=8008, ge=1, le=65535, description="HTTP port")
+    mongo_database: str = Field(default="district", min_length=1, description="Database name")
