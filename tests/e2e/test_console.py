@@ -644,3 +644,92 @@ def test_staff_order_from_a_supplier_and_take_parcels_in_at_the_gate(
     assert click_through(page, page.find_element(By.CSS_SELECTOR, "#scan button")) == "Done"
     row = page.find_element(By.CSS_SELECTOR, f"#queue tr[data-parcel='{code}']")
     assert home["address_text"] in row.text
+
+
+def test_a_sub_district_officer_sees_their_communities_the_troubled_first_and_ops_drill_in(
+    page: webdriver.Chrome, console: str, community: Community, downloads: Path
+) -> None:
+    district = f"城关街道{uuid.uuid4().hex[:4]}"
+    calm = community
+    calm.define(sub_district=district)
+    troubled = Community(community.env, community.http, f"c{uuid.uuid4().hex[:8]}")
+    troubled.define(sub_district=district)
+    calm.volunteer("g1", work_unit="市生态环境局")
+    home = troubled.household("g2")
+    placed = troubled.ok(
+        "POST",
+        "orders",
+        "/v1/orders",
+        troubled.resident(home["household_id"]),
+        json={"category": "groceries", "items": "米和油"},
+    )
+    officer = token(Role.sub_district, sub_district=district)
+
+    def caught_up() -> bool:
+        seen = calm.ok("GET", "district", "/v1/overview", officer)
+        rows = {r["community_id"]: r for r in seen["communities"]}
+        return (
+            rows.get(troubled.community_id, {}).get("open_orders") == 1
+            and rows.get(calm.community_id, {}).get("cadres_on_duty") == 1
+        )
+
+    eventually(caught_up, timeout=60, what=f"the view to know of {placed['order_id']}")
+
+    # The officer signs in; any community page sends them to theirs.
+    link = sign_in_link(SIGNING_KEY, console, "李主任", None, sub_district=district)
+    page.set_window_size(360, 740)
+    try:
+        page.get(link)
+        page.add_cookie({"name": "lang", "value": "zh"})
+        page.get(f"{console}/queues")
+        wait_for(page, "the sub-district page", lambda d: d.current_url.endswith("/district"))
+        assert district in page.find_element(By.TAG_NAME, "h1").text
+        rows = page.find_elements(By.CSS_SELECTOR, "#communities tbody tr[data-community]")
+        assert [r.get_attribute("data-community") for r in rows] == [
+            troubled.community_id,
+            calm.community_id,
+        ]
+        assert "trouble" in (rows[0].get_attribute("class") or "")
+        assert "有订单但无人在岗" in rows[0].text
+        assert not rows[0].find_elements(By.TAG_NAME, "a")  # officers are not its staff
+        unit = page.find_element(By.CSS_SELECTOR, "#mobilisation tr[data-unit='市生态环境局']")
+        assert unit.find_element(By.CSS_SELECTOR, "[data-figure='cadres']").text == "1"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.save_screenshot(str(ARTIFACTS / "sub-district-360px-zh.png"))
+        assert page.execute_script("return document.documentElement.scrollWidth") <= 360
+        page.execute_script("document.getElementById('communities-title').scrollIntoView()")
+        page.save_screenshot(str(ARTIFACTS / "sub-district-communities-360px-zh.png"))
+        page.get(f"{console}/lang/en")
+        page.get(f"{console}/district")
+        assert "Sub-district" in page.find_element(By.TAG_NAME, "h1").text
+        assert "orders but nobody on duty" in page.find_element(By.ID, "communities").text
+        page.save_screenshot(str(ARTIFACTS / "sub-district-360px-en.png"))
+        for old in downloads.glob("mobilisation-*.csv"):
+            old.unlink()
+        page.find_element(By.ID, "mobilisation-csv").click()
+        saved = eventually(
+            lambda: next(iter(downloads.glob("mobilisation-*.csv")), None), what="the CSV"
+        )
+        table = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
+        assert table[0][0] == "Work unit"
+        assert table[1][:3] == ["市生态环境局", "1", "1"]
+    finally:
+        page.set_window_size(1280, 1000)
+
+    # Ops see the same page for any sub-district, and drill into a community's console.
+    page.delete_all_cookies()
+    sign_in(page, console, calm.community_id, ops=True)
+    page.get(f"{console}/district?s={district}")
+    page.find_element(By.CSS_SELECTOR, f"tr[data-community='{troubled.community_id}'] a").click()
+    wait_for(
+        page,
+        "the troubled community's board",
+        lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith(
+            f"Community {troubled.community_id}"
+        ),
+    )
+    # Staff are not let in.
+    page.delete_all_cookies()
+    sign_in(page, console, calm.community_id)
+    page.get(f"{console}/district")
+    assert page.find_elements(By.ID, "problem")
