@@ -205,7 +205,9 @@ def topics(
 
 @app.command()
 def token(
-    role: str = typer.Option(..., help="resident, volunteer, staff or ops"),
+    role: str = typer.Option(
+        ..., help="resident, volunteer, grid_worker, staff, sub_district or ops"
+    ),
     community: str | None = typer.Option(None, help="community id (all roles but ops)"),
     household: str | None = typer.Option(None, help="household id (resident)"),
     volunteer: str | None = typer.Option(None, help="volunteer id (volunteer)"),
@@ -213,6 +215,7 @@ def token(
         None, help="who; defaults to the role and what it is scoped to (distinct per household)"
     ),
     grid: str | None = typer.Option(None, help="grid id (grid_worker)"),
+    district: str | None = typer.Option(None, help="sub-district (sub_district)"),
     hours: int = typer.Option(12, min=1, max=24 * 30),
 ) -> None:
     """Mint a development bearer token, signed with the issuer's key (the first of
@@ -235,6 +238,7 @@ def token(
             household_id=household,
             volunteer_id=volunteer,
             grid_id=grid,
+            sub_district=district,
             ttl_seconds=hours * 3600,
         )
     )
