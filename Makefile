@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 export DOORSTEP_CACHE := $(CACHE)
 export PIP_CACHE_DIR := $(CACHE)/pip
 
-.PHONY: help setup run token console-link ops-account seed bench app-figures soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
+.PHONY: help setup run token console-link ops-account seed bench app-figures soak cluster-soak test test-unit test-integration test-e2e test-faults lint format up down clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ app-figures: $(READY) ## The phone app's figures: transfer size, slow-3G loads, 
 
 soak: setup ## Faults one after another under a steady flow of orders, then exactly-once checks: make soak ARGS='--minutes 10'
 	@$(PY) -m tests.soak $(ARGS)
+
+cluster-soak: setup ## Three brokers, three instances of each owner: a broker dies for good, another goes away, every instance restarts in turn; then exactly-once checks
+	@$(PY) -m tests.cluster_soak $(ARGS)
 
 lint: $(READY) ## ruff and mypy
 	@$(VENV)/bin/ruff check .

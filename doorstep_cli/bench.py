@@ -61,7 +61,7 @@ def mint(key: SigningKey, **claims: Any) -> str:
     return mint_access(key, ttl_seconds=12 * 3600, **claims)
 
 
-SERVICES = ("orders", "volunteers", "dispatch", "notify")
+SERVICES = ("orders", "volunteers", "dispatch", "notify", "district")
 GROUPS = ("orders", "volunteers", "dispatch", "notify")
 console = Console(stderr=True)
 
@@ -71,6 +71,14 @@ def pct(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now (MB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -338,6 +346,9 @@ class Bench:
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def memory(self) -> dict[str, float]:
+        return {name: rss_mb(pid) for name, pid in self.pids.items()}
 
     async def db_commands(self, http: httpx.AsyncClient) -> dict[str, float]:
         counts = {}
@@ -727,9 +738,11 @@ async def measure(
         cadres_task = asyncio.create_task(bench.cadres(load, ready))
         await ready.wait()
         await asyncio.sleep(2)
+        results["rss_mb_at_rest"] = bench.memory()
         for rate in rates:
             cpu0, db0 = bench.cpu(), await bench.db_commands(http)
             step = await bench.step(load, rate, seconds)
+            memory = bench.memory()  # as the step ends: under load
             await asyncio.sleep(3)  # the last orders' offers
             cpu1, db1 = bench.cpu(), await bench.db_commands(http)
             lag = await bench.lag()
@@ -756,6 +769,7 @@ async def measure(
                 "lag": lag,
                 "cpu_s_per_order": {k: (cpu1[k] - cpu0[k]) / placed for k in cpu0},
                 "db_commands_per_order": {k: (db1[k] - db0[k]) / placed for k in db0},
+                "rss_mb": memory,
             }
             results["steps"].append(row)
             console.print(
@@ -809,6 +823,13 @@ def in_a_process(benchmark: str, timeout: float = 60.0) -> float:
         return 0.0
 
 
+def with_kafka_summed(per_process: dict[str, float]) -> dict[str, float]:
+    """Three brokers are one "kafka" column."""
+    summed = {k: v for k, v in per_process.items() if not k.startswith("kafka")}
+    summed["kafka"] = sum(v for k, v in per_process.items() if k.startswith("kafka"))
+    return summed
+
+
 def report(results: dict[str, Any]) -> str:
     table = Table(title="make bench")
     for column in (
@@ -818,13 +839,13 @@ def report(results: dict[str, Any]) -> str:
         "offer p50/p95/p99 ms",
         "delivered p50/p99 ms",
         "lag",
-        "CPU s/order (o,v,d,n,kafka,db,bench)",
+        "CPU s/order (o,v,d,n,di,kafka,db,bench)",
         "db cmds/order (o,v,d,n)",
     ):
         table.add_column(column)
     sustained = 0.0
     for row in results["steps"]:
-        cpu = row["cpu_s_per_order"]
+        cpu = with_kafka_summed(row["cpu_s_per_order"])
         db = row["db_commands_per_order"]
         table.add_row(
             f"{row['offered_rate']:.0f}",
@@ -840,6 +861,7 @@ def report(results: dict[str, Any]) -> str:
                     "volunteers",
                     "dispatch",
                     "notify",
+                    "district",
                     "kafka",
                     "ferretdb",
                     "bench",
@@ -854,6 +876,17 @@ def report(results: dict[str, Any]) -> str:
         ):
             sustained = max(sustained, row["offered_rate"])
     Console(width=200).print(table)
+    last = results["steps"][-1]
+    stack = {k: v for k, v in with_kafka_summed(last["cpu_s_per_order"]).items() if k != "bench"}
+    Console().print(
+        f"CPU per order, every process of the stack (at {last['offered_rate']:.0f}/s): "
+        f"{sum(stack.values()):.3f} s — one core serves ~{1 / sum(stack.values()):.0f} orders/s"
+    )
+    for when, memory in (("at rest", results["rss_mb_at_rest"]), ("under load", last["rss_mb"])):
+        Console().print(
+            f"memory (RSS MB) {when}: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in memory.items() if k != "bench")
+        )
     floor = results["floor"]
     floor_ms = 3 * floor["kafka_round_trip_ms_p50"] + floor["db_insert_ms_p50"] * 2
     best = next(
@@ -890,25 +923,32 @@ def run(
     cadres: int,
     out: Path,
     steps_only: bool = False,
+    brokers: int = 1,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-") as tmp:
         base = Path(tmp)
-        with localstack.running_stack(base) as (kafka, ferret):
-            asyncio.run(ensure_topics(kafka.bootstrap, ALL, 12))
-            urls, procs = start_services(base, kafka.bootstrap, ferret.url)
-            assert kafka.proc is not None and ferret.proc is not None
+        with localstack.running_stack(base, brokers) as (nodes, ferret):
+            bootstrap = ",".join(node.bootstrap for node in nodes)
+            os.environ["DOORSTEP_TOPIC_REPLICATION"] = str(min(3, brokers))
+            asyncio.run(ensure_topics(bootstrap, ALL, 12, min(3, brokers)))
+            urls, procs = start_services(base, bootstrap, ferret.url)
+            assert ferret.proc is not None
             pids = {name: p.pid for name, p in procs.items()} | {
-                "kafka": kafka.proc.pid,
+                (f"kafka-{i + 1}" if brokers > 1 else "kafka"): node.proc.pid
+                for i, node in enumerate(nodes)
+                if node.proc is not None
+            }
+            pids |= {
                 "ferretdb": ferret.proc.pid,
                 "bench": os.getpid(),  # the load generator shares the two cores
             }
-            bench = Bench(urls, kafka.bootstrap, ferret.url, pids)
+            bench = Bench(urls, bootstrap, ferret.url, pids)
 
             def restart(name: str) -> None:
                 procs[name].terminate()
                 procs[name].wait(timeout=30)
                 port = int(urls[name].rsplit(":", 1)[1])
-                procs[name] = start_service(base, name, port, kafka.bootstrap, ferret.url)
+                procs[name] = start_service(base, name, port, bootstrap, ferret.url)
                 bench.pids[name] = procs[name].pid
                 wait_ready({name: urls[name]})
 

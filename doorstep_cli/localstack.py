@@ -314,10 +314,21 @@ class KafkaNode:
     voters: str | None = None  # "1@127.0.0.1:port,2@…": the cluster's controllers
     replication: int = 1  # of the broker's own topics (consumer offsets, transactions)
     cluster_id: str | None = None  # shared by the nodes of a cluster
+    # More client listeners, each by name: (its port, the port it advertises). A client
+    # that connects to one is told of that listener's advertised address only, so a proxy
+    # there carries all its traffic (a cut or slow link for one process, not all).
+    routes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def route(self, name: str, advertised_port: int) -> str:
+        """A client listener named ``name`` that advertises ``advertised_port`` (where a
+        proxy to it will listen): the port the proxy must forward to."""
+        port = free_port()
+        self.routes[name.upper()] = (port, advertised_port)
+        return f"127.0.0.1:{port}"
 
     def _properties(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -330,11 +341,14 @@ class KafkaNode:
                     "controller.quorum.voters="
                     + (self.voters or f"1@127.0.0.1:{self.controller_port}"),
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}"
+                    + "".join(f",{n}://127.0.0.1:{p}" for n, (p, _) in self.routes.items()),
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}"
+                    + "".join(f",{n}://127.0.0.1:{a}" for n, (_, a) in self.routes.items()),
                     "inter.broker.listener.name=PLAINTEXT",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+                    + "".join(f",{n}:PLAINTEXT" for n in self.routes),
                     f"log.dirs={self.data_dir / 'log'}",
                     f"offsets.topic.replication.factor={self.replication}",
                     "offsets.topic.num.partitions=4",
@@ -512,14 +526,20 @@ def _spawn(cmd: list[str], log_file: Path | None) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def running_stack(base: Path) -> Iterator[tuple[KafkaNode, FerretNode]]:
-    """Kafka and FerretDB on free ports in ``base``, stopped on exit."""
-    kafka = KafkaNode(base / "kafka", log_file=base / "kafka.log")
+def running_stack(base: Path, brokers: int = 1) -> Iterator[tuple[list[KafkaNode], FerretNode]]:
+    """Kafka (one broker, or a cluster of three) and FerretDB on free ports in ``base``,
+    stopped on exit."""
+    cluster = KafkaCluster(base / "kafka", log_dir=base) if brokers > 1 else None
+    nodes = cluster.nodes if cluster else [KafkaNode(base / "kafka", log_file=base / "kafka.log")]
     ferret = FerretNode(base / "ferretdb", log_file=base / "ferretdb.log")
     try:
         ferret.start()
-        kafka.start()
-        yield kafka, ferret
+        if cluster:
+            cluster.start()
+        else:
+            nodes[0].start()
+        yield nodes, ferret
     finally:
-        kafka.stop()
+        for node in nodes:
+            node.stop()
         ferret.stop()

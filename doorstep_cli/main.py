@@ -130,7 +130,7 @@ def run(
         "by `sms` below; make ops-account ARGS='--phone ... --name ...' for the first ops\n"
         "Tokens:    make token ARGS='--role staff --community datong'   (roles: resident "
         "--household ID, volunteer --volunteer ID, staff, ops)\n"
-        "Sub-district: make console-link ARGS='--district 城关街道' (its communities on one page)\n"
+        "Sub-district: make console-link ARGS='--district 南关街道' (its communities on one page)\n"
         "Demo data: make seed  (Datong: 7 grids, 1,500 households, 40 cadres)"
     )
     manager.loop()
@@ -176,12 +176,17 @@ def bench(
     steps_only: bool = typer.Option(
         False, help="Only the load steps and the floor (no streams, reads or matcher)"
     ),
+    brokers: int = typer.Option(
+        1, min=1, max=3, help="3: a three-broker cluster, topics replicated three times"
+    ),
 ) -> None:
     """Open-loop load against the real stack, started as `make run` starts it; prints the
     figures and, last, one `bench:` line."""
     from doorstep_cli import bench as load
 
-    load.run([float(r) for r in rates.split(",")], seconds, communities, cadres, out, steps_only)
+    load.run(
+        [float(r) for r in rates.split(",")], seconds, communities, cadres, out, steps_only, brokers
+    )
 
 
 @app.command()

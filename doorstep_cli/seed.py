@@ -117,6 +117,7 @@ def seed(
             "community_id": community_id,
             "name": "Datong community",
             "hotline": "037163981234",  # what its contact cards tell people to call
+            "sub_district": "南关街道",  # Weidu district, Xuchang: the article's
             "grids": grids,
             "policy": {
                 "auto_accept_orders": True,

@@ -329,6 +329,7 @@ class CommunityLog(PartitionListener, Generic[S]):
                 topics=self.partition_count,
                 hint="DOORSTEP_TOPIC_PARTITIONS should equal the topics' partition count",
             )
+        await self._keep_what_is_still_current()
         # Load the communities now ours, so their timers re-arm and their last entries'
         # events go out even if no input arrives for them.
         try:
@@ -343,10 +344,32 @@ class CommunityLog(PartitionListener, Generic[S]):
                 log.warning("log.load_failed", community=community_id, error=repr(exc))
         log.info(f"{self.rules.service}.assigned", partitions=sorted(self.owned))
 
+    async def _keep_what_is_still_current(self) -> None:
+        """A state kept over a rebalance is used again only if the partition came back and
+        nobody stored the community's next entry meanwhile (one look by ``_id``); any
+        other is loaded again from the log when it is needed."""
+        for community_id, loaded in list(self.loaded.items()):
+            if not self.owns(community_id):
+                self.forget(community_id)
+                continue
+            try:
+                moved_on = await self.entries.find_one(
+                    {"_id": f"{community_id}:{loaded.n + 1}"}, {"_id": 1}
+                )
+            except Exception as exc:  # the database is away: reload it when it is back
+                log.warning("log.keep_unchecked", community=community_id, error=repr(exc))
+                self.forget(community_id)
+                continue
+            if moved_on is not None:
+                self.forget(community_id)
+
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # State is never trusted across owners: the next owner loads it from the log, and
-        # reads what the lanes held from the last commit (never past them).
-        self.loaded.clear()
+        # Nothing is decided while no partition is ours (``owns`` is false, and reads go
+        # to the database). The states stay in memory: an eager rebalance revokes every
+        # partition and then hands most of them back, and a state is trusted again only
+        # if nobody stored a newer entry in between (``_keep_what_is_still_current``).
+        # The next owner of a partition that moved loads from the log, and reads what the
+        # lanes held from the last commit (never past them).
         self.owned = set()
         for lane in self._lanes.values():
             if lane.task is not None:
@@ -580,6 +603,11 @@ class CommunityLog(PartitionListener, Generic[S]):
                 await self.entries.insert_one(packed(entry))
             except DuplicateKeyError as exc:
                 raise StaleOwner(f"entry {n} of {community_id} was stored by another") from exc
+            except BaseException:
+                # The state holds the decision, stored or not (a cancellation, an outage):
+                # never kept — a rebalance may otherwise hand it back as if current.
+                self.forget(community_id)
+                raise
             ENTRIES.labels(self.rules.service).inc()
             ENTRY_INPUTS.labels(self.rules.service).observe(len(entry["inputs"]))
             self._remember(community_id, [*entry["outcomes"], *entry["decided"]])

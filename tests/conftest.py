@@ -68,8 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         return
     from doorstep_cli.localstack import running_stack
 
-    with running_stack(tmp_path_factory.mktemp("stack")) as (kafka, ferret):
-        yield Stack(kafka.bootstrap, ferret.url, "local")
+    with running_stack(tmp_path_factory.mktemp("stack")) as (nodes, ferret):
+        yield Stack(nodes[0].bootstrap, ferret.url, "local")
 
 
 class _PausedContainer:

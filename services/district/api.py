@@ -13,6 +13,7 @@ from services.district.handlers import CADRES, COMMUNITIES
 from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, require
 from shared.owner import LIVE
+from shared.problem import Problem
 
 router = APIRouter(prefix="/v1", tags=["sub-district"])
 
@@ -24,7 +25,17 @@ SubDistrict = Annotated[
         description="Ops: one sub-district's communities (else all); an officer sees their own",
     ),
 ]
-Day = Annotated[date | None, Query(description="A local day (YYYY-MM-DD); none: in total")]
+Day = Annotated[
+    str | None,
+    Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A local day, YYYY-MM-DD; none: in total"),
+]
+
+
+def _day(day: str | None) -> str | None:
+    try:
+        return date.fromisoformat(day).isoformat() if day else None
+    except ValueError:
+        raise Problem(422, "Invalid request", f"no such day: {day}", kind="validation") from None
 
 
 def _scope(principal: Principal, sub_district: str | None) -> dict[str, Any]:
@@ -56,15 +67,13 @@ async def overview(
 
 
 async def _mobilisation(
-    database: Db, principal: Principal, sub_district: str | None, day: date | None
+    database: Db, principal: Principal, sub_district: str | None, day: str | None
 ) -> list[dict[str, Any]]:
     communities = {
         c["_id"]: c for c in await _communities(database, _scope(principal, sub_district))
     }
     cadres = await database[CADRES].find({"community_id": {"$in": list(communities)}}).to_list()
-    return views.mobilisation(
-        cadres, communities, datetime.now(UTC), day.isoformat() if day else None
-    )
+    return views.mobilisation(cadres, communities, datetime.now(UTC), _day(day))
 
 
 @router.get("/mobilisation", summary="Cadres mobilised by work unit (on a day, or in total)")
@@ -72,7 +81,7 @@ async def mobilisation(
     database: Db, principal: CurrentPrincipal, sub_district: SubDistrict = None, day: Day = None
 ) -> dict[str, Any]:
     rows = await _mobilisation(database, principal, sub_district, day)
-    return {"day": day, "work_units": rows}
+    return {"day": _day(day), "work_units": rows}
 
 
 @router.get(
@@ -85,7 +94,7 @@ async def mobilisation_csv(
     database: Db, principal: CurrentPrincipal, sub_district: SubDistrict = None, day: Day = None
 ) -> Response:
     rows = await _mobilisation(database, principal, sub_district, day)
-    name = f"mobilisation-{day.isoformat() if day else 'total'}.csv"
+    name = f"mobilisation-{_day(day) or 'total'}.csv"
     return Response(
         views.mobilisation_csv(rows, unnamed="(未填单位)"),
         media_type="text/csv; charset=utf-8",

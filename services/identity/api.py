@@ -349,7 +349,7 @@ async def remove_staff(
     return await _staff(commands, principal, community_id, phone, None)
 
 
-District = Annotated[str, PathParam(min_length=1, max_length=64, examples=["城关街道"])]
+District = Annotated[str, PathParam(min_length=1, max_length=64, examples=["南关街道"])]
 
 
 async def _officer(

@@ -76,7 +76,7 @@ class CommunityIn(StrictBody):
         default=None,
         min_length=1,
         max_length=64,
-        examples=["城关街道"],
+        examples=["南关街道"],
         description="The sub-district (街道) it belongs to: that sub-district's view sees it",
     )
 

@@ -130,3 +130,14 @@ def test_identity_answers_as_documented(
     case: Any, services: Running, tokens: dict[str, str]
 ) -> None:
     conforms(case, services.urls["identity"], tokens)
+
+
+@described("district").parametrize()
+@SETTINGS
+def test_district_answers_as_documented(
+    case: Any, services: Running, tokens: dict[str, str]
+) -> None:
+    # Who reads it (and staff, refused): every other role is refused the same way.
+    officer = token(Role.sub_district, sub_district="城关街道")
+    readers = {"ops": tokens["ops"], "staff": tokens["staff"], "sub_district": officer}
+    conforms(case, services.urls["district"], readers)

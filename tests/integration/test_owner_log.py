@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
@@ -479,3 +479,61 @@ async def test_tombstones_are_pruned_once_older_than_any_late_write_live_documen
     assert f"{COMMUNITY}:old" not in left
     assert f"{COMMUNITY}:young" in left  # still fencing a late write
     assert any(i.endswith("v1") for i in left)
+
+
+def partition_of_community(log: CommunityLog[Documents]) -> set[TopicPartition]:
+    from shared.owner import partition_of
+
+    return {TopicPartition(VOLUNTEERS_COMMANDS, partition_of(COMMUNITY, log.partitions))}
+
+
+async def test_a_rebalance_that_hands_back_its_own_partition_keeps_the_state_loaded(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    # Every rebalance revokes every partition (aiokafka's eager protocol): an instance
+    # joining or leaving (a rolling restart) must not make the others reload every
+    # community they keep — a cheap look for the next entry shows nobody wrote meanwhile.
+    log = owner(db, publisher)
+    ours = partition_of_community(log)
+    await log.on_partitions_assigned(ours)
+    await log.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    kept = log.loaded[COMMUNITY]
+
+    await log.on_partitions_revoked(ours)
+    assert log.state(COMMUNITY) is None  # not ours meanwhile: nothing read from it
+    loads = []
+    real_load = log._load
+
+    async def counted(community_id: str) -> Any:
+        loads.append(community_id)
+        return await real_load(community_id)
+
+    log._load = counted  # type: ignore[method-assign]
+    await log.on_partitions_assigned(ours)
+
+    assert loads == [] and log.loaded[COMMUNITY] is kept
+    await log.handle(inputs(check_in("v1"), first_offset=2))
+    assert (log.state(COMMUNITY) or Documents("x", {})).get("volunteers", "v1")["shift"]
+
+
+async def test_a_partition_handed_back_after_another_owner_wrote_is_loaded_again(
+    db: AsyncDatabase[dict[str, Any]], publisher: EventPublisher
+) -> None:
+    first = owner(db, publisher)
+    ours = partition_of_community(first)
+    await first.on_partitions_assigned(ours)
+    await first.handle(inputs(community_defined(COMMUNITY), registration("v1")))
+    await first.on_partitions_revoked(ours)
+
+    # Meanwhile another instance owned it and decided a check-in.
+    second = owner(db, publisher)
+    await second.on_partitions_assigned(ours)
+    await second.handle(inputs(check_in("v1"), first_offset=2))
+    await second.on_partitions_revoked(ours)
+
+    await first.on_partitions_assigned(ours)
+    state = first.state(COMMUNITY)
+    assert state is not None and state.get("volunteers", "v1")["shift"] is not None
+    # And what it decides next is entry 3, not a second entry 2.
+    await first.handle(inputs(check_in("v1", command_id="again"), first_offset=3))
+    assert await db[LOG].count_documents({"_id": f"{COMMUNITY}:3"}) == 1
