@@ -840,7 +840,7 @@ def report(results: dict[str, Any]) -> str:
         "delivered p50/p99 ms",
         "lag",
         "CPU s/order (o,v,d,n,di,kafka,db,bench)",
-        "db cmds/order (o,v,d,n)",
+        "db cmds/order (o,v,d,n,di)",
     ):
         table.add_column(column)
     sustained = 0.0

@@ -116,9 +116,12 @@ class ServiceRuntime:
         self.consumers.append(consumer)
         return consumer
 
-    def own(self, rules: Rules[S], topics: Sequence[str]) -> CommunityLog[S]:
+    def own(
+        self, rules: Rules[S], topics: Sequence[str], pace_seconds: float = 0.0
+    ) -> CommunityLog[S]:
         """This service decides the communities on its partitions of ``topics`` with
-        ``rules``, storing every decision as one log entry (``shared.owner``)."""
+        ``rules``, storing every decision as one log entry (``shared.owner``); a view
+        reads at most every ``pace_seconds`` (``EventConsumer``)."""
         owner = CommunityLog(
             self.db,
             self.publisher,
@@ -144,6 +147,7 @@ class ServiceRuntime:
                 batch_handler=owner.handle,
                 publisher=self.publisher,
                 listener=owner,
+                pace_seconds=pace_seconds,
             )
         )
         return owner

@@ -25,7 +25,11 @@ def create_app(settings: DistrictSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE, settings.mongo_database)
-        runtime.own(DistrictRules(), [ORDERS_EVENTS, DISPATCH_EVENTS, VOLUNTEERS_EVENTS])
+        runtime.own(
+            DistrictRules(),
+            [ORDERS_EVENTS, DISPATCH_EVENTS, VOLUNTEERS_EVENTS],
+            pace_seconds=settings.pace_seconds,
+        )
 
         async def ensure_indexes() -> None:
             await runtime.db[COMMUNITIES].create_index([("sub_district", 1)])

@@ -4,6 +4,7 @@ when a rebalance comes in the middle of a batch."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -173,3 +174,48 @@ async def test_an_event_of_a_type_or_version_not_known_yet_is_skipped_not_dead_l
         run.cancel()
     assert seen == [100, 102] and publisher.dead == []
     assert client.committed == 103  # skipped, and passed
+
+
+async def test_a_paced_consumer_fetches_at_most_once_per_pace() -> None:
+    # A view (the sub-district's) reads every second: its records come in fewer, larger
+    # batches; an owner that decides reads at once.
+    fetched_at: list[float] = []
+
+    async def paced(pace: float, count: int) -> list[float]:
+        client = ScriptedClient(sizes=[1] * count)
+        fetched_at.clear()
+        real = client.getmany
+
+        async def getmany(timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+            fetched_at.append(asyncio.get_running_loop().time())
+            return await real(timeout_ms)
+
+        client.getmany = getmany  # type: ignore[method-assign]
+
+        class Scripted(EventConsumer):
+            def _new_client(self) -> Any:
+                return client
+
+        async def handle(inputs: list[Input]) -> None:
+            pass
+
+        consumer = Scripted(
+            bootstrap="unused",
+            group_id="district",
+            topics=[TP.topic],
+            publisher=None,  # type: ignore[arg-type]
+            batch_handler=handle,
+            listener=Lanes(),
+            pace_seconds=pace,
+        )
+        run = asyncio.create_task(consumer.run())
+        try:
+            async with asyncio.timeout(5):
+                while len(fetched_at) < count:
+                    await asyncio.sleep(0.005)
+        finally:
+            run.cancel()
+        return [b - a for a, b in itertools.pairwise(fetched_at)]
+
+    assert min(await paced(0.2, 4)) >= 0.19
+    assert max(await paced(0.0, 4)) < 0.1
