@@ -28,6 +28,10 @@ from shared.events import Event
 
 COMMUNITIES, CADRES = "communities", "cadres"
 CLOSED = frozenset({"delivered", "cancelled"})
+# Orders closed lately, remembered so that a late event of one (another topic's, read in
+# the same batch or after) neither opens nor counts it again: events of one order come on
+# three topics, and nothing orders them across topics.
+CLOSED_KEPT = 2_000
 
 
 def _community(state: Documents) -> dict[str, Any]:
@@ -40,6 +44,7 @@ def _community(state: Documents) -> dict[str, Any]:
         "urgent_priority": o.CommunityPolicy().urgent_priority,
         "households": 0,
         "open": {},
+        "closed": [],
         "placed_by_day": {},
         "delivered_by_day": {},
         "on_duty": {},
@@ -80,42 +85,53 @@ def household_registered(state: Documents, event: Event, now: datetime) -> Decis
     return Decision()
 
 
-def _open(state: Documents, order: o.OrderFacts, at: datetime, *, placed: bool) -> None:
-    community = _community(state)
-    urgent = order.category == Category.transfer or order.priority >= community["urgent_priority"]
-    opened = {
-        "placed_at": order.placed_at,
-        "urgent": urgent,
-        "taken": False,
-        "escalated": False,
-        "late": False,
-    }
-    changed = {**community, "open": {**community["open"], order.order_id: opened}}
-    if placed:
-        changed["placed_by_day"] = _count(community["placed_by_day"], _day(community, at))
-    state.put(COMMUNITIES, changed)
+def _unknown() -> dict[str, Any]:
+    """An open order heard of before its placing (another topic's event came first)."""
+    return {"placed_at": None, "urgent": False, "taken": False, "escalated": False, "late": False}
 
 
 def order_received(state: Documents, event: Event, now: datetime) -> Decision:
     p = event.data
     assert isinstance(p, o.OrderReceived)
-    known = p.order.order_id in _community(state)["open"]
-    _open(state, p.order, event.time, placed=not known)
+    community, order = _community(state), p.order
+    changed = {
+        **community,
+        "placed_by_day": _count(community["placed_by_day"], _day(community, event.time)),
+    }
+    if order.order_id not in community["closed"]:  # delivered or cancelled: not open
+        urgent = (
+            order.category == Category.transfer or order.priority >= community["urgent_priority"]
+        )
+        opened = community["open"].get(order.order_id) or _unknown()
+        opened = {**opened, "placed_at": order.placed_at, "urgent": urgent}
+        changed["open"] = {**community["open"], order.order_id: opened}
+    state.put(COMMUNITIES, changed)
     return Decision()
 
 
 def order_reopened(state: Documents, event: Event, now: datetime) -> Decision:
     p = event.data
     assert isinstance(p, o.OrderReopened)
-    _open(state, p.order, event.time, placed=False)
+    community = _community(state)
+    closed = [k for k in community["closed"] if k != p.order.order_id]
+    opened = {**(community["open"].get(p.order.order_id) or _unknown()), "taken": False}
+    opened["placed_at"] = p.order.placed_at
+    state.put(
+        COMMUNITIES,
+        {**community, "closed": closed, "open": {**community["open"], p.order.order_id: opened}},
+    )
     return Decision()
 
 
 def _close(state: Documents, order_id: str, at: datetime, *, delivered: bool) -> None:
     community = _community(state)
-    if order_id not in community["open"]:
+    if order_id in community["closed"]:
         return  # closed already (delivered is heard from dispatch and from orders)
-    changed = {**community, "open": {k: x for k, x in community["open"].items() if k != order_id}}
+    changed = {
+        **community,
+        "open": {k: x for k, x in community["open"].items() if k != order_id},
+        "closed": [*community["closed"], order_id][-CLOSED_KEPT:],
+    }
     if delivered:
         changed["delivered_by_day"] = _count(community["delivered_by_day"], _day(community, at))
     state.put(COMMUNITIES, changed)
@@ -123,10 +139,10 @@ def _close(state: Documents, order_id: str, at: datetime, *, delivered: bool) ->
 
 def _mark(state: Documents, order_id: str, **marks: bool) -> None:
     community = _community(state)
-    opened = community["open"].get(order_id)
-    if opened is not None:
-        marked = {**opened, **marks}
-        state.put(COMMUNITIES, {**community, "open": {**community["open"], order_id: marked}})
+    if order_id in community["closed"]:
+        return
+    marked = {**(community["open"].get(order_id) or _unknown()), **marks}
+    state.put(COMMUNITIES, {**community, "open": {**community["open"], order_id: marked}})
 
 
 def status_changed(state: Documents, event: Event, now: datetime) -> Decision:

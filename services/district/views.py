@@ -25,7 +25,10 @@ def summary(community: dict[str, Any], now: datetime) -> dict[str, Any]:
     """What a sub-district officer asks of a community at a glance, and why it stands out."""
     opened = list(community.get("open", {}).values())
     late = [
-        x for x in opened if x.get("late") or (not x["taken"] and now - x["placed_at"] > LATE_AFTER)
+        x
+        for x in opened
+        if x.get("late")
+        or (not x["taken"] and x["placed_at"] and now - x["placed_at"] > LATE_AFTER)
     ]
     urgent_waiting = [x for x in opened if x["urgent"] and not x["taken"]]
     escalated = [x for x in opened if x["escalated"]]

@@ -62,7 +62,9 @@ def test_an_officer_sees_their_sub_districts_communities_the_one_in_trouble_firs
             seen = seen_by(calm, officer)
             rows = {r["community_id"]: r for r in seen["communities"]}
             done = rows.get(calm.community_id, {}).get("delivered_today") == 1
-            urgent = rows.get(troubled.community_id, {}).get("urgent_waiting") == 1
+            there = rows.get(troubled.community_id, {})
+            # (dispatch escalates it at once too: no cadre on duty there to offer it to)
+            urgent = there.get("urgent_waiting") == 1 and there.get("escalated_orders") == 1
             return seen if done and urgent else None
 
         seen = eventually(settled, timeout=60, what="the sub-district's view to catch up")
@@ -72,7 +74,6 @@ def test_an_officer_sees_their_sub_districts_communities_the_one_in_trouble_firs
             calm.community_id,
         ]
         first, second = seen["communities"]
-        # (dispatch escalates it at once too: no cadre on duty there to offer it to)
         assert set(first["trouble"]) == {"urgent_waiting", "nobody_on_duty", "escalated"}
         assert (second["trouble"], second["cadres_on_duty"], second["open_orders"]) == ([], 1, 0)
         assert second["households"] == 1

@@ -263,3 +263,32 @@ def test_the_mobilisation_csv_has_chinese_headers_and_a_bom_for_excel() -> None:
     assert text.startswith("\ufeff单位")
     assert lines[1] == "市生态环境局,33,16,大同社区 3,120.5,410"
     assert lines[2].startswith("(未填单位),1,1")
+
+
+def test_one_orders_events_in_any_order_give_the_same_picture() -> None:
+    # They come on three topics, and nothing orders them across topics: a delivery may be
+    # read before the order's placing, an escalation before it too.
+    import itertools
+
+    received = o.OrderReceived(order=facts("o1", category="transfer"), channel="hotline")
+    escalated = d.OrderEscalated(
+        order=ref("o1"), grid_worker="王芳", grid_worker_phone="13800000001", reason="no cadre"
+    )
+    assigned = d.TaskAssigned(order=ref("o1"), volunteer_id="v1", volunteer_name="李伟")
+    delivered = d.TaskDelivered(order=ref("o1"), volunteer_id="v1", proof="handoff_code")
+    said = o.OrderStatusChanged(order_id="o1", household_id="hh-o1", status="delivered")
+    for events in itertools.permutations([received, escalated, assigned, delivered, said]):
+        state = community()
+        for payload in events:
+            hear(state, payload)
+        seen = summary(state)
+        assert (seen["open_orders"], seen["placed_today"], seen["delivered_today"]) == (0, 1, 1)
+    heard_first = community()
+    hear(heard_first, escalated)  # its placing not read yet
+    assert summary(heard_first, T0 + timedelta(hours=2))["open_orders"] == 1
+    for events in itertools.permutations([received, escalated]):
+        state = community()
+        for payload in events:
+            hear(state, payload)
+        seen = summary(state)
+        assert (seen["open_orders"], seen["escalated_orders"], seen["urgent_waiting"]) == (1, 1, 1)
