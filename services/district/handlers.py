@@ -98,7 +98,7 @@ def order_received(state: Documents, event: Event, now: datetime) -> Decision:
         **community,
         "placed_by_day": _count(community["placed_by_day"], _day(community, event.time)),
     }
-    if order.order_id not in community["closed"]:  # delivered or cancelled: not open
+    if order.order_id not in community.get("closed", []):  # delivered or cancelled: not open
         urgent = (
             order.category == Category.transfer or order.priority >= community["urgent_priority"]
         )
@@ -113,7 +113,7 @@ def order_reopened(state: Documents, event: Event, now: datetime) -> Decision:
     p = event.data
     assert isinstance(p, o.OrderReopened)
     community = _community(state)
-    closed = [k for k in community["closed"] if k != p.order.order_id]
+    closed = [k for k in community.get("closed", []) if k != p.order.order_id]
     opened = {**(community["open"].get(p.order.order_id) or _unknown()), "taken": False}
     opened["placed_at"] = p.order.placed_at
     state.put(
@@ -125,12 +125,12 @@ def order_reopened(state: Documents, event: Event, now: datetime) -> Decision:
 
 def _close(state: Documents, order_id: str, at: datetime, *, delivered: bool) -> None:
     community = _community(state)
-    if order_id in community["closed"]:
+    if order_id in community.get("closed", []):
         return  # closed already (delivered is heard from dispatch and from orders)
     changed = {
         **community,
         "open": {k: x for k, x in community["open"].items() if k != order_id},
-        "closed": [*community["closed"], order_id][-CLOSED_KEPT:],
+        "closed": [*community.get("closed", []), order_id][-CLOSED_KEPT:],
     }
     if delivered:
         changed["delivered_by_day"] = _count(community["delivered_by_day"], _day(community, at))
@@ -139,7 +139,7 @@ def _close(state: Documents, order_id: str, at: datetime, *, delivered: bool) ->
 
 def _mark(state: Documents, order_id: str, **marks: bool) -> None:
     community = _community(state)
-    if order_id in community["closed"]:
+    if order_id in community.get("closed", []):
         return
     marked = {**(community["open"].get(order_id) or _unknown()), **marks}
     state.put(COMMUNITIES, {**community, "open": {**community["open"], order_id: marked}})
