@@ -356,3 +356,20 @@ def test_the_first_ops_account_is_made_from_the_command_line_and_names_staff(
         ).status_code
         == 200
     )
+    # Ops (only) name a sub-district's officer, who signs in to its view and no community's.
+    officer_phone = new_phone()
+    named = f"/v1/sub-districts/南关街道/officers/{officer_phone}"
+    refused = community.call("PUT", "identity", named, staff["access_token"], json={"name": "李"})
+    assert refused.status_code == 403
+    community.ok("PUT", "identity", named, ops["access_token"], json={"name": "李主任"})
+    known(community, officer_phone, "sub_district")
+    officer = sign_in(community, gateway, officer_phone)
+    assert officer["identity"]["identity_id"] == "sub_district:南关街道"
+    seen = community.ok("GET", "district", "/v1/overview", officer["access_token"])
+    assert seen["sub_district"] == "南关街道"
+    assert (
+        community.call(
+            "GET", "orders", f"/v1/communities/{community.community_id}", officer["access_token"]
+        ).status_code
+        == 403
+    )
