@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ from tests.conftest import Stack
 from tests.e2e.conftest import Running, spawn, start_services, stop_services
 from tests.e2e.scenario import Stream
 from tests.faults import TcpProxy
-from tests.soak import killed, wait_answering
+from tests.soak import Placer, killed, wait_answering
 
 INSTANCES = {"orders": 3, "volunteers": 3, "dispatch": 3, "notify": 2}
 CONSOLES = 2
@@ -157,17 +156,7 @@ def main() -> None:
     city = City(running, base, slow, cut)
     minutes = 8.0  # enough households that none orders twice while its order is open
     stream = Stream(running, homes_each=int(args.rate * minutes * 60) + 10, volunteers_each=3)
-    placing = threading.Event()
-    placed_error: list[BaseException] = []
-
-    def place() -> None:
-        try:
-            while not placing.is_set():
-                due = time.monotonic() + 1 / args.rate
-                stream.place(1, timeout=600)
-                time.sleep(max(0.0, due - time.monotonic()))
-        except BaseException as exc:  # reported by the main thread
-            placed_error.append(exc)
+    placer = Placer(stream, args.rate)
 
     def placed() -> int:
         return sum(len(o) for o in stream.orders.values())
@@ -180,7 +169,7 @@ def main() -> None:
         deadline = time.monotonic() + 600
         while stream.delivered() < upto:
             assert time.monotonic() < deadline, f"{name}: not caught up in 10 minutes"
-            assert not placed_error, placed_error
+            placer.check()
             time.sleep(1)
         caught_up = time.monotonic() - began
         print(
@@ -207,7 +196,6 @@ def main() -> None:
         time.sleep(30)
         cut.restore()
 
-    placer = threading.Thread(target=place, daemon=True)
     try:
         placer.start()
         time.sleep(args.between)
@@ -215,10 +203,7 @@ def main() -> None:
         step("broker 2 away for 20 s (below two copies)", second_broker_away_20s)
         step("dispatch-3 cut from the brokers for 30 s", dispatch_cut_30s)
         step("rolling restart of every instance", city.rolling_restart)
-        placing.set()
-        placer.join(timeout=600)
-        if placed_error:
-            raise placed_error[0]
+        placer.stop()
         total = placed()
         print(f"cluster-soak: {total} orders placed; waiting for every delivery", flush=True)
         stream.wait_delivered(timeout=600)

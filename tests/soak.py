@@ -51,6 +51,39 @@ def killed(proc: subprocess.Popen[bytes]) -> None:
 OWNERS = ("orders", "volunteers", "dispatch")
 
 
+class Placer:
+    """Orders placed at a steady ``rate`` per community in a thread of its own, through
+    whatever happens meanwhile (each retried as a client would); ``stop`` waits for the
+    last and raises what went wrong."""
+
+    def __init__(self, stream: Stream, rate: float) -> None:
+        self.stream, self.rate = stream, rate
+        self.error: list[BaseException] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._place, daemon=True)
+
+    def _place(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                due = time.monotonic() + 1 / self.rate
+                self.stream.place(1, timeout=600)
+                time.sleep(max(0.0, due - time.monotonic()))
+        except BaseException as exc:  # reported by the main thread
+            self.error.append(exc)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=600)
+        self.check()
+
+    def check(self) -> None:
+        if self.error:
+            raise self.error[0]
+
+
 class Soak:
     def __init__(
         self, kafka: KafkaNode, ferret: FerretNode, running: Running, base: Path, second: bool
@@ -159,34 +192,19 @@ def main() -> None:
     homes = int(args.rate * args.minutes * 60) + 10
     # Every fourth order is a relative's parcel, announced and scanned in at the gate.
     stream = Stream(running, homes_each=homes, volunteers_each=3, parcels_every=4)
-    placing = threading.Event()
-    placed_error: list[BaseException] = []
-
-    def place() -> None:
-        try:
-            while not placing.is_set():
-                due = time.monotonic() + 1 / args.rate
-                stream.place(1, timeout=600)
-                time.sleep(max(0.0, due - time.monotonic()))
-        except BaseException as exc:  # reported by the main thread
-            placed_error.append(exc)
-
-    placer = threading.Thread(target=place, daemon=True)
+    placer = Placer(stream, args.rate)
     soak = Soak(kafka, ferret, running, base, args.second)
     faults = soak.faults()
     try:
         placer.start()
         end = time.monotonic() + args.minutes * 60
-        while time.monotonic() < end and not placed_error:
+        while time.monotonic() < end and not placer.error:
             name = chance.choice(sorted(faults))
             began = time.monotonic()
             faults[name]()
             print(f"soak: {name} ({time.monotonic() - began:.0f} s)", flush=True)
             time.sleep(args.gap)
-        placing.set()
-        placer.join(timeout=600)
-        if placed_error:
-            raise placed_error[0]
+        placer.stop()
         total = sum(len(o) for o in stream.orders.values())
         print(f"soak: {total} orders placed; waiting for every delivery", flush=True)
         stream.wait_delivered(timeout=600)

@@ -304,12 +304,10 @@ async def me(principal: CurrentPrincipal) -> dict[str, Any]:
     return principal.model_dump(mode="json", exclude_none=True)
 
 
-async def _staff(
-    commands: CommandSender, principal: Principal, community_id: str, phone: str, name: str | None
-) -> dict[str, Any]:
-    """Name a phone staff of the community (``name``), or no longer (None)."""
-    require(principal, Role.staff, Role.ops)
-    require_community(principal, community_id)
+async def _learn(
+    commands: CommandSender, principal: Principal, phone: str, who: i.Identity, present: bool
+) -> str:
+    """Tell the phone's owner that the phone is ``who`` (or no longer): its account."""
     account = i.phone_account(phone)
     if account is None:
         raise Problem(422, "Invalid request", "not a phone number")
@@ -317,12 +315,23 @@ async def _staff(
         command_id=new_command_id(),
         account=account,
         actor=principal.subject,
-        identity=i.Identity.of("staff", community_id, name=name),
-        present=name is not None,
+        identity=who,
+        present=present,
         at=datetime.now(UTC),
         source=f"named by {principal.subject}",
     )
     settled(await commands.send(account, command))
+    return account
+
+
+async def _staff(
+    commands: CommandSender, principal: Principal, community_id: str, phone: str, name: str | None
+) -> dict[str, Any]:
+    """Name a phone staff of the community (``name``), or no longer (None)."""
+    require(principal, Role.staff, Role.ops)
+    require_community(principal, community_id)
+    who = i.Identity.of("staff", community_id, name=name)
+    account = await _learn(commands, principal, phone, who, name is not None)
     return {"phone": f"+{account}", "community_id": community_id, "name": name}
 
 
@@ -357,20 +366,9 @@ async def _officer(
 ) -> dict[str, Any]:
     """Name a phone an officer of the sub-district (``name``), or no longer (None)."""
     require(principal, Role.ops)
-    account = i.phone_account(phone)
-    if account is None:
-        raise Problem(422, "Invalid request", "not a phone number")
     district = district.strip()
-    command = i.Learn(
-        command_id=new_command_id(),
-        account=account,
-        actor=principal.subject,
-        identity=i.Identity.of("sub_district", ref=district, name=name),
-        present=name is not None,
-        at=datetime.now(UTC),
-        source=f"named by {principal.subject}",
-    )
-    settled(await commands.send(account, command))
+    who = i.Identity.of("sub_district", ref=district, name=name)
+    account = await _learn(commands, principal, phone, who, name is not None)
     return {"phone": f"+{account}", "sub_district": district, "name": name}
 
 
