@@ -190,6 +190,7 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     "mobilisation": ("干部下沉（按单位）", "Cadres mobilised, by work unit"),
     "cadres": ("干部人数", "Cadres"),
     "communities": ("社区数", "Communities"),
+    "communities_heading": ("社区", "Communities"),
     "reported_to": ("报到社区", "Reported to"),
     "tasks_done": ("完成任务", "Tasks done"),
     "no_work_unit": ("（未填单位）", "(no work unit)"),
