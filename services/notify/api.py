@@ -241,10 +241,11 @@ async def call_list(
     )
     grid_workers: dict[str, dict[str, str]] = latest["grids"] if latest else {}
     entries = []
-    # Ties of the same millisecond (one batch of events) broken by id: the order a call's
-    # ``upto`` relies on, the same here and in household_called.
+    # In the order stamped (``seq``: the order the events came, where one batch shares a
+    # millisecond); entries stored before stamps sort first, by time then id. The order a
+    # call's ``upto`` relies on, the same here and in household_called.
     listing = database["call_list"].find({"community_id": community})
-    async for doc in listing.sort([("created_at", 1), ("_id", 1)]):
+    async for doc in listing.sort([("seq", 1), ("created_at", 1), ("_id", 1)]):
         if (doc["_id"] in done and not include_done) or not principal.sees_grid(doc.get("grid_id")):
             continue
         entry = {
@@ -308,14 +309,16 @@ async def household_called(
         or not principal.sees_grid(upto.get("grid_id"))
     ):
         raise Problem(404, "Not found", "no such call-list entry for this household")
+    unstamped = [
+        {"seq": {"$exists": False}, "created_at": {"$lt": upto["created_at"]}},
+        {"seq": {"$exists": False}, "created_at": upto["created_at"], "_id": {"$lte": upto["_id"]}},
+    ]
+    up_to = [{"seq": {"$lte": upto["seq"]}}, {"seq": {"$exists": False}}] if "seq" in upto else []
     told = database["call_list"].find(
         {
             "community_id": community,
             "household_id": household_id,
-            "$or": [
-                {"created_at": {"$lt": upto["created_at"]}},
-                {"created_at": upto["created_at"], "_id": {"$lte": upto["_id"]}},
-            ],
+            "$or": up_to or unstamped,
         },
         {"_id": 1},
     )

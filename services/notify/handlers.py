@@ -109,6 +109,7 @@ class NotifyOwner:
         await self.notifications.create_index([("seq", 1)])  # the live feed's tail
         await self.db["reads"].create_index([("recipient", 1)])
         await self.call_list.create_index([("community_id", 1), ("created_at", 1)])
+        await self.call_list.create_index([("community_id", 1), ("seq", 1)])
         await self.db["grid_workers"].create_index([("community_id", 1), ("defined_at", -1)])
         await self.households.create_index([("phone", 1)])  # who texts from this number
         await self.db["volunteers"].create_index([("phone", 1)])
@@ -130,6 +131,11 @@ class NotifyOwner:
         # tailing by seq misses nothing stored a little after it was stamped.
         for doc in writes.docs.get("notifications", []):
             doc["seq"] = self.sequence.next()
+        # A call tells a household's messages in the order they happened: one batch stores
+        # them in one millisecond, and their ids do not sort as they came; the stamp does.
+        stamps = {d["_id"]: d["seq"] for d in writes.docs.get("notifications", [])}
+        for entry in writes.docs.get("call_list", []):
+            entry["seq"] = stamps.get(entry["_id"], entry.get("seq"))
         fresh = (await writes.store(self.db)).get("notifications", set())
         # Stored before but never sent (the batch failed after the notifications' insert,
         # or the process died before sending): sent now, not left for a restart.
