@@ -1,5 +1,5 @@
 """`make bench`: an open-loop load generator in its own process, against the real stack
-started the way `make run` starts it (Kafka and FerretDB from the cache, the four services
+started the way `make run` starts it (Kafka and FerretDB from the cache, every service
 as processes), on free ports in a temporary directory.
 
 Orders arrive at a fixed offered rate, in steps, spread over communities of Datong's shape

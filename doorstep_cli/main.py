@@ -64,7 +64,7 @@ def run(
         help="3: a three-broker Kafka cluster, topics replicated three times",
     ),
 ) -> None:
-    """Run Kafka, FerretDB, the four services and the console in the foreground; Ctrl-C
+    """Run Kafka, FerretDB, every service, the console and the phone app in the foreground; Ctrl-C
     stops them all."""
     from honcho.manager import Manager
     from honcho.printer import Printer
