@@ -3,8 +3,8 @@ times with two copies before a write counts, three instances of orders, voluntee
 dispatch, two of notify and of the console, orders flowing through four communities (one
 on every partition) the whole time, while:
 
-0. all along, a third orders instance talks to the brokers over a slow link (200 ms each
-   way, through proxies the brokers advertise to it alone);
+0. all along, the last instance of orders, volunteers and notify talk to the brokers over
+   a slow link (200 ms each way, through proxies the brokers advertise to them alone);
 1. one broker is killed (kill -9) and never comes back;
 2. a second broker is killed for 20 s and started again — below two copies nothing can be
    written: producers wait, requests answer 202/503 and are retried, nothing is lost;
@@ -77,13 +77,19 @@ class Route:
 
 
 class City:
-    """The services of ``running`` and the extra instances beside them; the last orders
-    instance on a slow route, the last dispatch instance on one that can be cut."""
+    """The services of ``running`` and the extra instances beside them; the last orders,
+    volunteers and notify instances on a slow route, the last dispatch one on a route that
+    can be cut."""
 
     def __init__(self, running: Running, base: Path, slow: Route, cut: Route) -> None:
         self.running, self.base = running, base
         self.extra: dict[str, tuple[dict[str, str], subprocess.Popen[bytes]]] = {}
-        routes = {("orders", INSTANCES["orders"]): slow, ("dispatch", INSTANCES["dispatch"]): cut}
+        routes = {
+            ("orders", INSTANCES["orders"]): slow,
+            ("volunteers", INSTANCES["volunteers"]): slow,
+            ("notify", INSTANCES["notify"]): slow,
+            ("dispatch", INSTANCES["dispatch"]): cut,
+        }
         for name, count in INSTANCES.items():
             for i in range(2, count + 1):
                 env = {**running.envs[name], "DOORSTEP_PORT": str(free_port())}
