@@ -12,6 +12,7 @@ from services.district import views
 from services.district.handlers import CADRES, COMMUNITIES
 from shared.api import Db
 from shared.auth import CurrentPrincipal, Principal, Role, require
+from shared.contracts.orders import sub_district_name
 from shared.owner import LIVE
 from shared.problem import Problem
 
@@ -45,7 +46,8 @@ def _scope(principal: Principal, sub_district: str | None) -> dict[str, Any]:
         return {"sub_district": principal.sub_district}
     if not principal.ops:
         require(principal, Role.ops)
-    return {"sub_district": sub_district} if sub_district else {}
+    named = sub_district_name(sub_district)
+    return {"sub_district": named} if named else {}
 
 
 async def _communities(database: Db, scope: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from shared.auth import (
 )
 from shared.commands import CommandSender, Outcome, new_command_id
 from shared.contracts import identity as i
+from shared.contracts.orders import sub_district_name
 from shared.keys import KeyRing, SigningKey, jwks
 from shared.log import get_logger
 from shared.problem import Problem
@@ -366,7 +367,10 @@ async def _officer(
 ) -> dict[str, Any]:
     """Name a phone an officer of the sub-district (``name``), or no longer (None)."""
     require(principal, Role.ops)
-    district = district.strip()
+    named = sub_district_name(district)
+    if named is None:
+        raise Problem(422, "Invalid request", "a sub-district needs a name")
+    district = named
     who = i.Identity.of("sub_district", ref=district, name=name)
     account = await _learn(commands, principal, phone, who, name is not None)
     return {"phone": f"+{account}", "sub_district": district, "name": name}

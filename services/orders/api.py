@@ -107,7 +107,7 @@ async def define_community(body: CommunityIn, principal: Ops, commands: Commands
         grids=[o.Grid(**g.model_dump()) for g in body.grids],
         policy=body.policy,
         hotline=body.hotline,
-        sub_district=(body.sub_district or "").strip() or None,
+        sub_district=o.sub_district_name(body.sub_district),
     )
     return answer(await commands.send(body.community_id, command))
 

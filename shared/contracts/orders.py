@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Literal
@@ -76,6 +77,14 @@ class CommunityPolicy(BaseModel):
 
     def clock(self) -> tzinfo:
         return clock_of(self.time_zone, self.utc_offset_minutes)
+
+
+def sub_district_name(raw: str | None) -> str | None:
+    """A sub-district's name in one form, however it was typed (full-width letters and
+    spaces, spaces around it or doubled): a community and its officers must name the same
+    one, or the officer sees nothing. None when there is no name."""
+    name = " ".join(unicodedata.normalize("NFKC", raw or "").split())
+    return name or None
 
 
 def clock_of(time_zone: str | None, utc_offset_minutes: int) -> tzinfo:

@@ -292,3 +292,23 @@ def test_one_orders_events_in_any_order_give_the_same_picture() -> None:
             hear(state, payload)
         seen = summary(state)
         assert (seen["open_orders"], seen["escalated_orders"], seen["urgent_waiting"]) == (1, 1, 1)
+
+
+def test_a_sub_districts_name_is_one_however_it_was_typed() -> None:
+    from shared.contracts.orders import sub_district_name
+
+    typed = [
+        "南关街道",
+        " 南关街道　",
+        "南关街道\u3000",
+        "Nanguan  Subdistrict",
+        "Ｎａｎｇｕａｎ Subdistrict",
+    ]
+    assert [sub_district_name(t) for t in typed] == [
+        "南关街道",
+        "南关街道",
+        "南关街道",
+        "Nanguan Subdistrict",
+        "Nanguan Subdistrict",
+    ]
+    assert sub_district_name("  ") is None and sub_district_name(None) is None
