@@ -14,7 +14,7 @@ Two read models:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from shared.contracts import campaigns as c
@@ -52,10 +52,15 @@ def _community(state: Documents) -> dict[str, Any]:
     }
 
 
-def _day(community: dict[str, Any], at: datetime) -> str:
-    clock = community.get("clock") or {}
-    here = clock_of(clock.get("time_zone"), clock.get("utc_offset_minutes", 480))
-    return at.astimezone(here).date().isoformat()
+def clock(community: dict[str, Any]) -> tzinfo:
+    """The community's own clock (its days count orders and hours), Beijing's until known."""
+    kept = community.get("clock") or {}
+    return clock_of(kept.get("time_zone"), kept.get("utc_offset_minutes", 480))
+
+
+def day_of(community: dict[str, Any], at: datetime) -> str:
+    """The community's own day (ISO) that ``at`` falls on."""
+    return at.astimezone(clock(community)).date().isoformat()
 
 
 def _count(by_day: dict[str, int], day: str) -> dict[str, int]:
@@ -96,7 +101,7 @@ def order_received(state: Documents, event: Event, now: datetime) -> Decision:
     community, order = _community(state), p.order
     changed = {
         **community,
-        "placed_by_day": _count(community["placed_by_day"], _day(community, event.time)),
+        "placed_by_day": _count(community["placed_by_day"], day_of(community, event.time)),
     }
     if order.order_id not in community.get("closed", []):  # delivered or cancelled: not open
         urgent = (
@@ -133,7 +138,7 @@ def _close(state: Documents, order_id: str, at: datetime, *, delivered: bool) ->
         "closed": [*community.get("closed", []), order_id][-CLOSED_KEPT:],
     }
     if delivered:
-        changed["delivered_by_day"] = _count(community["delivered_by_day"], _day(community, at))
+        changed["delivered_by_day"] = _count(community["delivered_by_day"], day_of(community, at))
     state.put(COMMUNITIES, changed)
 
 
@@ -187,7 +192,7 @@ def task_delivered(state: Documents, event: Event, now: datetime) -> Decision:
     _close(state, p.order.order_id, event.time, delivered=True)
     community = _community(state)
     cadre = _cadre(state, p.volunteer_id)
-    day = _day(community, event.time)
+    day = day_of(community, event.time)
     state.put(CADRES, {**cadre, "tasks_by_day": _count(cadre["tasks_by_day"], day)})
     return Decision()
 
@@ -237,10 +242,9 @@ def shift_ended(state: Documents, event: Event, now: datetime) -> Decision:
     shift = cadre.get("shift")
     if shift is not None and shift["shift_id"] == p.shift_id:
         community = _community(state)
-        clock = community.get("clock") or {}
-        here = clock_of(clock.get("time_zone"), clock.get("utc_offset_minutes", 480))
         # An expired shift is checked out late by a timer: it counts until its planned end.
-        served = seconds_by_day(shift["started_at"], min(event.time, shift["until"]), here)
+        ended = min(event.time, shift["until"])
+        served = seconds_by_day(shift["started_at"], ended, clock(community))
         cadre = {
             **cadre,
             "shift": None,

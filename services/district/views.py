@@ -9,16 +9,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.contracts.orders import clock_of
+from services.district.handlers import clock, day_of
 from shared.days import add_days, seconds_by_day
 
 LATE_AFTER = timedelta(minutes=60)  # open this long and not escalated yet: late all the same
-
-
-def _today(community: dict[str, Any], now: datetime) -> str:
-    clock = community.get("clock") or {}
-    here = clock_of(clock.get("time_zone"), clock.get("utc_offset_minutes", 480))
-    return now.astimezone(here).date().isoformat()
 
 
 def summary(community: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -42,7 +36,7 @@ def summary(community: dict[str, Any], now: datetime) -> dict[str, Any]:
         }
         for campaign_id, r in community.get("rounds", {}).items()
     ]
-    today = _today(community, now)
+    today = day_of(community, now)
     trouble = []
     if urgent_waiting:
         trouble.append("urgent_waiting")
@@ -105,9 +99,7 @@ def _served(cadre: dict[str, Any], community: dict[str, Any], now: datetime) -> 
     shift = cadre.get("shift")
     if not shift:
         return dict(cadre.get("seconds_by_day", {}))
-    clock = community.get("clock") or {}
-    here = clock_of(clock.get("time_zone"), clock.get("utc_offset_minutes", 480))
-    running = seconds_by_day(shift["started_at"], min(now, shift["until"]), here)
+    running = seconds_by_day(shift["started_at"], min(now, shift["until"]), clock(community))
     return add_days(cadre.get("seconds_by_day", {}), running)
 
 
