@@ -179,7 +179,11 @@ def test_a_cadre_finds_a_door_by_its_contact_card_scanned_or_typed_in_the_stairw
             ),
         )
         assert not phone.find_elements(By.ID, "scanner")  # the camera closed by itself
-        assert scanned["address"] in phone.find_element(By.ID, "found").text
+        wait_for(
+            phone,
+            "the address",
+            lambda d: scanned["address"] in d.find_element(By.ID, "found").text,
+        )
         shot(phone, "card-found-zh")
 
         # A card from another community's list is said so, not matched to a door here.
@@ -277,12 +281,16 @@ def test_a_cadre_at_the_gate_takes_a_buildings_parcels_as_one_batch(
     community.bought_and_at_the_gate(sid, ordered)
 
     sign_in(phone, field, gateway, number)
-    batch = wait_for(
+    # Read in the step that finds it: a live update may re-render the card meanwhile.
+    wait_for(
         phone,
-        "the building's batch",
-        lambda d: (b := d.find_elements(By.CSS_SELECTOR, ".batch")) and "3" in b[0].text and b[0],
+        "the building's batch of three",
+        lambda d: (
+            (b := d.find_elements(By.CSS_SELECTOR, ".batch"))
+            and "3" in (text := b[0].text)
+            and "Datong Garden 5" in text
+        ),
     )
-    assert "Datong Garden 5" in batch.text
     shot(phone, "gate-batch-zh")
     click(phone, ".batch .take-all")
     wait_for(
@@ -316,14 +324,20 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
     click(phone, "button[data-category='medicine']")
     phone.find_element(By.ID, "items").send_keys("降压药 一盒")
     click(phone, "#place")
-    card = wait_for(phone, "the order shown", lambda d: d.find_element(By.CSS_SELECTOR, ".order"))
-    order_id = card.get_attribute("data-order")
+    order_id = wait_for(
+        phone,
+        "the order shown",
+        lambda d: d.find_element(By.CSS_SELECTOR, ".order").get_attribute("data-order"),
+    )
     shot(phone, "resident-order-zh")
 
     community.offer_for(cadre, order_id)
     assert community.act(cadre, order_id, "accept").status_code == 200
     code = community.order(community.resident(household_id), order_id)["handoff_code"]
-    assert code in phone.find_element(By.CSS_SELECTOR, ".order .code").text
+    # The accept re-renders the card live; read it after, in one step.
+    wait_for(
+        phone, "the code", lambda d: code in d.find_element(By.CSS_SELECTOR, ".order .code").text
+    )
     assert community.act(cadre, order_id, "deliver", handoff_code=code).status_code == 200
     wait_for(
         phone,
@@ -356,7 +370,7 @@ def test_a_resident_orders_and_sees_the_order_to_the_door(
     phone.find_element(By.ID, "from-name").send_keys("女儿 王丽")
     phone.find_element(By.ID, "parcel-items").send_keys("水果 一箱")
     click(phone, "#announce")
-    code = wait_for(phone, "the parcel's code", lambda d: d.find_element(By.ID, "parcel-code")).text
+    code = wait_for(phone, "the parcel's code", lambda d: d.find_element(By.ID, "parcel-code").text)
     shot(phone, "resident-parcel-zh")
     parcels = community.ok("GET", "orders", "/v1/parcels", community.staff)["parcels"]
     assert [(p["code"], p["state"], p["household_id"]) for p in parcels] == [
