@@ -548,8 +548,14 @@ def test_door_records_reach_the_server_once_though_it_is_killed_mid_sync(
         restart(own, "orders")
         click(phone, "#outbox button")
         wait_for(phone, "the outbox empty", lambda d: waiting(d) == 0, timeout=60)
-        states = [e.text for e in phone.find_elements(By.CSS_SELECTOR, ".door .state")]
-        assert states == ["已应答 · 已上传"] * 12  # each door says it went up
+        wait_for(  # each door says it went up (read in one step: the list may re-render)
+            phone,
+            "every door marked as gone up",
+            lambda d: (
+                [e.text for e in d.find_elements(By.CSS_SELECTOR, ".door .state")]
+                == ["已应答 · 已上传"] * 12
+            ),
+        )
         shot(phone, "synced-after-kill-zh")
         lists = community.ok("GET", "orders", f"{path}/walk-lists", community.staff)["walk_lists"]
         assert [d["attempts"] for w in lists for d in w["doors"]] == [1] * 12
