@@ -27,6 +27,7 @@ def serve(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        forwarded_allow_ips=settings.trusted_proxies,
         ssl_certfile=cert,
         ssl_keyfile=key,
     )

@@ -6,11 +6,12 @@ variable (see ``load``), rather than a traceback or a half-started service.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, FilePath, ValidationError, model_validator
+from pydantic import Field, FilePath, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "DOORSTEP_"
@@ -36,10 +37,28 @@ class CommonSettings(BaseSettings):
         description="How often the JWKS is read again (a retired key is dropped by then)",
     )
     host: str = Field(default="127.0.0.1", description="HTTP listen address")
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        min_length=1,
+        description="Hosts or networks (comma-separated; CIDR allowed) whose X-Forwarded-For "
+        "names the client: a reverse proxy in front of a service, the web front ends in front "
+        "of identity (its limit of codes per address counts the person, not the front end)",
+    )
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level"
     )
     log_json: bool = Field(default=False, description="Log JSON lines instead of console text")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def addresses_or_networks(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or a network") from None
+        return value
 
 
 class ServiceSettings(CommonSettings):

@@ -261,7 +261,7 @@ async def sign_in_code(request: Request, phone: Annotated[str, Form(max_length=4
     """The code goes to the phone by SMS (the same answer for a phone nobody knows)."""
     sessions: Sessions = request.app.state.sessions
     try:
-        await sessions.send_code(phone)
+        await sessions.send_code(phone, signin.client_address(request))
     except SignInRefused as refused:
         return page(request, "signin.html", None, step="phone", problem=str(refused))
     except IdentityAway as exc:

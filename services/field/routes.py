@@ -188,7 +188,7 @@ async def asked(call: Any) -> Any:
 
 @router.post("/session/code", tags=["session"], summary="Text a sign-in code to a phone")
 async def send_code(body: CodeIn, request: Request, _: Written) -> dict[str, Any]:
-    await asked(request.app.state.identity.send_code(body.phone))
+    await asked(request.app.state.identity.send_code(body.phone, signin.client_address(request)))
     return {"sent": True}
 
 

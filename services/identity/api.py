@@ -33,6 +33,7 @@ from shared.contracts.orders import sub_district_name
 from shared.keys import KeyRing, SigningKey, jwks
 from shared.log import get_logger
 from shared.problem import Problem
+from shared.signin import client_address
 
 log = get_logger(__name__)
 
@@ -165,7 +166,7 @@ async def within_address_limit(request: Request, database: AsyncDatabase[dict[st
     """At most ``codes_per_address_hour`` codes asked from one source address an hour
     (counted across instances in the database: approximate under a burst, which is
     enough to stop a script walking through phone numbers)."""
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     now = datetime.now(UTC)
     hour_ago = now - timedelta(hours=1)
     requests = database[REQUESTS]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from shared.auth import Role, mint
 from shared.contracts.identity import phone_account
@@ -22,7 +23,7 @@ from tests.e2e.client import (
     new_phone,
     token,
 )
-from tests.e2e.conftest import Running, restart
+from tests.e2e.conftest import Running, front_end, restart
 from tests.gateway import GatewayServer
 
 
@@ -373,3 +374,34 @@ def test_the_first_ops_account_is_made_from_the_command_line_and_names_staff(
         ).status_code
         == 403
     )
+
+
+def test_a_code_asked_through_a_front_end_counts_against_the_persons_address(
+    community: Community, field: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Identity allows so many codes per source address an hour. Through the phone app or
+    the console every request reaches it from the front end, so that limit (30) would be
+    the whole community's in a morning: the front ends pass on the address of the person
+    in front of them, and identity takes it from them (and only from trusted hosts)."""
+    from pymongo import MongoClient
+
+    env = community.env
+    with (
+        front_end("console", env, tmp_path_factory) as console,
+        MongoClient(env.stack.mongo_url) as client,
+    ):
+        asked = client[env.databases["identity"]]["code_requests"]
+        through_app = community.http.post(
+            f"{field}/session/code",
+            json={"phone": new_phone()},
+            headers={"X-Doorstep-App": "1", "X-Forwarded-For": "10.20.0.7"},
+        )
+        assert through_app.status_code == 200, through_app.text
+        through_console = community.http.post(
+            f"{console}/signin/code",
+            data={"phone": new_phone()},
+            headers={"X-Forwarded-For": "10.20.0.8"},
+        )
+        assert through_console.status_code == 200, through_console.text
+        assert asked.count_documents({"ip": "10.20.0.7"}) == 1
+        assert asked.count_documents({"ip": "10.20.0.8"}) == 1

@@ -97,3 +97,10 @@ def test_mongodb_is_a_replica_set_written_and_read_by_majority() -> None:
         assert {"replicaSet=rs0", "w=majority", "readConcernLevel=majority"} <= set(
             options.split("&")
         )
+
+
+def test_identity_takes_the_persons_address_from_the_stacks_own_network_only() -> None:
+    stack = compose()
+    subnets = [c["subnet"] for c in stack["networks"]["default"]["ipam"]["config"]]
+    trusted = stack["services"]["identity"]["environment"]["DOORSTEP_TRUSTED_PROXIES"]
+    assert trusted.split(",") == subnets

@@ -17,6 +17,8 @@ def test_missing_settings_stop_the_service_with_one_line_per_variable(
     monkeypatch.setenv("DOORSTEP_MONGO_URL", "postgres://nope")
     monkeypatch.setenv("DOORSTEP_PORT", "eighty")
     monkeypatch.setenv("DOORSTEP_JWKS_URL", "ftp://keys")
+    # uvicorn would take a mistyped host as a name that never matches, and say nothing
+    monkeypatch.setenv("DOORSTEP_TRUSTED_PROXIES", "10.0.0.0/33,proxy.example")
     with pytest.raises(SystemExit) as exc:
         load(OrdersSettings, "orders")
     assert exc.value.code == 2
@@ -24,6 +26,7 @@ def test_missing_settings_stop_the_service_with_one_line_per_variable(
     assert [line.split(":")[2].strip() for line in lines] == [
         "DOORSTEP_KAFKA_BOOTSTRAP",
         "DOORSTEP_JWKS_URL",
+        "DOORSTEP_TRUSTED_PROXIES",
         "DOORSTEP_MONGO_URL",
         "DOORSTEP_PORT",
     ]
