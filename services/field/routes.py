@@ -239,6 +239,9 @@ async def sign_out(request: Request, _: Written) -> JSONResponse:
 async def passed_on(service: str, path: str, request: Request, _: Written) -> Response:
     if service not in SERVICES:
         raise Problem(404, "Not found", f"no service {service!r}")
+    if any(segment in (".", "..") for segment in path.split("/")):
+        # "/v1/../metrics" would leave /v1 once the URL is resolved upstream
+        raise Problem(404, "Not found", "no such route")
     _principal, access, renewed = await principal_of(request)
     upstream: Upstream = request.app.state.upstream
     headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}

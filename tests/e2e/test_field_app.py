@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By
 
 from doorstep_cli.localstack import KafkaNode, free_port
 from tests.conftest import Stack
-from tests.e2e.client import Community, eventually, known, new_phone
+from tests.e2e.client import Community, codes_for, eventually, known, new_phone
 from tests.e2e.conftest import (
     Running,
     field_app,
@@ -404,6 +404,32 @@ def test_the_app_refuses_bad_calls_with_clear_problems(field: str) -> None:
         assert unknown.headers["content-type"].startswith("application/problem+json")
         worker = http.get("/sw.js")
         assert worker.headers["cache-control"] == "no-cache" and "doorstep-field-" in worker.text
+
+
+def test_the_app_passes_on_only_the_services_v1_routes(
+    field: str, community: Community, gateway: GatewayServer
+) -> None:
+    """A signed-in phone reaches a service's /v1 routes with its own token, and nothing
+    else of the service: not its metrics, not its SMS hooks, however the path is spelt."""
+    community.define()
+    number = new_phone()
+    community.import_households([f"Datong Garden,3,2,{random.randrange(10**5)},g1,{number},"])
+    known(community, number, "resident")
+    app = {"X-Doorstep-App": "1"}
+    with httpx.Client(base_url=field, timeout=10, headers=app) as http:
+        assert http.post("/session/code", json={"phone": number}).status_code == 200
+        code = eventually(lambda: codes_for(gateway, number), what="the code")[-1]
+        assert http.post("/session/verify", json={"phone": number, "code": code}).is_success
+        assert http.get("/api/orders/v1/orders").status_code == 200
+        for path in (
+            "/api/orders/v1/%2e%2e/metrics",
+            "/api/notify/v1/%2E%2E/hooks/sms",
+            "/api/orders/v1/./../openapi.json",
+            "/api/orders/v1/x/%2e%2e/%2e%2e/metrics",
+        ):
+            refused = http.get(path)
+            assert refused.status_code == 404, (path, refused.text[:200])
+            assert refused.headers["content-type"].startswith("application/problem+json")
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
