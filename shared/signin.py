@@ -46,8 +46,39 @@ def client_address(request: Any) -> str:
     return request.client.host if request.client else "unknown"
 
 
+# Why identity said no, in a word the front ends put in the person's language: (status,
+# identity's title) → reason. Identity's own detail is English, for logs and developers.
+REASONS = {
+    (401, "Wrong code"): "code_gone",  # "code_wrong" where tries are left
+    (429, "Too many codes"): "too_many_codes",
+    (403, "Not registered"): "not_registered",
+    (401, "Link used"): "link_gone",
+    (401, "Link expired"): "link_gone",
+    (401, "Signed out"): "signed_out",
+    (403, "Not yours"): "not_that_person",
+    (422, "Invalid request"): "bad_input",
+}
+
+
 class SignInRefused(Exception):
-    pass
+    """Identity said no: ``reason`` says why in a word (``REASONS``), with how many tries
+    are left or when to ask again where it said so."""
+
+    def __init__(
+        self,
+        detail: str,
+        status: int = 403,
+        answer: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        answer = answer or {}
+        self.status = status
+        self.title: str = answer.get("title") or "Refused"
+        self.tries_left: int | None = answer.get("tries_left")
+        self.retry_after: int | None = answer.get("retry_after")
+        reason = reason or REASONS.get((status, self.title), "refused")
+        self.reason = "code_wrong" if reason == "code_gone" and self.tries_left else reason
 
 
 class IdentityAway(Exception):
@@ -93,13 +124,14 @@ class IdentityClient:
             raise IdentityAway(f"identity answered {response.status_code}")
         answer: dict[str, Any] = response.json()
         if response.status_code >= 400:
-            raise SignInRefused(answer.get("detail") or answer.get("title") or "refused")
+            detail = answer.get("detail") or answer.get("title") or "refused"
+            raise SignInRefused(detail, response.status_code, answer)
         return answer
 
     async def _tokens(self, path: str, body: dict[str, Any]) -> Tokens:
         answer = await self._ask(path, body)
         if not answer.get("access_token"):
-            raise SignInRefused("choose who to act as")
+            raise SignInRefused("choose who to act as", 409, {"title": "Choose"})
         return Tokens(answer["access_token"], answer["refresh_token"])
 
     async def redeem_link(self, link: str) -> Tokens:

@@ -127,6 +127,31 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (中文, English)
     ),
     "verify": ("登录", "Sign in"),
     "choose_who": ("您以哪个身份登录？", "Who are you signing in as?"),
+    # why sign-in was refused (shared.signin.REASONS)
+    "code_wrong": (
+        "验证码不对，请核对短信后再输入。",
+        "Wrong code: check the SMS and type it again.",
+    ),
+    "code_gone": (
+        "验证码已失效（用过、过期或输错太多次），请重新获取。",
+        "The code no longer works (used, expired or mistyped too often): ask for a new one.",
+    ),
+    "too_many_codes": (
+        "获取验证码太频繁，请一小时后再试，或请同事帮忙。",
+        "Too many codes asked: try again within the hour, or ask a colleague.",
+    ),
+    "not_registered": (
+        "这个号码没有在任何社区登记。",
+        "This number is not registered in any community.",
+    ),
+    "link_gone": ("登录链接无效或已使用", "This sign-in link is invalid, expired or used"),
+    "signed_out": ("登录已结束，请重新登录。", "The session has ended: sign in again."),
+    "not_that_person": (
+        "这个号码不能以这个身份登录。",
+        "This number cannot sign in as that person.",
+    ),
+    "bad_input": ("请检查手机号和验证码。", "Check the phone number and the code."),
+    "refused": ("登录未成功，请重试。", "Sign-in did not succeed: try again."),
     "not_office": (
         "这个号码不是社区工作人员或网格员。",
         "This number is not community staff or a grid worker.",

@@ -263,7 +263,7 @@ async def sign_in_code(request: Request, phone: Annotated[str, Form(max_length=4
     try:
         await sessions.send_code(phone, signin.client_address(request))
     except SignInRefused as refused:
-        return page(request, "signin.html", None, step="phone", problem=str(refused))
+        return page(request, "signin.html", None, step="phone", problem=refused.reason)
     except IdentityAway as exc:
         raise Unavailable("identity") from exc
     return page(request, "signin.html", None, step="code", phone=phone)
@@ -280,7 +280,7 @@ async def sign_in_verify(
     try:
         answer = await sessions.verify(phone, code, identity_id)
     except SignInRefused as refused:
-        return page(request, "signin.html", None, step="code", phone=phone, problem=str(refused))
+        return page(request, "signin.html", None, step="code", phone=phone, problem=refused.reason)
     except IdentityAway as exc:
         raise Unavailable("identity") from exc
     office = [x for x in answer["identities"] if x["role"] in ("staff", "grid_worker", "ops")]
@@ -311,7 +311,7 @@ async def sign_in_choose(
         tokens = await sessions.act_as(refresh, identity_id)
         await sessions.person(tokens)
     except SignInRefused as refused:
-        return page(request, "signin.html", None, step="phone", problem=str(refused))
+        return page(request, "signin.html", None, step="phone", problem=refused.reason)
     except IdentityAway as exc:
         raise Unavailable("identity") from exc
     return signed_in(request, tokens)

@@ -73,7 +73,9 @@ def person_of(principal: Principal, token: str) -> Person:
         name = principal.name or principal.subject
         return Person(name, "", token=token, sub_district=principal.sub_district)
     if principal.role not in (Role.staff, Role.grid_worker) or principal.community_id is None:
-        raise SignInRefused("the console is for staff, grid workers, sub-districts and ops")
+        raise SignInRefused(
+            "the console is for staff, grid workers, sub-districts and ops", reason="not_office"
+        )
     return Person(
         principal.name or principal.subject,
         principal.community_id,

@@ -149,7 +149,9 @@ def set_tokens(request: Request, response: Response, tokens: Tokens) -> None:
 async def signed_in(request: Request, tokens: Tokens) -> JSONResponse:
     principal = await decode(request.app.state.keys, tokens.access)
     if principal.role not in FIELD_ROLES:
-        raise Problem(403, "Forbidden", "the app is for cadres and residents; staff: console")
+        raise Problem(
+            403, "Forbidden", "the app is for cadres and residents; staff: console", reason="staff"
+        )
     response = JSONResponse({"who": who_of(principal)})
     set_tokens(request, response, tokens)
     return response
@@ -181,7 +183,15 @@ async def asked(call: Any) -> Any:
     try:
         return await call
     except SignInRefused as exc:
-        raise Problem(422, "Refused", str(exc)) from exc
+        # As identity said it, with the reason in a word the app says in Chinese
+        said: dict[str, Any] = {"reason": exc.reason}
+        if exc.tries_left is not None:
+            said["tries_left"] = exc.tries_left
+        retry = None
+        if exc.retry_after:
+            said["retry_after"] = exc.retry_after
+            retry = {"Retry-After": str(exc.retry_after)}
+        raise Problem(exc.status, exc.title, str(exc), headers=retry, **said) from exc
     except IdentityAway as exc:
         raise Problem(503, "Service unavailable", "sign-in is not answering") from exc
 
@@ -200,7 +210,12 @@ async def verify(body: VerifyIn, request: Request, _: Written) -> JSONResponse:
         return await signed_in(request, Tokens(answer["access_token"], answer["refresh_token"]))
     if not mine:
         await request.app.state.identity.sign_out(answer["refresh_token"])
-        raise Problem(403, "Forbidden", "no cadre or household answers to this phone here")
+        raise Problem(
+            403,
+            "Forbidden",
+            "no cadre or household answers to this phone here",
+            reason="not_registered",
+        )
     # The phone is more than one person (a cadre whose family is a household): choose.
     response = JSONResponse({"choose": mine})
     set_tokens(request, response, Tokens("", answer["refresh_token"]))

@@ -31,6 +31,7 @@ from tests.e2e.client import Community, codes_for, eventually, known, new_phone
 from tests.e2e.conftest import (
     Running,
     field_app,
+    front_end,
     restart,
     spawn,
     start_services,
@@ -430,6 +431,52 @@ def test_the_app_passes_on_only_the_services_v1_routes(
             refused = http.get(path)
             assert refused.status_code == 404, (path, refused.text[:200])
             assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_refused_sign_in_says_why_in_the_persons_words(
+    phone: webdriver.Chrome,
+    field: str,
+    community: Community,
+    gateway: GatewayServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Identity's refusals reach the phone as what they are (a wrong code, too many codes,
+    with how many tries are left and when to try again), for the app to say in Chinese;
+    the console says them in Chinese too, not in identity's English."""
+    community.define()
+    number = new_phone()
+    community.import_households([f"Datong Garden,3,3,{random.randrange(10**5)},g1,{number},"])
+    known(community, number, "resident")
+    phone.get(field)
+    wait_for(phone, "the phone field", lambda d: d.find_element(By.ID, "phone")).send_keys(number)
+    click(phone, "#send")
+    code = eventually(lambda: codes_for(gateway, number), what="the code")[-1]
+    wrong = "000000" if code != "000000" else "111111"
+    wait_for(phone, "the code field", lambda d: d.find_element(By.ID, "code").is_displayed())
+    phone.find_element(By.ID, "code").send_keys(wrong)
+    click(phone, "#verify")
+    wait_for(phone, "why, in Chinese", lambda d: "验证码不对" in d.find_element(By.ID, "main").text)
+    assert "还可以试 4 次" in phone.find_element(By.ID, "main").text
+    shot(phone, "signin-wrong-code-zh")
+    app = {"X-Doorstep-App": "1"}
+    with httpx.Client(base_url=field, timeout=10, headers=app) as http:
+        assert http.post("/session/code", json={"phone": number}).status_code == 200
+        refused = http.post("/session/verify", json={"phone": number, "code": wrong})
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["reason"] == "code_wrong" and refused.json()["tries_left"] == 4
+        for _ in range(4):  # five an hour per phone
+            http.post("/session/code", json={"phone": number})
+        limited = http.post("/session/code", json={"phone": number})
+        assert limited.status_code == 429 and limited.json()["reason"] == "too_many_codes"
+        assert int(limited.headers["retry-after"]) > 0
+    with (
+        front_end("console", community.env, tmp_path_factory) as console,
+        httpx.Client(base_url=console, timeout=10) as http,
+    ):
+        page = http.post("/signin/verify", data={"phone": number, "code": wrong})
+        assert "验证码不对" in page.text and "wrong code" not in page.text.lower()
+        page = http.post("/signin/code", data={"phone": number})
+        assert "太频繁" in page.text and "too many codes" not in page.text.lower()
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

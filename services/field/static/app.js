@@ -36,6 +36,16 @@ const T = {
     photo_deliver: "拍照送达（垃圾、无智能手机的住户）", uploading: "正在上传照片…", fail_reason: "原因",
     fail_not_home: "家中无人", fail_wrong_address: "地址有误", fail_refused: "住户拒收", fail_other: "其他原因",
     note: "备注（可不填）", fail_report: "报告无法送达",
+    // what went wrong: why sign-in said no, else what the answer's status means
+    why_code_wrong: "验证码不对，请核对短信后再输入。", why_code_gone: "验证码已失效，请重新获取。",
+    why_too_many_codes: "获取验证码太频繁", why_not_registered: "这个号码没有在社区登记，请联系社区工作人员。",
+    why_staff: "社区工作人员请使用工作台（电脑）。", why_signed_out: "登录已结束，请重新登录。",
+    tries_left: "还可以试", times: "次", minutes_later: "分钟后可再试", sep: "，",
+    status_0: "连不上网络，请稍后再试。", status_401: "请重新登录。", status_403: "您不能做这件事。",
+    status_404: "没有找到：可能已取消或已转给别人。", status_409: "情况已有变化（可能已有人处理），请看最新状态。",
+    status_413: "照片太大，请重拍。", status_415: "文件格式不对。", status_422: "填写的内容不对，请检查。",
+    status_423: "取件码输错次数太多，已锁定，请联系网格员。", status_429: "操作太频繁，请稍后再试。",
+    status_5xx: "服务暂时忙，请稍后再试。",
   },
   en: {
     title: "Community service", lang: "中文", big: "Large text", small: "Normal text", out: "Sign out",
@@ -67,6 +77,15 @@ const T = {
     photo_deliver: "Deliver with a photo (garbage; a household without a smartphone)", uploading: "Uploading the photo…", fail_reason: "Reason",
     fail_not_home: "Nobody home", fail_wrong_address: "Wrong address", fail_refused: "Refused", fail_other: "Another reason",
     note: "Note (optional)", fail_report: "Report: not delivered",
+    why_code_wrong: "Wrong code: check the SMS and type it again.", why_code_gone: "The code no longer works: ask for a new one.",
+    why_too_many_codes: "Too many codes asked", why_not_registered: "This number is not registered with the community: ask the community staff.",
+    why_staff: "Community staff: please use the console.", why_signed_out: "The session has ended: sign in again.",
+    tries_left: "tries left:", times: "", minutes_later: "min until you may ask again", sep: ", ",
+    status_0: "No network: try again in a moment.", status_401: "Sign in again.", status_403: "You may not do that.",
+    status_404: "Not found: it may have been cancelled or given to someone else.", status_409: "Things have changed (someone may have acted): see how it is now.",
+    status_413: "The photo is too large: take it again.", status_415: "Not a file type we take.", status_422: "Something filled in is not right: check it.",
+    status_423: "Too many wrong codes: locked. Call the grid worker.", status_429: "Too often: try again in a moment.",
+    status_5xx: "The service is busy: try again in a moment.",
   },
 };
 // Chinese unless the browser asks for English (or the person chose).
@@ -98,7 +117,17 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   return data;
 }
 
-function problem(err) { return h("p", { class: "problem", role: "alert" }, `${t("problem")}: ${err.message}`); }
+// What went wrong, in the person's words: why sign-in said no, else what the answer's status
+// means (none: the network). The service's own detail is English, for staff: shown in English.
+function problem(err) {
+  const d = err.data || {};
+  const status = err.status ?? 0;
+  let said = T[lang][`why_${d.reason}`] || T[lang][`status_${status >= 500 ? "5xx" : status}`] || t("problem");
+  if (d.tries_left) said += ` ${t("tries_left")} ${d.tries_left} ${t("times")}`;
+  if (d.retry_after) said += `${t("sep")}${Math.ceil(d.retry_after / 60)} ${t("minutes_later")}`;
+  if (lang === "en" && err.message && status) said += ` (${err.message})`;
+  return h("p", { class: "problem", role: "alert" }, said);
+}
 
 // --- IndexedDB: walk lists and the outbox ---------------------------------------------------
 
