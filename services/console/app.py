@@ -90,7 +90,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     async def refused(request: Request, exc: Exception) -> HTMLResponse:
         assert isinstance(exc, Refused)
         status = 404 if exc.status in (403, 404) else exc.status
-        return await error_page(request, exc.detail, status)
+        return await error_page(request, exc.said(pages.language(request)), status)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Exception) -> HTMLResponse:

@@ -36,7 +36,7 @@ from services.console.session import (
     Tokens,
 )
 from services.console.upstream import Queued, Refused, Unavailable, Upstream
-from shared import signin
+from shared import refusals, signin
 from shared.contracts.orders import CommunityPolicy
 
 router = APIRouter(include_in_schema=False)
@@ -202,7 +202,7 @@ def page(request: Request, name: str, who: Person | None, **context: Any) -> HTM
             "who": who,
             "t": words(lang),
             "lang": lang,
-            "said": request.query_params.get("said"),
+            "said": said_back(request, lang),
             "path": request.url.path,
             "now": datetime.now(UTC),
             "local": local_time(getattr(request.state, "clock", BEIJING)),
@@ -217,9 +217,21 @@ def on_console(path: str, otherwise: str) -> str:
     return path if path.startswith("/") and not path.startswith("//") else otherwise
 
 
-def back(to: str, said: str) -> RedirectResponse:
+def back(to: str, said: str, refused: Refused | None = None) -> RedirectResponse:
+    """Back to the page, saying how it went: a word of ours, or a service's refusal (its
+    title and status along, for the page to say it in the person's words)."""
+    query = {"said": said}
+    if refused is not None:
+        query |= {"why": refused.title or "", "refused": str(refused.status)}
     joiner = "&" if "?" in to else "?"
-    return RedirectResponse(f"{to}{joiner}{urlencode({'said': said})}", status_code=303)
+    return RedirectResponse(f"{to}{joiner}{urlencode(query)}", status_code=303)
+
+
+def said_back(request: Request, lang: str) -> str | None:
+    said, refused = request.query_params.get("said"), request.query_params.get("refused")
+    if said and refused and refused.isdigit():
+        return refusals.said(request.query_params.get("why"), int(refused), said, lang)
+    return said
 
 
 async def act(to: str, action: Awaitable[Any], done: str = "done") -> RedirectResponse:
@@ -227,7 +239,7 @@ async def act(to: str, action: Awaitable[Any], done: str = "done") -> RedirectRe
     try:
         await action
     except Refused as refused:
-        return back(to, refused.detail)
+        return back(to, refused.detail, refused)
     except Queued:
         return back(to, "queued")
     except Unavailable:
@@ -476,7 +488,7 @@ async def hotline(
             )
             found = [h for h in result["households"] if who.sees_grid(h["grid_id"])]
         except Refused as refused:  # a misheard card code: say so, and ask again
-            problem = refused.detail
+            problem = refused.said(language(request))
     return page(
         request,
         "hotline.html",
@@ -518,7 +530,7 @@ async def hotline_order(
             who, "orders", "/v1/orders", json=body, headers={"Idempotency-Key": f"console-{key}"}
         )
     except Refused as refused:
-        return back("/hotline", refused.detail)
+        return back("/hotline", refused.detail, refused)
     except (Queued, Unavailable) as exc:
         return back("/hotline", "queued" if isinstance(exc, Queued) else "unavailable")
     return back(f"/orders/{order['order_id']}", "done")
@@ -907,7 +919,7 @@ async def start_campaign(
     try:
         started = await services.post(who, "orders", "/v1/campaigns", json=body)
     except Refused as refused:
-        return back("/campaigns", refused.detail)
+        return back("/campaigns", refused.detail, refused)
     except (Queued, Unavailable) as exc:
         return back("/campaigns", "queued" if isinstance(exc, Queued) else "unavailable")
     return back(f"/campaigns/{started['campaign_id']}", "done")

@@ -9,19 +9,24 @@ from typing import Any
 import httpx
 
 from services.console.session import Person
-from shared import trace
+from shared import refusals, trace
 from shared.log import get_logger
 
 log = get_logger(__name__)
 
 
 class Refused(Exception):
-    """A service said no (4xx): its reason is shown to the person, as it is."""
+    """A service said no (4xx): its reason is shown to the person, in their words
+    (``shared.refusals``: the title's meaning in Chinese, the detail in English)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, title: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.title = title
+
+    def said(self, lang: str) -> str:
+        return refusals.said(self.title, self.status, self.detail, lang)
 
 
 class Unavailable(Exception):
@@ -63,15 +68,17 @@ class Upstream:
         if response.status_code >= 500:
             raise Unavailable(service)
         if response.status_code >= 400:
+            title = None
             try:
                 body = response.json()
+                title = body.get("title")
                 detail = body.get("detail") or body.get("title") or response.reason_phrase
                 fields = [f"{e['field']}: {e['message']}" for e in body.get("errors", [])]
                 if fields:  # which field, and why: what the person can put right
                     detail = "; ".join(fields)
             except ValueError:
                 detail = response.reason_phrase
-            raise Refused(response.status_code, str(detail))
+            raise Refused(response.status_code, str(detail), title)
         return response
 
     async def get(self, person: Person, service: str, path: str, **params: Any) -> Any:

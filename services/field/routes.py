@@ -6,6 +6,7 @@ it without asking first (CORS), so the cookies cannot be used from there."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
-from shared import signin, trace
+from shared import refusals, signin, trace
 from shared.api import StrictBody
 from shared.auth import Principal, Role, decode
 from shared.problem import Problem
@@ -275,7 +276,7 @@ async def passed_on(service: str, path: str, request: Request, _: Written) -> Re
     except httpx.HTTPError as exc:
         raise Problem(503, "Service unavailable", f"{service} is not answering") from exc
     response = Response(
-        answer.content,
+        in_words(answer),
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type"),
         headers={"Cache-Control": "no-store"},
@@ -283,6 +284,20 @@ async def passed_on(service: str, path: str, request: Request, _: Written) -> Re
     if renewed is not None:
         set_tokens(request, response, renewed)
     return response
+
+
+def in_words(answer: httpx.Response) -> bytes:
+    """The answer as the service gave it; a refusal whose title we know also says what it
+    means in Chinese (``words_zh``): the services explain in English, the app's people
+    read Chinese first."""
+    if answer.status_code < 400 or "problem+json" not in answer.headers.get("content-type", ""):
+        return answer.content
+    try:
+        body = answer.json()
+        words = refusals.WORDS.get(body.get("title") or "")
+    except (ValueError, AttributeError):
+        return answer.content
+    return answer.content if words is None else json.dumps({**body, "words_zh": words}).encode()
 
 
 async def streamed(

@@ -397,6 +397,12 @@ def test_staff_start_a_door_knock_campaign_and_cannot_close_it_early_without_a_r
     assert page.find_element(By.CSS_SELECTOR, row)
     page.find_element(By.CSS_SELECTOR, "form[action$='/close'] button").click()
     wait_for(page, "the refusal", lambda d: "2 households are not reached" in said(d))
+    # In Chinese the refusal says what it means in Chinese, not in the service's English.
+    page.add_cookie({"name": "lang", "value": "zh"})
+    page.find_element(By.CSS_SELECTOR, "form[action$='/close'] button").click()
+    wait_for(page, "the refusal in Chinese", lambda d: "还有住户没联系上" in said(d))
+    assert "not reached" not in said(page)
+    page.add_cookie({"name": "lang", "value": "en"})
     page.find_element(By.CSS_SELECTOR, f"{row} button").click()
     wait_for(
         page,

@@ -422,6 +422,12 @@ def test_the_app_passes_on_only_the_services_v1_routes(
         code = eventually(lambda: codes_for(gateway, number), what="the code")[-1]
         assert http.post("/session/verify", json={"phone": number, "code": code}).is_success
         assert http.get("/api/orders/v1/orders").status_code == 200
+        # A refusal passed on carries what it means in Chinese, for the app to say.
+        order = {"category": "groceries", "items": "大米"}
+        key = {"Idempotency-Key": f"k-{random.randrange(10**9)}"}
+        assert http.post("/api/orders/v1/orders", json=order, headers=key).is_success
+        other = http.post("/api/orders/v1/orders", json={**order, "items": "面"}, headers=key)
+        assert other.status_code == 422 and other.json()["words_zh"] == "这次提交和上次的内容不同。"
         for path in (
             "/api/orders/v1/%2e%2e/metrics",
             "/api/notify/v1/%2E%2E/hooks/sms",

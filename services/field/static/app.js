@@ -117,12 +117,14 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   return data;
 }
 
-// What went wrong, in the person's words: why sign-in said no, else what the answer's status
-// means (none: the network). The service's own detail is English, for staff: shown in English.
+// What went wrong, in the person's words: why sign-in said no, else what the refusal means
+// (words_zh, added by this app's server), else what its status means (none: the network).
+// The service's own detail is English, for staff: shown in English.
 function problem(err) {
   const d = err.data || {};
   const status = err.status ?? 0;
-  let said = T[lang][`why_${d.reason}`] || T[lang][`status_${status >= 500 ? "5xx" : status}`] || t("problem");
+  let said = T[lang][`why_${d.reason}`] || (lang === "zh" && d.words_zh)
+    || T[lang][`status_${status >= 500 ? "5xx" : status}`] || t("problem");
   if (d.tries_left) said += ` ${t("tries_left")} ${d.tries_left} ${t("times")}`;
   if (d.retry_after) said += `${t("sep")}${Math.ceil(d.retry_after / 60)} ${t("minutes_later")}`;
   if (lang === "en" && err.message && status) said += ` (${err.message})`;
