@@ -117,6 +117,16 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   return data;
 }
 
+// An id made on the phone: crypto.randomUUID where there is one; a secure context and a
+// recent browser have it, WeChat's older webview and a LAN page over plain HTTP do not.
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80; // version 4, RFC 4122 variant
+  const x = Array.from(b, (v) => v.toString(16).padStart(2, "0")).join("");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
 // What went wrong, in the person's words: why sign-in said no, else what the refusal means
 // (words_zh, added by this app's server), else what its status means (none: the network).
 // The service's own detail is English, for staff: shown in English.
@@ -246,6 +256,9 @@ async function resident() {
   const orders = h("div", { id: "orders" });
   const inbox = h("div", { id: "inbox" });
   const asked = h("p", { class: "muted", role: "status" });
+  // One key per order: a second tap, or a retry after an answer the network lost, is the
+  // same order (the server answers it again); a new key once it is placed.
+  let key = newId();
   main.replaceChildren(
     h("div", { class: "row" }, h("button", { type: "button", class: "secondary", id: "call-me", onclick: async () => {
       try { await api("/api/notify/v1/call-me", { method: "POST", body: {} }); asked.textContent = t("asked"); }
@@ -255,8 +268,9 @@ async function resident() {
     h("form", { class: "card", onsubmit: async (e) => {
       e.preventDefault();
       try {
-        const placed = await api("/api/orders/v1/orders", { method: "POST", body: { category: chosen, items: items.value || t(chosen) } });
-        items.value = ""; said.replaceChildren();
+        const placed = await api("/api/orders/v1/orders", { method: "POST", headers: { "Idempotency-Key": key },
+          body: { category: chosen, items: items.value || t(chosen) } });
+        key = newId(); items.value = ""; said.replaceChildren();
         await showOrders(orders, placed); // what they just did is what they see
       } catch (err) { said.replaceChildren(problem(err)); }
     } }, tiles, h("label", { for: "items" }, t("items")), items, h("p"), h("button", { id: "place" }, t("place")), said),
@@ -274,13 +288,13 @@ function parcelForm(orders) {
   const from = h("input", { id: "from-name", maxlength: 100 });
   const what = h("input", { id: "parcel-items", maxlength: 300 });
   const said = h("div", { id: "parcel" });
-  let key = crypto.randomUUID();
+  let key = newId();
   return h("form", { class: "card", onsubmit: async (e) => {
     e.preventDefault();
     try {
       const parcel = await api("/api/orders/v1/parcels", { method: "POST", headers: { "Idempotency-Key": key },
         body: { from_name: from.value, items: what.value || t("parcel_from") } });
-      key = crypto.randomUUID(); from.value = ""; what.value = "";
+      key = newId(); from.value = ""; what.value = "";
       said.replaceChildren(h("p", {}, t("parcel_code")), h("div", { class: "code long", id: "parcel-code" }, parcel.code),
         h("a", { href: `/api/orders/v1/parcels/${parcel.code}/label.pdf`, target: "_blank", rel: "noopener" }, t("label")));
       await showOrders(orders);
@@ -402,7 +416,7 @@ function photoProof(task, act) {
     said.textContent = t("uploading");
     try {
       const photo = await shrink(input.files[0]);
-      const id = crypto.randomUUID();
+      const id = newId();
       await api(`/api/dispatch/v1/photos/${id}?order_id=${encodeURIComponent(task.order_id)}`, { method: "PUT", body: photo });
       await act(task.order_id, "deliver", { photo_id: id });
     } catch (err) { said.replaceChildren(problem(err)); }
@@ -485,7 +499,7 @@ async function doors(listId, cardCode) {
       const state = h("span", { class: "state muted" }, recorded.has(door.household_id) ? t("saved") : t(door.state));
       const record = async (outcome) => {
         const chosen = needs.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
-        const record_id = crypto.randomUUID();
+        const record_id = newId();
         await put("outbox", {
           record_id, campaign_id: walk.campaign_id, address: door.address, state: "waiting",
           door: { record_id, household_id: door.household_id, outcome, needs: outcome === "answered" ? chosen : [], visited_at: new Date().toISOString() },
