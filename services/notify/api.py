@@ -437,7 +437,8 @@ async def arrived(order_id: str, principal: CurrentPrincipal, database: Db) -> d
 )
 async def call_me(request: Request, principal: CurrentPrincipal, database: Db) -> dict[str, Any]:
     household_id, community = resident(principal)
-    household = await request.app.state.owner.household(household_id) or {}
+    owner = request.app.state.owner
+    household = await owner.household(household_id) or {}
     today = datetime.now(UTC).strftime("%Y%m%d%H")  # once an hour at most: not a flood
     entry_id = f"callme-app-{household_id}-{today}"
     with contextlib.suppress(DuplicateKeyError):
@@ -454,6 +455,9 @@ async def call_me(request: Request, principal: CurrentPrincipal, database: Db) -
                 "kind": "call_me",
                 "message": "请回电 · Asked to be called back (in the app).",
                 "created_at": datetime.now(UTC),
+                # in the list's order, after what staff may be calling about already: a
+                # call marked done up to an earlier entry leaves this one
+                "seq": owner.sequence.next(),
             }
         )
     return {"call_list_entry": entry_id, "asked": True}

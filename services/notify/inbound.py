@@ -202,6 +202,7 @@ class KeypadReplies:
                     "kind": "call_me",
                     "message": "Asked to be called back (replied 9 by SMS).",
                     "created_at": now,
+                    "seq": self.owner.sequence.next(),  # after what a call may cover already
                 }
             )
         return "Doorstep: the community office will call you soon."

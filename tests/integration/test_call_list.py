@@ -4,9 +4,12 @@ millisecond (one batch of events) still have one order, the listing's and the ma
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from services.notify import api
+from services.notify.handlers import Sequence
+from services.notify.inbound import KeypadReplies
 from shared.auth import Principal, Role
 
 
@@ -76,3 +79,51 @@ async def test_a_call_tells_a_households_messages_in_the_order_they_happened(db:
     assert done["done"] == 2
     (rest,) = (await api.call_list(staff, db))["households"]
     assert [m["kind"] for m in rest["messages"]] == ["order.arrived"]
+
+
+def told_entry(household_id: str, seq: str) -> dict[str, Any]:
+    return {
+        "_id": f"orders:datong:5:0:household:{household_id}",
+        "community_id": "datong",
+        "household_id": household_id,
+        "phone": "13900000003",
+        "grid_id": "g1",
+        "address": "大同花园 1-1-103",
+        "card_code": "33FY3K",
+        "order_id": "o-3",
+        "kind": "task.picked_up",
+        "message": "配送中",
+        "created_at": datetime.now(UTC),
+        "seq": seq,
+    }
+
+
+async def test_asking_to_be_called_after_the_list_was_read_is_not_marked_done_by_that_call(
+    db: Any,
+) -> None:
+    """Staff read the list and dial; meanwhile the resident asks to be called back (in the
+    app, or by replying 9). Marking the call done marks what staff saw, not the new ask."""
+    staff = Principal(subject="staff-1", role=Role.staff, community_id="datong")
+    owner = SimpleNamespace(sequence=Sequence())
+    household = {"_id": "hh-3", "community_id": "datong", "phone": "13900000003", "grid_id": "g1"}
+
+    async def household_of(_: str) -> dict[str, Any]:
+        return household
+
+    owner.household = household_of
+    await db["call_list"].insert_one(told_entry("hh-3", owner.sequence.next()))
+    (call,) = (await api.call_list(staff, db))["households"]
+    seen = call["messages"][-1]["id"]
+
+    resident = Principal(
+        subject="r", role=Role.resident, community_id="datong", household_id="hh-3"
+    )
+    app = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(owner=owner)))
+    await api.call_me(app, resident, db)  # type: ignore[arg-type]
+    await KeypadReplies(db, None, owner)._from_household(household, "9", "sms-1")  # type: ignore[arg-type]
+
+    done = await api.household_called("hh-3", api.CalledIn(upto=seen), staff, db)
+
+    assert done["done"] == 1
+    (rest,) = (await api.call_list(staff, db))["households"]
+    assert [m["kind"] for m in rest["messages"]] == ["call_me", "call_me"]
