@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import subprocess
 import sys
 import time
@@ -257,6 +258,41 @@ def test_a_cadre_delivers_garbage_with_a_photo_and_reports_a_delivery_that_faile
     community.order_status(groceries, "failed")
     [failed] = [p for t, p in community.dispatch_events(groceries) if t == "task.failed"]
     assert (failed["reason"], failed["volunteer_id"]) == ("not_home", cadre)
+
+
+def test_a_cadre_whose_phone_clock_is_wrong_checks_in_and_sees_the_offers_true_time_left(
+    phone: webdriver.Chrome, field: str, community: Community, gateway: GatewayServer
+) -> None:
+    """A phone that lost its date (the battery ran flat) is ten hours behind: the shift it
+    asks for still ends eight hours from now, and an offer's time left is the server's."""
+    community.define()
+    number = new_phone()
+    cadre = community.volunteer("g1", check_in=False, phone=number)
+    known(community, number, "volunteer")
+    phone.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": "{ const real = Date.now; Date.now = () => real() - 10 * 3600e3; }"},
+    )
+    sign_in(phone, field, gateway, number)
+    click(phone, "#check-in")
+    wait_for(phone, "the cadre on duty", lambda d: d.find_element(By.ID, "on-duty"))
+    me = community.ok(
+        "GET", "volunteers", f"/v1/volunteers/{cadre}", community.volunteer_token(cadre)
+    )
+    until = datetime.fromisoformat(me["shift"]["until"])
+    assert timedelta(hours=7, minutes=50) < until - datetime.now(UTC) <= timedelta(hours=8)
+
+    home = community.household("g1")["household_id"]
+    body = {"household_id": home, "category": "medicine", "items": "降压药"}
+    order = community.ok("POST", "orders", "/v1/orders", community.staff, json=body)["order_id"]
+    left = wait_for(
+        phone,
+        "the offer with its time left",
+        lambda d: re.search(
+            r"(\d+)s", d.find_element(By.CSS_SELECTOR, f".task[data-order='{order}']").text
+        ),
+    )
+    assert int(left.group(1)) > 0
 
 
 def test_a_cadre_at_the_gate_takes_a_buildings_parcels_as_one_batch(

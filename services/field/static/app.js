@@ -106,11 +106,19 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// The server's time, not the phone's: a phone that lost its date (a flat battery) asked for
+// a shift that had ended and counted an offer's seconds wrong. The last answer's Date header
+// says how far off the phone is; kept for doors recorded offline.
+let skew = Number(localStorage.getItem("skew")) || 0;
+const now = () => Date.now() + skew;
+
 async function api(path, { method = "GET", body, headers = {} } = {}) {
   const init = { method, headers: { "X-Doorstep-App": "1", "Accept-Language": lang, ...headers } };
   if (body instanceof Blob) { init.body = body; init.headers["Content-Type"] = body.type; }
   else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   const res = await fetch(path, init);
+  const served = Date.parse(res.headers.get("date") || "");
+  if (!Number.isNaN(served)) { skew = served - Date.now(); localStorage.setItem("skew", String(skew)); }
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : {};
   if (res.status === 401 && !path.startsWith("/session")) { who = null; render(); }
   if (!res.ok) throw Object.assign(new Error(data.detail || data.title || res.status), { status: res.status, data });
@@ -356,7 +364,7 @@ async function showDuty(box) {
         h("button", { type: "button", class: "secondary", id: "check-out", onclick: () => act("check-out") }, t("check_out")))
     : h("div", {}, h("span", {}, t("off_duty")), h("label", { for: "grid" }, t("grid")), grid, h("p"),
         h("button", { type: "button", id: "check-in", onclick: () => act("check-in", {
-          grid_id: grid.value, until: new Date(Date.now() + 8 * 3600e3).toISOString() }) }, t("check_in"))));
+          grid_id: grid.value, until: new Date(now() + 8 * 3600e3).toISOString() }) }, t("check_in"))));
 }
 
 async function showTasks(box) {
@@ -387,7 +395,7 @@ async function showTasks(box) {
   box.replaceChildren(...batchCards, ...(list.length ? list : [null]).map((task) => {
     if (task === null) return h("p", { class: "muted" }, t("none"));
     const code = h("input", { inputmode: "numeric", pattern: "[0-9]{4}", maxlength: 4, "aria-label": t("handoff"), placeholder: t("handoff") });
-    const left = task.offer_expires_at ? Math.max(0, Math.round((new Date(task.offer_expires_at) - Date.now()) / 1000)) : null;
+    const left = task.offer_expires_at ? Math.max(0, Math.round((new Date(task.offer_expires_at) - now()) / 1000)) : null;
     return h("div", { class: "card task", "data-order": task.order_id, "data-state": task.state },
       h("div", { class: "row" }, h("strong", {}, t(task.category)), h("span", { class: "status" }, t(task.state)),
         left !== null && task.state === "offered" ? h("span", { class: "muted" }, `${left}s ${t("left")}`) : []),
@@ -502,7 +510,7 @@ async function doors(listId, cardCode) {
         const record_id = newId();
         await put("outbox", {
           record_id, campaign_id: walk.campaign_id, address: door.address, state: "waiting",
-          door: { record_id, household_id: door.household_id, outcome, needs: outcome === "answered" ? chosen : [], visited_at: new Date().toISOString() },
+          door: { record_id, household_id: door.household_id, outcome, needs: outcome === "answered" ? chosen : [], visited_at: new Date(now()).toISOString() },
         });
         state.textContent = `${t(outcome)} · ${t("saved")}`;
         showOutbox();
