@@ -96,6 +96,56 @@ def test_a_cadre_records_doors_offline_and_each_reaches_the_server_once(
     assert cadre in {w["volunteer_id"] for w in lists}
 
 
+def test_a_door_refused_in_a_synced_batch_leaves_the_others_recorded(
+    phone: webdriver.Chrome, field: str, community: Community, gateway: GatewayServer
+) -> None:
+    """Offline, a cadre records five doors; the office closes the round; the cadre, still
+    offline, records three more. Back online, the server takes the five knocked while the
+    round was open and refuses the three after: all of one batch or none, so the app must
+    not let the three take the five down with them."""
+    community.define()
+    rows = [f"Datong Garden,14,1,{101 + i},g1,139{random.randrange(10**8):08d}," for i in range(8)]
+    community.import_households(rows)
+    number = new_phone()
+    community.volunteer("g1", capacity=2, phone=number)
+    known(community, number, "volunteer")
+    round_ = community.ok(
+        "POST", "orders", "/v1/campaigns", community.staff, json={"title": "夜间排查"}
+    )
+    path = f"/v1/campaigns/{round_['campaign_id']}"
+    sign_in(phone, field, gateway, number)
+    click(phone, "#rounds .take")
+    click(phone, "#rounds .open")
+    wait_for(phone, "8 doors", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".door")) == 8)
+    offline(phone, True)
+    doors = phone.find_elements(By.CSS_SELECTOR, ".door")
+
+    def answered(door: Any) -> None:
+        button = door.find_element(By.CSS_SELECTOR, ".answered")
+        phone.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+
+    for door in doors[:5]:
+        answered(door)
+    wait_for(phone, "5 on the phone", lambda d: waiting(d) == 5)
+    community.ok("POST", "orders", f"{path}/close", community.staff, json={"reason": "收队"})
+    time.sleep(1)  # the three below are knocked after the close, by any clock
+    for door in doors[5:]:
+        answered(door)
+    wait_for(phone, "8 on the phone", lambda d: waiting(d) == 8)
+
+    offline(phone, False)
+    click(phone, "#outbox button")
+    wait_for(phone, "the outbox settled", lambda d: waiting(d) == 0, timeout=60)
+    total = community.ok("GET", "orders", path, community.staff)["coverage"]["total"]
+    assert (total["reached"], total["not_yet"]) == (5, 3)
+    wait_for(
+        phone,
+        "the three refused, said so",
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#outbox .problem")) == 3,
+    )
+
+
 def camera_showing(text: str, path: Path) -> Path:
     """A video for Chromium's fake camera: a QR code of ``text``, black on white, in the
     middle of a 640x480 frame (Y4M, 4:2:0; the browser loops it)."""

@@ -175,6 +175,21 @@ const remove = (name, key) => store(name, "readwrite", (s) => s.delete(key));
 
 // --- sync: the outbox goes up, each record once -------------------------------------------
 
+// One batch up: "sent", "later" (no network, the server away, signed out) or the refusal.
+async function send(campaign, chunk) {
+  try {
+    await api(`/api/orders/v1/campaigns/${campaign}/visits`, { method: "POST", body: { doors: chunk.map((r) => r.door) } });
+  } catch (err) {
+    return !err.status || err.status >= 500 || err.status === 401 || err.status === 429 ? "later" : err;
+  }
+  for (const r of chunk) {
+    await remove("outbox", r.record_id);
+    const shown = document.querySelector(`.door[data-household="${r.door.household_id}"] .state`);
+    if (shown) shown.textContent = `${t(r.door.outcome)} · ${t("sent")}`;
+  }
+  return "sent";
+}
+
 let syncing = null;
 function sync() {
   syncing ??= (async () => {
@@ -185,16 +200,16 @@ function sync() {
       for (const [campaign, records] of byRound) {
         for (let i = 0; i < records.length; i += 100) {
           const chunk = records.slice(i, i + 100);
-          try {
-            await api(`/api/orders/v1/campaigns/${campaign}/visits`, { method: "POST", body: { doors: chunk.map((r) => r.door) } });
-            for (const r of chunk) {
-              await remove("outbox", r.record_id);
-              const shown = document.querySelector(`.door[data-household="${r.door.household_id}"] .state`);
-              if (shown) shown.textContent = `${t(r.door.outcome)} · ${t("sent")}`;
-            }
-          } catch (err) {
-            if (!err.status || err.status >= 500 || err.status === 401 || err.status === 429) return; // later
-            for (const r of chunk) await put("outbox", { ...r, state: "refused", detail: err.message });
+          const said = await send(campaign, chunk);
+          if (said === "later") return;
+          if (said === "sent") continue;
+          // The server takes a batch whole or not at all: one refused door (knocked after
+          // the round closed) took the others down with it. Each alone, then: only the
+          // refused are marked so.
+          for (const r of chunk) {
+            const alone = chunk.length > 1 ? await send(campaign, [r]) : said;
+            if (alone === "later") return;
+            if (alone !== "sent") await put("outbox", { ...r, state: "refused", detail: alone.message });
           }
         }
       }
