@@ -65,8 +65,8 @@ test-e2e: $(READY) ## End-to-end tests: the services as real processes, the cons
 	@$(PY) -m doorstep_cli setup --browser
 	@$(PY) -m pytest tests/e2e
 
-test-faults: setup ## The fault tests alone, with their recovery times (kill -9, cuts, a zombie)
-	@$(PY) -m pytest tests/e2e/test_faults.py -s -q
+test-faults: setup ## The fault tests alone, with their recovery times (kill -9, cuts, a zombie; the long outages 60 s and 90 s)
+	@DOORSTEP_TEST_LONG_DB_CUT=60 DOORSTEP_TEST_LONG_BROKER_DOWN=90 $(PY) -m pytest tests/e2e/test_faults.py -s -q
 
 bench: setup ## Open-loop load against the real stack: figures per step, then one `bench:` line
 	@$(PY) -m doorstep_cli bench $(ARGS)
