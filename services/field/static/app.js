@@ -117,8 +117,13 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   if (body instanceof Blob) { init.body = body; init.headers["Content-Type"] = body.type; }
   else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   const res = await fetch(path, init);
-  const served = Date.parse(res.headers.get("date") || "");
-  if (!Number.isNaN(served)) { skew = served - Date.now(); localStorage.setItem("skew", String(skew)); }
+  // The header counts whole seconds: a phone within two seconds of it is taken as right
+  // (else every correction would set it up to a second back, before what it follows).
+  const served = Date.parse(res.headers.get("date") || "") + 500;
+  if (!Number.isNaN(served)) {
+    skew = Math.abs(served - Date.now()) < 2000 ? 0 : served - Date.now();
+    localStorage.setItem("skew", String(skew));
+  }
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : {};
   if (res.status === 401 && !path.startsWith("/session")) { who = null; render(); }
   if (!res.ok) throw Object.assign(new Error(data.detail || data.title || res.status), { status: res.status, data });
